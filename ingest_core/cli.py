@@ -1,0 +1,109 @@
+"""The `ingest` command: run, validate, new."""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_settings
+from .log import setup_logging
+from .paths import PartitionTemplate
+from .units import parse_duration
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ingest", description="Land a Kafka topic in a data lake, exactly once.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="consume one topic until SIGTERM/SIGINT")
+    run.add_argument("config", type=Path)
+    run.add_argument("--exit-when-idle", metavar="DURATION",
+                     help="stop (after flushing) when no message arrived for this long, e.g. 10s")
+    run.add_argument("--shutdown-timeout", default="30s", metavar="DURATION",
+                     help="how long to keep retrying storage while stopping (default 30s)")
+    run.add_argument("--log-format", choices=["auto", "json", "text"], default="auto")
+
+    validate = commands.add_parser("validate", help="check consumer YAML files; exit 1 on any problem")
+    validate.add_argument("configs", type=Path, nargs="+", help="files or folders of *.yaml")
+
+    new = commands.add_parser("new", help="create consumers/TOPIC.yaml from the example")
+    new.add_argument("topic")
+    new.add_argument("--dir", type=Path, default=Path("consumers"))
+
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "validate":
+        return _validate(args.configs)
+    return _new(args.topic, args.dir)
+
+
+def _run(args) -> int:
+    setup_logging(args.log_format)
+    try:
+        settings = _load(args.config)
+        idle = parse_duration(args.exit_when_idle) if args.exit_when_idle else None
+        shutdown_timeout = parse_duration(args.shutdown_timeout)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 1
+    except ValueError as error:
+        print(f"ingest run: {error}", file=sys.stderr)
+        return 1
+    from .runner import run  # imported late: `validate` must not need librdkafka loaded
+
+    return run(settings, args.config, idle, shutdown_timeout)
+
+
+def _load(path: Path):
+    settings = load_settings(path)
+    try:
+        PartitionTemplate.parse(settings.output.partition_by)
+    except ValueError as error:
+        raise ConfigError([f"{path}: output.partition_by: {error}"]) from None
+    return settings
+
+
+def _validate(targets: list[Path]) -> int:
+    files: list[Path] = []
+    for target in targets:
+        if target.is_dir():
+            files.extend(p for p in sorted(target.glob("*.yaml")) if not _is_shared_defaults(p))
+        else:
+            files.append(target)
+    problems = 0
+    for path in files:
+        try:
+            settings = _load(path)
+        except ConfigError as error:
+            print(error, file=sys.stderr)
+            problems += 1
+            continue
+        print(f"{path}: ok (topic {settings.topic}, group {settings.group}, {settings.output.format} to {settings.output.url})")
+    return 1 if problems else 0
+
+
+def _is_shared_defaults(path: Path) -> bool:
+    return path.name in ("defaults.yaml", "defaults.yml")
+
+
+def _new(topic: str, folder: Path) -> int:
+    example = folder / "example.yaml"
+    target = folder / f"{topic}.yaml"
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", topic):
+        print(f"ingest new: {topic!r} is not a Kafka topic name (letters, digits, '.', '_', '-')", file=sys.stderr)
+        return 1
+    if not example.is_file():
+        print(f"ingest new: {example} not found. Fix: run from the repository root or pass --dir", file=sys.stderr)
+        return 1
+    if target.exists():
+        print(f"ingest new: {target} already exists; edit it or pick another topic", file=sys.stderr)
+        return 1
+    text = example.read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^topic:.*$", f"topic: {topic}", text)
+    text = re.sub(r"(?m)^group_id:.*$", f"group_id: ingest-{topic}", text)
+    text = re.sub(r"(?m)^(\s*url:\s*file://\./lake/)[A-Za-z0-9._-]+", rf"\g<1>{topic}", text)
+    target.write_text(text, encoding="utf-8")
+    print(f"created {target}; check it with: ingest validate {target}")
+    return 0

@@ -1,0 +1,130 @@
+"""The encode step: one Batch in, the files to publish and the rejected messages out.
+
+Pure and deterministic: the same batch always gives the same file names and bytes
+(no wall-clock in content), which is what lets a replay after a crash reproduce
+files that may already be published.
+"""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .batch import Batch
+from .decode import decode_batch
+from .formats import Rows, encoder_for
+from .paths import PartitionTemplate, data_file_name
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    path: str  # relative to output.url
+    data: bytes
+    rows: int
+    first_offset: int
+    last_offset: int
+
+
+@dataclass(frozen=True)
+class Reject:
+    index: int  # position in the batch
+    reason: str
+
+
+@dataclass
+class EncodedBatch:
+    batch: Batch
+    files: list[OutputFile]
+    rejects: list[Reject] = field(default_factory=list)
+    widened: int = 0
+
+
+class BatchEncoder:
+    def __init__(self, settings: Settings):
+        self.topic = settings.topic
+        self.decode_format = settings.decode.format
+        self.with_metadata = settings.output.metadata
+        self.template = PartitionTemplate.parse(settings.output.partition_by)
+        self.encoder = encoder_for(settings.output.format, settings.output.codec)
+
+    def encode(self, batch: Batch) -> EncodedBatch:
+        decoded = decode_batch(self.decode_format, batch.values)
+        rejects = [Reject(i, reason) for i, reason in sorted(decoded.rejects.items())]
+        if not decoded.kept:
+            return EncodedBatch(batch, [], rejects, decoded.widened)
+        kept = pa.array(decoded.kept, pa.int64())
+        offsets = pa.array(batch.offsets, pa.int64()).take(kept)
+        stamps = pa.array(batch.timestamps, pa.int64()).take(kept).to_pylist()
+        metadata = _metadata_table(batch, kept) if self.with_metadata else None
+        folders = self.template.folders(stamps, decoded.table)
+        files = []
+        for folder, positions in _group_positions(folders):
+            rows = Rows(
+                payload=decoded.table.take(positions),
+                metadata=metadata.take(positions) if metadata is not None else None,
+                json_lines=_subset(decoded.lines, positions),
+            )
+            group_offsets = offsets.take(positions)
+            first = group_offsets[0].as_py()
+            name = data_file_name(self.topic, batch.partition, first, self.encoder.extension)
+            files.append(OutputFile(
+                path=f"{folder}/{name}" if folder else name,
+                data=self.encoder.encode(rows),
+                rows=len(positions),
+                first_offset=first,
+                last_offset=group_offsets[-1].as_py(),
+            ))
+        files.sort(key=lambda f: f.path)
+        return EncodedBatch(batch, files, rejects, decoded.widened)
+
+
+def _metadata_table(batch: Batch, kept: pa.Array) -> pa.Table:
+    count = len(kept)
+    keys = pa.array(batch.keys, pa.binary()).take(kept)
+    return pa.table({
+        "_topic": pa.array([batch.topic] * count, pa.string()),
+        "_partition": pa.array([batch.partition] * count, pa.int32()),
+        "_offset": pa.array(batch.offsets, pa.int64()).take(kept),
+        "_timestamp": pa.array(batch.timestamps, pa.int64()).take(kept).cast(pa.timestamp("ms", tz="UTC")).cast(pa.timestamp("us", tz="UTC")),
+        "_key": _keys_as_text(keys),
+    })
+
+
+def _keys_as_text(keys: pa.Array) -> pa.Array:
+    """Keys as UTF-8 text; a key that is not valid UTF-8 becomes 'base64:<its base64>'."""
+    try:
+        return keys.cast(pa.string())
+    except pa.ArrowInvalid:
+        pass
+    return pa.array([
+        None if k is None else _text_or_base64(k) for k in keys.to_pylist()
+    ], pa.string())
+
+
+def _text_or_base64(key: bytes) -> str:
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(key).decode("ascii")
+
+
+def _group_positions(folders: pa.Array) -> list[tuple[str, pa.Array]]:
+    """(folder, row positions) for each distinct folder, in order of first appearance."""
+    encoded = folders.dictionary_encode()
+    indices = encoded.indices
+    if len(encoded.dictionary) == 1:
+        return [(encoded.dictionary[0].as_py(), pa.array(range(len(folders)), pa.int64()))]
+    groups = []
+    for code, folder in enumerate(encoded.dictionary.to_pylist()):
+        positions = pc.indices_nonzero(pc.equal(indices, code))
+        groups.append((folder, positions))
+    return groups
+
+
+def _subset(lines: list[bytes] | None, positions: pa.Array) -> list[bytes] | None:
+    if lines is None:
+        return None
+    return [lines[i] for i in positions.to_pylist()]

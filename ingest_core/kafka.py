@@ -1,0 +1,72 @@
+"""The Kafka side: consumer configuration, and readable reports of broker trouble.
+
+librdkafka retries unreachable brokers by itself; `BrokerErrors` turns its error
+callbacks into one clear log line per kind of problem (not one per retry).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from .settings import Settings
+
+log = logging.getLogger("ingest.kafka")
+
+# Properties we own: offsets are committed by the pipeline after publication, never by librdkafka.
+_FORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False}
+_DEFAULTS = {
+    "auto.offset.reset": "earliest",
+    "partition.assignment.strategy": "cooperative-sticky",
+    # Bound librdkafka's prefetch so memory follows batch.max_bytes, not the backlog.
+    "queued.max.messages.kbytes": 32768,
+    "fetch.max.bytes": 33554432,
+    "session.timeout.ms": 45000,
+}
+
+
+def consumer_config(settings: Settings, error_cb=None) -> dict[str, Any]:
+    config: dict[str, Any] = {**_DEFAULTS, **settings.kafka, **_FORCED}
+    config.setdefault("bootstrap.servers", "localhost:9092")
+    config["group.id"] = settings.group
+    if error_cb is not None:
+        config["error_cb"] = error_cb
+    return config
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """The connection part of the consumer's properties, for the dead-letter producer."""
+    consumer_only = ("group.", "auto.offset", "enable.auto", "partition.assignment", "queued.", "fetch.",
+                     "session.timeout", "max.poll", "heartbeat", "isolation.level", "enable.partition.eof")
+    return {k: v for k, v in settings.kafka.items() if not k.startswith(consumer_only)}
+
+
+class BrokerErrors:
+    """Logs librdkafka errors clearly, at most once per `every` seconds per error code."""
+
+    def __init__(self, settings: Settings, source: str, every: float = 30.0):
+        self.bootstrap = consumer_config(settings)["bootstrap.servers"]
+        self.source = source
+        self.every = every
+        self.last_logged: dict[str, float] = {}
+        self.down = False
+
+    def __call__(self, error) -> None:
+        code = error.name()
+        now = time.monotonic()
+        if now - self.last_logged.get(code, -1e9) < self.every:
+            return
+        self.last_logged[code] = now
+        if code in ("_ALL_BROKERS_DOWN", "_TRANSPORT", "_RESOLVE"):
+            self.down = True
+            log.error(
+                "cannot reach Kafka at %s (%s: %s); retrying. Fix: check kafka.bootstrap.servers in %s "
+                "(or KAFKA_BOOTSTRAP_SERVERS) and that the broker is up and reachable",
+                self.bootstrap, code, error.str(), self.source,
+                extra={"event": "broker_unreachable", "bootstrap": self.bootstrap},
+            )
+        elif code in ("_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED", "TOPIC_AUTHORIZATION_FAILED", "GROUP_AUTHORIZATION_FAILED"):
+            log.error("Kafka refused our credentials or permissions (%s: %s). Fix: check the kafka.sasl.* settings in %s",
+                      code, error.str(), self.source, extra={"event": "broker_auth"})
+        else:
+            log.warning("Kafka error %s: %s", code, error.str(), extra={"event": "broker_error"})

@@ -1,0 +1,84 @@
+"""Wiring for `ingest run`: settings → store, ledger, dead letters, Kafka consumer, pipeline.
+
+Signals only set a flag; the loop notices it within one poll timeout, then publishes
+what is buffered, commits, and closes the consumer.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+
+from confluent_kafka import Consumer
+
+from .batch import FlushPolicy
+from .deadletter import DeadLetterFiles, DeadLetters, DeadLetterTopic
+from .encode import BatchEncoder
+from .kafka import BrokerErrors, consumer_config, producer_config
+from .ledger import Ledger
+from .pipeline import FatalError, Pipeline
+from .settings import Settings
+from .storage import LakeStore, StorageError
+
+log = logging.getLogger("ingest.run")
+
+EXIT_OK, EXIT_CONFIG, EXIT_FATAL, EXIT_UNCLEAN = 0, 1, 2, 3
+
+
+def dead_letter_destinations(settings: Settings, store: LakeStore) -> DeadLetters:
+    """Dead letters go where configured; with nothing configured, to `{output.url}/_dlq/`."""
+    sinks: list = []
+    target = settings.dead_letter
+    if target.url:
+        sinks.append(DeadLetterFiles(LakeStore.open(target.url, settings.output.storage_options)))
+    if target.topic:
+        sinks.append(DeadLetterTopic(target.topic, {**producer_config(settings),
+                                                    "bootstrap.servers": consumer_config(settings)["bootstrap.servers"]}))
+    if not sinks:
+        sinks.append(DeadLetterFiles(LakeStore.open(settings.output.url.rstrip("/") + "/_dlq", settings.output.storage_options)))
+    return DeadLetters(sinks)
+
+
+def run(settings: Settings, source: Path, exit_when_idle: float | None = None, shutdown_timeout: float = 30.0) -> int:
+    try:
+        store = LakeStore.open(settings.output.url, settings.output.storage_options)
+        store.check_writable()
+        dead_letters = dead_letter_destinations(settings, store)
+    except StorageError as error:
+        log.error("%s (config: %s, key output.url)", error, source, extra={"event": "storage_fatal"})
+        return EXIT_FATAL
+    except (ImportError, ValueError) as error:
+        log.error("cannot open %s: %s. Fix: check output.url and output.storage_options in %s",
+                  settings.output.url, error, source, extra={"event": "storage_fatal"})
+        return EXIT_FATAL
+
+    consumer = Consumer(consumer_config(settings, error_cb=BrokerErrors(settings, str(source))))
+    pipeline = Pipeline(
+        topic=settings.topic, consumer=consumer, encoder=BatchEncoder(settings), store=store,
+        ledger=Ledger(store), dead_letters=dead_letters, policy=FlushPolicy.from_settings(settings.batch),
+    )
+    stop = {"requested": False}
+
+    def request_stop(signum, _frame):
+        log.info("received %s: publishing what is buffered, then stopping", signal.Signals(signum).name,
+                 extra={"event": "stopping"})
+        stop["requested"] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    consumer.subscribe([settings.topic], on_assign=pipeline.on_assign, on_revoke=pipeline.on_revoke,
+                       on_lost=pipeline.on_lost)
+    log.info("consuming %s as group %s into %s (%s)", settings.topic, settings.group, settings.output.url,
+             settings.output.format, extra={"event": "started", "topic": settings.topic, "group": settings.group})
+    try:
+        clean = pipeline.run(lambda: stop["requested"], exit_when_idle, shutdown_timeout)
+    except FatalError as error:
+        log.error("stopping: %s", error, extra={"event": "fatal"})
+        pipeline.states.clear()  # publish nothing more; uncommitted work is replayed by the next run
+        consumer.close()
+        return EXIT_FATAL
+    consumer.close()
+    s = pipeline.stats
+    log.info("stopped: %d records landed in %d files, %d dead letters", s.records, s.files, s.dead_letters,
+             extra={"event": "stopped", "records": s.records, "files": s.files, "dead_letters": s.dead_letters})
+    return EXIT_OK if clean else EXIT_UNCLEAN

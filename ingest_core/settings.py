@@ -1,0 +1,121 @@
+"""Typed settings of one consumer, validated from the merged YAML.
+
+Every field has the default a data engineer would expect; unknown keys are
+rejected (the loader turns that into a did-you-mean). Values that are secrets
+(`kafka` SASL settings, `output.storage_options`) are never rendered by `redacted()`.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from .units import parse_duration, parse_size
+
+ByteSize = Annotated[int, BeforeValidator(parse_size)]
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+
+COMPRESSIONS = {
+    "parquet": ("zstd", "snappy", "gzip", "none"),
+    "ndjson": ("gzip", "zstd", "none"),
+}
+DEFAULT_PARTITION_BY = "dt={timestamp:%Y-%m-%d}/hour={timestamp:%H}"
+SECRET_WORDS = ("password", "secret", "key", "token", "credential", "sas", "connection_string", "jaas")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DecodeSettings(_Section):
+    format: Literal["json", "avro", "raw"] = "json"
+    schema_registry: dict[str, Any] = Field(default_factory=dict)
+
+
+class OutputSettings(_Section):
+    url: str
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    format: Literal["parquet", "ndjson"] = "parquet"
+    compression: str | None = None  # None: zstd for parquet, gzip for ndjson
+    partition_by: str = DEFAULT_PARTITION_BY
+    metadata: bool = True
+
+    @model_validator(mode="after")
+    def _compression_fits_format(self) -> "OutputSettings":
+        allowed = COMPRESSIONS[self.format]
+        if self.compression is not None and self.compression not in allowed:
+            raise ValueError(
+                f"compression {self.compression!r} is not available for format {self.format}; "
+                f"use one of: {', '.join(allowed)}"
+            )
+        return self
+
+    @property
+    def codec(self) -> str:
+        return self.compression or COMPRESSIONS[self.format][0]
+
+
+class BatchSettings(_Section):
+    max_records: int = Field(default=100_000, gt=0)
+    max_bytes: ByteSize = Field(default=64 * 1024 * 1024, gt=0)
+    max_age: Seconds = Field(default=60.0, gt=0)
+
+
+class DeadLetterSettings(_Section):
+    topic: str | None = None
+    url: str | None = None
+
+
+class ResourceSettings(_Section):
+    cpu: str = "500m"
+    memory: str = "512Mi"
+
+
+class DeploySettings(_Section):
+    replicas: int = Field(default=1, ge=0)
+    resources: ResourceSettings = Field(default_factory=ResourceSettings)
+
+
+class HttpSettings(_Section):
+    port: int = Field(default=8080, ge=0, le=65535)  # 0 turns the HTTP server off
+
+
+class Settings(_Section):
+    topic: str
+    group_id: str | None = None
+    kafka: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    decode: DecodeSettings = Field(default_factory=DecodeSettings)
+    output: OutputSettings
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    dead_letter: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
+    deploy: DeploySettings = Field(default_factory=DeploySettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_is_a_kafka_name(cls, value: str) -> str:
+        if not value or len(value) > 249 or not all(c.isalnum() or c in "._-" for c in value):
+            raise ValueError(
+                f"{value!r} is not a Kafka topic name; use letters, digits, '.', '_' or '-' (at most 249)"
+            )
+        return value
+
+    @property
+    def group(self) -> str:
+        return self.group_id or f"ingest-{self.topic}"
+
+
+def is_secret_key(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in SECRET_WORDS)
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """A copy of a settings tree with every secret-looking value replaced by '***'."""
+    if isinstance(value, dict):
+        return {k: redact(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, key) for v in value]
+    if key and is_secret_key(key) and value not in (None, ""):
+        return "***"
+    return value

@@ -1,0 +1,153 @@
+"""The lake's storage: create-only publication of whole files through fsspec.
+
+A published name is never overwritten: locally the bytes go to a hidden temp file
+that is hard-linked to its final name (link fails if the name exists); on object
+stores `open(path, "xb")` sends `If-None-Match: *`. Either way a reader never sees
+a partial file, and "already exists" during a replay proves the file is there.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import uuid
+from dataclasses import dataclass
+
+import fsspec
+
+
+class StorageError(Exception):
+    """A storage call failed; `permanent` says retrying will not help."""
+
+    def __init__(self, message: str, permanent: bool):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+_PERMANENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR}
+
+
+def classify(error: BaseException, url: str) -> StorageError:
+    """Turn a library error into a StorageError with the URL and a likely fix."""
+    if isinstance(error, StorageError):
+        return error
+    text = f"{type(error).__name__}: {error}"
+    if isinstance(error, PermissionError) or getattr(error, "errno", None) in _PERMANENT_ERRNOS:
+        return StorageError(
+            f"access denied writing to {url} ({text}). Fix: check the credentials in "
+            "output.storage_options (or the environment / workload identity) and their write permission",
+            permanent=True,
+        )
+    lowered = text.lower()
+    if "nosuchbucket" in lowered or "containernotfound" in lowered or "bucket does not exist" in lowered \
+            or "specified container does not exist" in lowered:
+        return StorageError(
+            f"{url}: the bucket or container does not exist ({text}). Fix: create it, or correct output.url",
+            permanent=True,
+        )
+    if "invalidaccesskeyid" in lowered or "signaturedoesnotmatch" in lowered or "authenticationfailed" in lowered \
+            or "accessdenied" in lowered or "authorizationfailure" in lowered or "forbidden" in lowered:
+        return StorageError(
+            f"{url}: credentials refused ({text}). Fix: check output.storage_options or the environment's credentials",
+            permanent=True,
+        )
+    return StorageError(f"{url}: {text}", permanent=False)
+
+
+@dataclass
+class LakeStore:
+    """Files under one root URL. Paths given to methods are relative to the root."""
+
+    url: str
+    fs: fsspec.AbstractFileSystem
+    root: str
+
+    @classmethod
+    def open(cls, url: str, storage_options: dict | None = None) -> "LakeStore":
+        fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        if _is_local(fs):
+            root = os.path.abspath(root)
+        return cls(url=url, fs=fs, root=root.rstrip("/"))
+
+    @property
+    def is_local(self) -> bool:
+        return _is_local(self.fs)
+
+    def full_path(self, relative: str) -> str:
+        return f"{self.root}/{relative}"
+
+    def publish(self, relative: str, data: bytes) -> bool:
+        """Create `relative` with `data`, atomically. True if created, False if it already existed."""
+        path = self.full_path(relative)
+        try:
+            if self.is_local:
+                return _publish_local(path, data)
+            with self.fs.open(path, "xb") as handle:
+                handle.write(data)
+            return True
+        except FileExistsError:
+            return False
+        except Exception as error:  # noqa: BLE001 - every library error is classified below
+            raise classify(error, self.url) from error
+
+    def read(self, relative: str) -> bytes | None:
+        """The bytes of `relative`, or None if there is no such file."""
+        path = self.full_path(relative)
+        try:
+            with self.fs.open(path, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+        except Exception as error:  # noqa: BLE001
+            raise classify(error, self.url) from error
+
+    def list_files(self, relative: str = "") -> list[str]:
+        """Every file below `relative`, as paths relative to the root, sorted."""
+        base = self.full_path(relative) if relative else self.root
+        try:
+            found = self.fs.find(base)
+        except FileNotFoundError:
+            return []
+        except Exception as error:  # noqa: BLE001
+            raise classify(error, self.url) from error
+        prefix = self.root.rstrip("/") + "/"
+        return sorted(p[len(prefix):] if p.startswith(prefix) else p for p in found)
+
+    def check_writable(self) -> None:
+        """Fail fast with a clear message when the root cannot be written (permanent errors)."""
+        probe = f"_ingest/.probe-{uuid.uuid4().hex}"
+        self.publish(probe, b"")
+        try:
+            self.fs.rm(self.full_path(probe))
+        except Exception:  # noqa: BLE001 - a leftover probe in _ingest/ is harmless
+            pass
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocols or "local" in protocols
+
+
+def _publish_local(path: str, data: bytes) -> bool:
+    folder, name = os.path.split(path)
+    os.makedirs(folder, exist_ok=True)
+    temp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+    with open(temp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        os.link(temp, path)  # fails if `path` exists: create-only, never a partial file
+        _fsync_folder(folder)  # the new name survives a power loss before we commit
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(temp)
+
+
+def _fsync_folder(folder: str) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,74 @@
+"""Test doubles for unit tests: Kafka messages and a consumer holding partitions in memory."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException, TopicPartition
+
+
+@dataclass
+class FakeMessage:
+    _topic: str
+    _partition: int
+    _offset: int
+    _value: bytes | None
+    _key: bytes | None = None
+    _timestamp: int = 1_700_000_000_000
+    _headers: list | None = None
+
+    def topic(self): return self._topic
+    def partition(self): return self._partition
+    def offset(self): return self._offset
+    def value(self): return self._value
+    def key(self): return self._key
+    def timestamp(self): return (1, self._timestamp)
+    def headers(self): return self._headers
+    def error(self): return None
+
+
+@dataclass
+class FakeConsumer:
+    """Serves messages of assigned partitions from their committed offset, like a real consumer."""
+
+    topic: str
+    log: dict[int, list[FakeMessage]]
+    committed_offsets: dict[int, int] = field(default_factory=dict)
+    positions: dict[int, int] = field(default_factory=dict)
+    paused: set[int] = field(default_factory=set)
+    fail_commits: bool = False
+
+    def assign_all(self, pipeline) -> None:
+        for p in self.log:
+            self.positions[p] = self.committed_offsets.get(p, 0)
+        pipeline.on_assign(self, [TopicPartition(self.topic, p) for p in self.log])
+
+    def consume(self, num_messages=1, timeout=0):
+        out = []
+        for p, messages in self.log.items():
+            if p in self.paused:
+                continue
+            for m in messages:
+                if m.offset() >= self.positions[p] and len(out) < num_messages:
+                    out.append(m)
+                    self.positions[p] = m.offset() + 1
+        return out
+
+    def committed(self, partitions, timeout=None):
+        return [TopicPartition(self.topic, tp.partition, self.committed_offsets.get(tp.partition, -1001)) for tp in partitions]
+
+    def commit(self, offsets, asynchronous=True):
+        if self.fail_commits:
+            raise KafkaException("commit refused")
+        for tp in offsets:
+            self.committed_offsets[tp.partition] = tp.offset
+
+    def pause(self, partitions):
+        self.paused.update(tp.partition for tp in partitions)
+
+    def resume(self, partitions):
+        self.paused.difference_update(tp.partition for tp in partitions)
+
+
+def json_messages(topic: str, partition: int, count: int, start: int = 0, ts: int = 1_700_000_000_000) -> list[FakeMessage]:
+    return [FakeMessage(topic, partition, start + i, f'{{"id": {start + i}, "name": "n{start + i}"}}'.encode(),
+                        f"k{start + i}".encode(), ts + i) for i in range(count)]

@@ -1,0 +1,93 @@
+import gzip
+import io
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ingest_core.batch import Batch
+from ingest_core.encode import BatchEncoder
+from ingest_core.settings import Settings
+
+HOUR_MS = 3_600_000
+BASE_TS = 1_700_000_000_000  # 2023-11-14T22:13:20Z
+
+
+def settings(**output) -> Settings:
+    return Settings.model_validate({"topic": "orders", "output": {"url": "file:///tmp/x", **output}})
+
+
+def batch(values, timestamps=None, keys=None) -> Batch:
+    n = len(values)
+    return Batch("orders", 2, 100, list(range(100, 100 + n)), timestamps or [BASE_TS] * n,
+                 keys or [b"k"] * n, values, [None] * n)
+
+
+def test_parquet_has_metadata_columns_and_payload():
+    encoded = BatchEncoder(settings()).encode(batch([b'{"a": 1, "b": "x"}', b'{"a": 2, "b": "y"}']))
+    assert [f.path for f in encoded.files] == ["dt=2023-11-14/hour=22/orders+2+00000000000000000100.parquet"]
+    table = pq.read_table(io.BytesIO(encoded.files[0].data))
+    assert table.column_names[:5] == ["_topic", "_partition", "_offset", "_timestamp", "_key"]
+    assert table.column("_offset").to_pylist() == [100, 101]
+    assert table.schema.field("_timestamp").type == pa.timestamp("us", tz="UTC")
+    assert table.column("a").to_pylist() == [1, 2]
+
+
+def test_rows_split_by_hour_folder_with_their_first_offset():
+    stamps = [BASE_TS, BASE_TS + HOUR_MS, BASE_TS + 1]
+    encoded = BatchEncoder(settings()).encode(batch([b'{"a":1}', b'{"a":2}', b'{"a":3}'], stamps))
+    assert [(f.path, f.rows, f.first_offset, f.last_offset) for f in encoded.files] == [
+        ("dt=2023-11-14/hour=22/orders+2+00000000000000000100.parquet", 2, 100, 102),
+        ("dt=2023-11-14/hour=23/orders+2+00000000000000000101.parquet", 1, 101, 101),
+    ]
+
+
+def test_encoding_is_deterministic():
+    values = [json.dumps({"i": i, "s": "x" * i}).encode() for i in range(50)]
+    for fmt in ("parquet", "ndjson"):
+        one = BatchEncoder(settings(format=fmt)).encode(batch(values))
+        two = BatchEncoder(settings(format=fmt)).encode(batch(values))
+        assert [f.data for f in one.files] == [f.data for f in two.files]
+
+
+def test_ndjson_gzip_lines_carry_metadata_and_payload():
+    encoded = BatchEncoder(settings(format="ndjson")).encode(batch([b'{"a": 1}', b' {} ', b'{"n":\n 2}'], keys=[b"k1", None, b"\xff"]))
+    lines = gzip.decompress(encoded.files[0].data).decode().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [r["_offset"] for r in rows] == [100, 101, 102]
+    assert rows[0] == {"_topic": "orders", "_partition": 2, "_offset": 100, "_timestamp": "2023-11-14T22:13:20.000Z",
+                       "_key": "k1", "a": 1}
+    assert rows[1]["_key"] is None and set(rows[1]) == {"_topic", "_partition", "_offset", "_timestamp", "_key"}
+    assert rows[2]["n"] == 2 and rows[2]["_key"] == "base64:/w=="
+    assert encoded.files[0].path.endswith(".ndjson.gz")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "ndjson"])
+def test_bad_messages_are_rejected_with_reason_and_the_rest_land(fmt):
+    values = [b'{"a": 1}', b'{"a": ', b'[1, 2]', None, b'\xff\xfe', b'{"a": 2}', b'   ', b'7']
+    encoded = BatchEncoder(settings(format=fmt)).encode(batch(values))
+    assert sum(f.rows for f in encoded.files) == 2
+    reasons = {r.index: r.reason for r in encoded.rejects}
+    assert set(reasons) == {1, 2, 3, 4, 6, 7}
+    assert "invalid JSON" in reasons[1] and "JSON list" in reasons[2] and "tombstone" in reasons[3]
+    assert "UTF-8" in reasons[4] or "invalid JSON" in reasons[4]
+
+
+def test_type_conflict_is_widened_not_dropped():
+    encoded = BatchEncoder(settings()).encode(batch([b'{"a": 1}', b'{"a": "x"}', b'{"a": {"b": 1}}']))
+    table = pq.read_table(io.BytesIO(encoded.files[0].data))
+    assert table.column("a").to_pylist() == ["1", "x", '{"b": 1}']
+    assert encoded.widened == 2 and not encoded.rejects
+
+
+def test_payload_column_named_like_metadata_is_kept():
+    encoded = BatchEncoder(settings()).encode(batch([b'{"_offset": "mine"}']))
+    table = pq.read_table(io.BytesIO(encoded.files[0].data))
+    assert table.column("_offset").to_pylist() == [100]
+    assert table.column("_offset_payload").to_pylist() == ["mine"]
+
+
+def test_metadata_false_writes_payload_only():
+    encoded = BatchEncoder(settings(metadata=False)).encode(batch([b'{"a": 1}']))
+    assert pq.read_table(io.BytesIO(encoded.files[0].data)).column_names == ["a"]
