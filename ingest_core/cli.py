@@ -103,7 +103,7 @@ def _new(topic: str, folder: Path) -> int:
     text = example.read_text(encoding="utf-8")
     text = re.sub(r"(?m)^topic:.*$", f"topic: {topic}", text)
     text = re.sub(r"(?m)^group_id:.*$", f"group_id: ingest-{topic}", text)
-    text = re.sub(r"(?m)^(\s*url:\s*file://\./lake/)[A-Za-z0-9._-]+", rf"\g<1>{topic}", text)
+    text = re.sub(r"(?m)^(\s*url:\s*\S*/)example\b", rf"\g<1>{topic}", text)
     target.write_text(text, encoding="utf-8")
     print(f"created {target}; check it with: ingest validate {target}")
     return 0

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): install everything the tests need on a fresh machine, then run them.
+#   bash deploy/local/test.sh                  # everything, as CI runs it
+#   bash deploy/local/test.sh -m "not slow"    # the fast lane: no real servers
+# Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+python3 -m pip install --quiet --disable-pip-version-check -c deploy/constraints.txt -e ".[test,s3,azure]"
+python3 deploy/local/kafka_broker.py fetch          # Apache Kafka jars from Maven Central, cached in ~/.cache
+python3 -m pytest -p no:cacheprovider "$@"

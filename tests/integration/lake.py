@@ -1,0 +1,103 @@
+"""Helpers for integration tests: consumer YAML, producing, running `ingest`, reading the lake."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.dataset as ds
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int = 3) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    for future in futures.values():
+        future.result(timeout=30)  # keep `admin` referenced until the futures resolve
+
+
+def produce_events(bootstrap: str, topic: str, count: int, partitions: int = 3, start: int = 0,
+                   rate: float | None = None, ts_ms: int | None = None) -> None:
+    """`count` realistic order events, round-robin over partitions; optionally paced at `rate`/s."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
+    began = time.monotonic()
+    for i in range(start, start + count):
+        event = {"order_id": i, "customer": f"c{i % 97}", "amount": round(i * 1.25, 2), "currency": "EUR",
+                 "items": [{"sku": f"sku-{i % 13}", "qty": 1 + i % 3}]}
+        producer.produce(topic, json.dumps(event).encode(), key=f"c{i % 97}".encode(), partition=i % partitions,
+                         timestamp=ts_ms or 0)
+        if rate and (i - start) % 100 == 99:
+            producer.poll(0)
+            ahead = (i - start + 1) / rate - (time.monotonic() - began)
+            if ahead > 0:
+                time.sleep(ahead)
+    assert producer.flush(30) == 0
+
+
+def write_config(folder: Path, topic: str, bootstrap: str, lake_url: str, fmt: str = "parquet",
+                 group: str | None = None, batch: dict | None = None, extra: str = "") -> Path:
+    batch = {"max_records": 2000, "max_bytes": "16MiB", "max_age": "2s", **(batch or {})}
+    path = folder / f"{topic}.yaml"
+    path.write_text(
+        f"topic: {topic}\n"
+        f"group_id: {group or 'ingest-' + topic}\n"
+        f"kafka:\n  bootstrap.servers: {bootstrap}\n  session.timeout.ms: 6000\n  heartbeat.interval.ms: 500\n"
+        f"output:\n  url: {lake_url}\n  format: {fmt}\n"
+        f"batch: {json.dumps(batch)}\n"
+        f"http: {{port: 0}}\n" + extra
+    )
+    return path
+
+
+def ingest(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ingest_core", *args], cwd=REPO,
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kwargs)
+
+
+def run_until_idle(config: Path, idle: str = "3s", timeout: float = 120) -> subprocess.CompletedProcess:
+    process = ingest("run", str(config), "--exit-when-idle", idle, "--log-format", "json")
+    out, err = process.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def landed_rows(lake: Path, fmt: str) -> list[tuple[int, int]]:
+    """(_partition, _offset) of every row in the lake's data files (hidden names skipped)."""
+    files = [p for p in lake.rglob("*") if p.is_file() and not any(part.startswith(("_", ".")) for part in p.relative_to(lake).parts)]
+    rows: list[tuple[int, int]] = []
+    if fmt == "parquet":
+        if files:
+            table = ds.dataset([str(f) for f in files], format="parquet").to_table(columns=["_partition", "_offset"])
+            rows = list(zip(table.column("_partition").to_pylist(), table.column("_offset").to_pylist()))
+    else:
+        for f in files:
+            data = f.read_bytes()
+            text = gzip.decompress(data) if f.name.endswith(".gz") else data
+            rows.extend((r["_partition"], r["_offset"]) for r in map(json.loads, text.splitlines()))
+    return sorted(rows)
+
+
+def data_files(lake: Path) -> list[Path]:
+    return sorted(p for p in lake.rglob("*") if p.is_file() and not any(
+        part.startswith(("_", ".")) for part in p.relative_to(lake).parts))
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int = 3) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        result = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=20)
+        return {tp.partition: tp.offset for tp in result}
+    finally:
+        consumer.close()
+
+
+def expected_rows(count: int, partitions: int = 3) -> list[tuple[int, int]]:
+    """Round-robin production: partition p holds count // partitions (+1) messages from offset 0."""
+    return sorted((p, o) for p in range(partitions) for o in range(len(range(p, count, partitions))))
