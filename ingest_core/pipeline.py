@@ -1,14 +1,21 @@
-"""The consumer loop: consume → decode → batch → encode → publish → commit, one partition at a time.
+"""The consumer loop: consume → decode → batch → encode → publish → commit, per partition.
 
-One thread does everything, in this order each turn: take what `consume()` returns
-into per-partition buffers, resolve newly assigned partitions (committed offset and
-any batch marker left by a crash), then flush every buffer that is due. A flush is
-marker → data files → dead letters → commit `end + 1`; when storage fails the encoded
-batch is kept, its partition paused, and the flush retried with backoff while the loop
-keeps calling `consume()`, so the consumer stays in its group.
+The main thread owns the consumer and all state. Each turn it takes what `consume()`
+returns into per-partition buffers, then advances every partition: resolve a newly
+assigned partition (committed offset, and any batch marker a crash left behind), cut
+a due batch, encode it, hand its storage work (marker → data files → dead letters) to
+the publisher threads, and commit `end + 1` once that work is done.
+
+Why threads: storage calls can block for as long as an outage lasts; doing them off
+the main thread keeps `consume()` being called, so the member stays in its group past
+`max.poll.interval.ms`. A partition has at most one storage job in flight, so its
+batches stay in order; commits happen only on the main thread, only for partitions we
+still own. A job abandoned on revoke is harmless: its files are exactly those the next
+owner's replay produces (see ledger.py).
 """
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import random
 import time
@@ -23,6 +30,8 @@ from .ledger import BatchMarker, Ledger, MarkedFile
 from .storage import LakeStore, StorageError
 
 log = logging.getLogger("ingest.pipeline")
+
+OFFSET_UNKNOWN = -1001
 
 
 class FatalError(Exception):
@@ -54,11 +63,20 @@ class Stats:
 class PartitionState:
     buffer: PartitionBuffer
     resolved: bool = False  # base (committed offset) and any crash marker are known
+    nothing_committed: bool = False  # the group has no offset here: the first message gives the base
     forced_end: int | None = None  # a marker fixed where the current batch ends
-    pending: EncodedBatch | None = None  # encoded, waiting for storage to accept it
+    pending: EncodedBatch | None = None  # encoded, not yet committed
+    job: concurrent.futures.Future | None = None  # the storage call in flight for this partition
+    job_kind: str = ""  # "resolve" or "publish"
     attempts: int = 0
     retry_at: float = 0.0
     paused: bool = False
+
+    @property
+    def settled(self) -> bool:
+        """Nothing in flight and nothing that could be flushed now."""
+        return self.job is None and self.pending is None and (
+            not self.buffer.offsets or (self.resolved and self.forced_end is not None))
 
 
 @dataclass
@@ -70,84 +88,67 @@ class Pipeline:
     ledger: Ledger
     dead_letters: object
     policy: FlushPolicy
+    executor: concurrent.futures.Executor | None = None
     clock: Callable[[], float] = time.monotonic
     backoff: Backoff = field(default_factory=Backoff)
     consume_batch: int = 5000
     poll_timeout: float = 0.5
+    revoke_timeout: float = 10.0
     stats: Stats = field(default_factory=Stats)
     states: dict[int, PartitionState] = field(default_factory=dict)
 
-    # ---- rebalance callbacks (called by librdkafka from inside consume()) ----
+    def __post_init__(self) -> None:
+        if self.executor is None:
+            self.executor = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="publisher")
+
+    # ---- rebalance callbacks (librdkafka calls them from inside consume()) ----
 
     def on_assign(self, _consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self.states[tp.partition] = PartitionState(PartitionBuffer(self.topic, tp.partition))
-        log.info("assigned partitions %s", sorted(tp.partition for tp in partitions),
-                 extra={"event": "assigned", "partitions": sorted(tp.partition for tp in partitions)})
+        numbers = sorted(tp.partition for tp in partitions)
+        log.info("assigned partitions %s", numbers, extra={"event": "assigned", "partitions": numbers})
 
     def on_revoke(self, _consumer, partitions: list[TopicPartition]) -> None:
-        """We still own the partitions here: publish and commit what we can, drop the rest."""
+        """We still own the partitions here: publish and commit what we can in time, drop the rest."""
+        deadline = self.clock() + self.revoke_timeout
         for tp in partitions:
             state = self.states.get(tp.partition)
             if state is not None:
-                self._drain(tp.partition, state, deadline=self.clock())
+                self._drain(tp.partition, state, deadline)
                 self.states.pop(tp.partition, None)
-        log.info("revoked partitions %s", sorted(tp.partition for tp in partitions),
-                 extra={"event": "revoked", "partitions": sorted(tp.partition for tp in partitions)})
+        numbers = sorted(tp.partition for tp in partitions)
+        log.info("revoked partitions %s", numbers, extra={"event": "revoked", "partitions": numbers})
 
     def on_lost(self, _consumer, partitions: list[TopicPartition]) -> None:
-        """Lost without a clean revoke: someone else may own them now, so publish nothing."""
+        """Lost without a clean revoke: someone else may own them now, so commit nothing."""
         for tp in partitions:
             self.states.pop(tp.partition, None)
-        log.warning("lost partitions %s; their buffers were dropped, nothing committed",
-                    sorted(tp.partition for tp in partitions), extra={"event": "lost"})
+        numbers = sorted(tp.partition for tp in partitions)
+        log.warning("lost partitions %s; their buffers were dropped, nothing committed", numbers,
+                    extra={"event": "lost", "partitions": numbers})
 
     # ---- the loop ----
 
     def run(self, should_stop: Callable[[], bool], exit_when_idle: float | None = None,
             shutdown_timeout: float = 30.0) -> bool:
         """Loop until `should_stop()` (or idle for `exit_when_idle` s); then flush and commit.
-        Returns True when everything consumed was published and committed."""
+        Returns False when storage still failed at shutdown (those offsets stay uncommitted)."""
         last_message_at = self.clock()
         while not should_stop():
             messages = self.consumer.consume(self.consume_batch, self.poll_timeout)
             now = self.clock()
             if messages:
                 last_message_at = now
-                self._accept(messages, now)
+                self.accept(messages, now)
             self.turn(now)
             if exit_when_idle is not None and now - last_message_at >= exit_when_idle \
-                    and not any(s.pending for s in self.states.values()):
+                    and all(s.job is None and s.pending is None for s in self.states.values()):
                 log.info("no message for %.0f s; stopping", exit_when_idle, extra={"event": "idle_exit"})
                 break
         return self.shutdown(shutdown_timeout)
 
-    def turn(self, now: float) -> None:
-        """One loop turn's work after consuming: resolve new partitions, flush what is due."""
-        for partition, state in list(self.states.items()):
-            if not state.resolved and now >= state.retry_at:
-                self._resolve(partition, state, now)
-            if state.pending is not None:
-                if now >= state.retry_at:
-                    self._publish(partition, state, now)
-                continue
-            if state.resolved:
-                batch = self._cut(state, now, force=False)
-                if batch is not None:
-                    self._flush(partition, state, batch, now)
-
-    def shutdown(self, timeout: float) -> bool:
-        """Publish and commit everything buffered, retrying storage until `timeout`."""
-        deadline = self.clock() + timeout
-        clean = True
-        for partition, state in list(self.states.items()):
-            clean &= self._drain(partition, state, deadline)
-        self.states.clear()
-        return clean
-
-    # ---- steps ----
-
-    def _accept(self, messages, now: float) -> None:
+    def accept(self, messages, now: float) -> None:
         states = self.states
         for message in messages:
             error = message.error()
@@ -159,32 +160,114 @@ class Pipeline:
             if state is not None:
                 state.buffer.append(message, now)
 
-    def _resolve(self, partition: int, state: PartitionState, now: float) -> None:
+    def turn(self, now: float) -> None:
+        for partition, state in list(self.states.items()):
+            self._advance(partition, state, now, force=False)
+
+    def shutdown(self, timeout: float) -> bool:
+        """Publish and commit everything buffered, retrying storage until `timeout`."""
+        deadline = self.clock() + timeout
+        clean = True
+        for partition, state in list(self.states.items()):
+            clean &= self._drain(partition, state, deadline)
+        self.states.clear()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        return clean
+
+    # ---- one partition's progress ----
+
+    def _advance(self, partition: int, state: PartitionState, now: float, force: bool) -> None:
+        """Move one partition as far as it can go without waiting."""
+        while True:
+            if state.job is not None:
+                if not state.job.done():
+                    return
+                self._finish_job(partition, state, now)
+            if now < state.retry_at:
+                return
+            if not state.resolved:
+                self._start_resolve(partition, state, now)
+                if state.job is None:
+                    return
+                continue
+            if state.pending is None:
+                batch = self._cut(state, now, force)
+                if batch is None:
+                    return
+                state.pending = self.encoder.encode(batch)
+                state.attempts = 0
+            self._submit(state, "publish", self._store_batch, state.pending)
+
+    def _drain(self, partition: int, state: PartitionState, deadline: float) -> bool:
+        """Flush everything of one partition, waiting for storage until `deadline`."""
+        while True:
+            self._advance(partition, state, self.clock(), force=True)
+            if state.settled:
+                return True
+            remaining = deadline - self.clock()
+            if state.job is not None:
+                if remaining <= 0:
+                    break
+                concurrent.futures.wait([state.job], timeout=min(remaining, 1.0))
+            elif state.retry_at > deadline:
+                break
+            elif not state.resolved and state.nothing_committed and not state.buffer.offsets:
+                return True
+            else:
+                time.sleep(max(0.0, state.retry_at - self.clock()))
+        log.error("partition %d: storage still failing; nothing more committed for it, the next run replays it",
+                  partition, extra={"event": "drain_gave_up", "partition": partition})
+        return False
+
+    def _submit(self, state: PartitionState, kind: str, function, *args) -> None:
+        state.job = self.executor.submit(function, *args)
+        state.job_kind = kind
+
+    def _start_resolve(self, partition: int, state: PartitionState, now: float) -> None:
+        if not state.nothing_committed:
+            try:
+                tp = TopicPartition(self.topic, partition)
+                committed = self.consumer.committed([tp], timeout=10)[0].offset
+            except KafkaException as error:
+                state.retry_at = now + self.backoff.delay(1)
+                log.warning("cannot read the committed offset of partition %d: %s", partition, error)
+                return
+            if committed >= 0:
+                state.buffer.base = committed
+            else:
+                state.nothing_committed = True
+        if state.nothing_committed:
+            if not state.buffer.offsets:
+                return  # the first message will tell where the first batch starts
+            state.buffer.base = state.buffer.offsets[0]
+        self._submit(state, "resolve", self.ledger.find, self.topic, partition, state.buffer.base)
+
+    def _finish_job(self, partition: int, state: PartitionState, now: float) -> None:
+        job, kind = state.job, state.job_kind
+        state.job = None
         try:
-            committed = self.consumer.committed([TopicPartition(self.topic, partition)], timeout=10)[0].offset
-        except KafkaException as error:
-            state.retry_at = now + self.backoff.delay(1)
-            log.warning("cannot read the committed offset of partition %d: %s", partition, error)
-            return
-        if committed >= 0:
-            base = committed
-        elif state.buffer.offsets:
-            base = state.buffer.offsets[0]
-        else:
-            return  # nothing committed and nothing consumed yet: the first message will tell
-        try:
-            marker = self.ledger.find(self.topic, partition, base)
+            result = job.result()
         except StorageError as error:
-            self._storage_failed(partition, state, error, now, "reading the batch marker")
+            if error.permanent:
+                raise FatalError(str(error)) from error
+            self._storage_failed(partition, state, error, now,
+                                 "reading the batch marker" if kind == "resolve" else "publishing a batch")
             return
-        state.buffer.base = base
-        state.forced_end = marker.end if marker is not None else None
-        state.resolved = True
         state.attempts = 0
         self._resume(partition, state)
+        if kind == "resolve":
+            self._resolved(partition, state, result)
+        elif isinstance(result, BatchMarker):
+            self._adopt(partition, state, result)
+        else:
+            self._published(partition, state, result)
+
+    def _resolved(self, partition: int, state: PartitionState, marker: BatchMarker | None) -> None:
+        state.resolved = True
+        state.forced_end = marker.end if marker is not None else None
         if marker is not None:
-            log.info("partition %d: replaying batch %d..%d left by an earlier run", partition, base, marker.end,
-                     extra={"event": "replay", "partition": partition, "base": base, "end": marker.end})
+            log.info("partition %d: replaying batch %d..%d left by an earlier run", partition, marker.base, marker.end,
+                     extra={"event": "replay", "partition": partition, "base": marker.base, "end": marker.end})
 
     def _cut(self, state: PartitionState, now: float, force: bool) -> Batch | None:
         buffer = state.buffer
@@ -202,32 +285,22 @@ class Pipeline:
         through = buffer.offsets[self.policy.max_records - 1] if len(buffer) > self.policy.max_records else None
         return buffer.take(through_offset=through)
 
-    def _flush(self, partition: int, state: PartitionState, batch: Batch, now: float) -> None:
-        state.pending = self.encoder.encode(batch)
-        state.attempts = 0
-        self._publish(partition, state, now)
-
-    def _publish(self, partition: int, state: PartitionState, now: float) -> bool:
-        encoded = state.pending
-        assert encoded is not None
-        batch = encoded.batch
-        started = time.perf_counter()
+    def _store_batch(self, encoded: EncodedBatch):
+        """Publisher thread: marker, data files, dead letters. Returns the number of files
+        created, or the marker that holds if another writer claimed this base first."""
         marker = _marker_of(encoded)
-        try:
-            holding = self.ledger.claim(marker)
-            if (holding.end, [f.path for f in holding.files]) != (marker.end, [f.path for f in marker.files]):
-                return self._adopt(partition, state, holding)
-            created = sum(self.store.publish(f.path, f.data) for f in encoded.files)
-            self.dead_letters.write(batch, encoded.rejects)
-        except StorageError as error:
-            if error.permanent:
-                raise FatalError(str(error)) from error
-            self._storage_failed(partition, state, error, now, "publishing a batch")
-            return False
-        self._commit(partition, batch.end + 1)
+        holding = self.ledger.claim(marker)
+        if (holding.end, [f.path for f in holding.files]) != (marker.end, [f.path for f in marker.files]):
+            return holding
+        created = sum(self.store.publish(f.path, f.data) for f in encoded.files)
+        self.dead_letters.write(encoded.batch, encoded.rejects)
+        return created
+
+    def _published(self, partition: int, state: PartitionState, created: int) -> None:
+        encoded = state.pending
         state.pending = None
-        state.attempts = 0
-        self._resume(partition, state)
+        batch = encoded.batch
+        self._commit(partition, batch.end + 1)
         landed = sum(f.rows for f in encoded.files)
         size = sum(len(f.data) for f in encoded.files)
         self.stats.records += landed
@@ -240,15 +313,13 @@ class Pipeline:
             partition, batch.offsets[0], batch.end, landed, len(encoded.files), len(encoded.rejects),
             extra={"event": "flush", "topic": self.topic, "partition": partition, "first_offset": batch.offsets[0],
                    "last_offset": batch.end, "rows": landed, "bytes": size, "dead_letters": len(encoded.rejects),
-                   "paths": [f.path for f in encoded.files], "new_files": created,
-                   "duration_ms": round((time.perf_counter() - started) * 1000, 1)},
+                   "paths": [f.path for f in encoded.files], "new_files": created},
         )
-        return True
 
-    def _adopt(self, partition: int, state: PartitionState, holding: BatchMarker) -> bool:
+    def _adopt(self, partition: int, state: PartitionState, holding: BatchMarker) -> None:
         """Another writer fixed this batch's boundaries first: cut the same batch and redo."""
         encoded = state.pending
-        assert encoded is not None
+        state.pending = None
         if holding.end == encoded.batch.end:
             raise FatalError(
                 f"partition {partition}: batch {holding.base}..{holding.end} was published earlier with files "
@@ -258,10 +329,8 @@ class Pipeline:
         state.buffer.restore(encoded.batch)
         state.buffer.base = holding.base
         state.forced_end = holding.end
-        state.pending = None
         log.warning("partition %d: batch from %d already claimed up to %d by another writer; following it",
                     partition, holding.base, holding.end, extra={"event": "adopt_marker", "partition": partition})
-        return False
 
     def _commit(self, partition: int, offset: int) -> None:
         try:
@@ -281,30 +350,6 @@ class Pipeline:
         log.warning("storage failed while %s for partition %d (attempt %d), retrying in %.1f s: %s",
                     doing, partition, state.attempts, delay, error,
                     extra={"event": "storage_retry", "partition": partition, "attempt": state.attempts})
-
-    def _drain(self, partition: int, state: PartitionState, deadline: float) -> bool:
-        """Publish the pending batch and what is buffered, retrying storage until `deadline`.
-        False only when storage kept failing; what is left unpublished stays uncommitted."""
-        while True:
-            now = self.clock()
-            if state.pending is None and not state.resolved and state.buffer.offsets:
-                self._resolve(partition, state, now)
-            if state.pending is None and state.resolved:
-                batch = self._cut(state, now, force=True)
-                if batch is not None:
-                    state.pending = self.encoder.encode(batch)
-                    state.attempts = 0
-            if state.pending is not None:
-                if self._publish(partition, state, now):
-                    continue
-            elif state.resolved or not state.buffer.offsets:
-                # Done; or a replayed batch not complete yet, which the next owner replays.
-                return True
-            if state.retry_at > deadline:
-                log.error("partition %d: storage still failing at shutdown; nothing more committed for it, "
-                          "the next run replays it", partition, extra={"event": "drain_gave_up"})
-                return False
-            time.sleep(max(0.0, state.retry_at - self.clock()))
 
     def _pause(self, partition: int, state: PartitionState) -> None:
         if not state.paused:

@@ -1,6 +1,10 @@
 """The loop against a fake consumer and a real local lake folder."""
 from __future__ import annotations
 
+import concurrent.futures
+import threading
+import time
+
 import pyarrow.dataset as ds
 import pytest
 
@@ -24,6 +28,18 @@ class Clock:
         return self.now
 
 
+class ImmediateExecutor(concurrent.futures.Executor):
+    """Runs storage jobs at submit time, so unit tests are deterministic."""
+
+    def submit(self, fn, *args, **kwargs):
+        future = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # noqa: BLE001 - handed to the pipeline like a thread would
+            future.set_exception(error)
+        return future
+
+
 class FlakyStore(LakeStore):
     broken = False
 
@@ -33,13 +49,14 @@ class FlakyStore(LakeStore):
         return super().publish(relative, data)
 
 
-def make(tmp_path, consumer, max_records=10, max_age=60.0, clock=None, fmt="parquet"):
+def make(tmp_path, consumer, max_records=10, max_age=60.0, clock=None, fmt="parquet", executor=None):
     settings = Settings.model_validate({"topic": TOPIC, "output": {"url": f"file://{tmp_path}/lake", "format": fmt}})
     store = FlakyStore.open(settings.output.url)
     store.__class__ = FlakyStore
     pipeline = Pipeline(TOPIC, consumer, BatchEncoder(settings), store, Ledger(store),
                         DeadLetterFiles(LakeStore.open(f"file://{tmp_path}/lake/_dlq")),
-                        FlushPolicy(max_records, 1 << 30, max_age), clock=clock or Clock(), backoff=Backoff(0.1, 1.0))
+                        FlushPolicy(max_records, 1 << 30, max_age), executor=executor or ImmediateExecutor(),
+                        clock=clock or Clock(), backoff=Backoff(0.1, 1.0))
     consumer.assign_all(pipeline)
     return pipeline, store
 
@@ -53,7 +70,7 @@ def landed(tmp_path) -> list[tuple[int, int]]:
 def spin(pipeline, turns=5):
     for _ in range(turns):
         messages = pipeline.consumer.consume(1000, 0)
-        pipeline._accept(messages, pipeline.clock())
+        pipeline.accept(messages, pipeline.clock())
         pipeline.turn(pipeline.clock())
 
 
@@ -159,3 +176,39 @@ def test_poison_messages_go_to_dead_letters_before_commit(tmp_path):
     assert landed(tmp_path) == [(0, 0), (0, 3)]
     dlq = (tmp_path / "lake" / "_dlq" / "orders+0+00000000000000000000.ndjson").read_text().splitlines()
     assert len(dlq) == 2 and '"offset": 1' in dlq[0] and "invalid JSON" in dlq[0] and "tombstone" in dlq[1]
+
+
+class BlockingStore(LakeStore):
+    release = threading.Event()
+
+    def publish(self, relative, data):
+        self.release.wait(timeout=30)
+        return super().publish(relative, data)
+
+
+def spin_until(pipeline, condition, seconds: float) -> int:
+    turns, deadline = 0, time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        spin(pipeline, 1)
+        turns += 1
+        time.sleep(0.01)
+    return turns
+
+
+def test_a_hanging_store_does_not_stop_the_loop_from_polling(tmp_path):
+    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 10)})
+    pool = concurrent.futures.ThreadPoolExecutor(2)
+    pipeline, store = make(tmp_path, consumer, max_records=10, executor=pool)
+    store.__class__ = BlockingStore
+    BlockingStore.release.clear()
+    state = pipeline.states[0]
+    spin_until(pipeline, lambda: state.job_kind == "publish", 10)
+    # The publish hangs, yet every turn (consume + turn) returns at once.
+    turns = spin_until(pipeline, lambda: False, 1.0)
+    assert turns > 20
+    assert state.job is not None and not state.job.done() and consumer.committed_offsets == {}
+    BlockingStore.release.set()
+    spin_until(pipeline, lambda: consumer.committed_offsets == {0: 10}, 10)
+    assert consumer.committed_offsets == {0: 10}
+    assert landed(tmp_path) == [(0, i) for i in range(10)]
+    pool.shutdown()

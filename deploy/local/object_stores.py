@@ -128,6 +128,20 @@ def _http(method: str, url: str, timeout: float = 5.0, data: bytes | None = None
         return e.code
 
 
+def _die_with_parent() -> None:
+    """preexec_fn: SIGKILL this child when the thread that started it dies
+    (Linux ``PR_SET_PDEATHSIG``), so a test run killed with SIGKILL leaves no
+    server behind, paused ones included.  Best effort elsewhere."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except Exception:
+        pass
+
+
 def cache_dir() -> Path:
     """Where downloaded test tools live: ``$LAKE_INGEST_CACHE``, else
     ``$XDG_CACHE_HOME/lake-ingest``, else ``~/.cache/lake-ingest``."""
@@ -272,8 +286,10 @@ class _ChildServer:
         refusable: bool,
         startup_timeout: float,
         log_path: str | os.PathLike[str] | None,
+        die_with_parent: bool = True,
     ) -> None:
         self.host = host
+        self.die_with_parent = die_with_parent
         self._requested_port = port
         self.port: int | None = port
         self._backend_port: int | None = None
@@ -350,6 +366,7 @@ class _ChildServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 cwd=self._tmp.name if self._tmp else None,
+                preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
         finally:
             log.close()
@@ -508,8 +525,9 @@ class MotoS3Server(_ChildServer):
         refusable: bool = False,
         startup_timeout: float = 30.0,
         log_path: str | os.PathLike[str] | None = None,
+        die_with_parent: bool = True,
     ) -> None:
-        super().__init__(port, host, refusable, startup_timeout, log_path)
+        super().__init__(port, host, refusable, startup_timeout, log_path, die_with_parent)
 
     def start(self) -> "MotoS3Server":
         super().start()
@@ -545,15 +563,36 @@ class MotoS3Server(_ChildServer):
         }
 
     def storage_options_with_timeouts(
-        self, connect_timeout: float = 2, read_timeout: float = 5, max_attempts: int = 1
+        self, connect_timeout: float = 2, read_timeout: float = 5, total_max_attempts: int = 1
     ) -> dict[str, Any]:
-        """``storage_options`` plus short botocore timeouts and no retries, so
-        an outage surfaces as an exception within seconds (for outage tests)."""
+        """``storage_options`` plus short botocore timeouts and no botocore
+        retries, so a ``mode="hang"`` outage surfaces as
+        ``botocore.exceptions.ReadTimeoutError`` within seconds.
+
+        Caveats seen with s3fs 2026.9 / aiobotocore 3.10:
+
+        * botocore's ``retries.max_attempts`` counts *retries*
+          (``max_attempts: 1`` makes 2 attempts); ``total_max_attempts``
+          counts attempts, hence its use here.
+        * s3fs retries timeouts itself ``fs.retries`` times (default 5) on
+          top of botocore; the ``retries`` *constructor* argument is ignored,
+          set the attribute: ``fs.retries = 1``.
+        * PUT/POST with a body (``put_object``, ``upload_part``,
+          ``complete_multipart_upload`` ...) carry ``Expect: 100-continue``
+          and aiohttp waits for the ``100 Continue`` with *no* timeout: such a
+          request hangs for the whole hang-outage, whatever ``read_timeout``
+          says, and then completes.  Bound it with fsspec's ``timeout=``
+          argument of the filesystem's sync methods
+          (``fs.pipe_file(p, data, mode="create", timeout=30)`` raises
+          ``fsspec.exceptions.FSTimeoutError``), or drop the header:
+          ``fs.s3.meta.events.unregister("before-call.s3",
+          botocore.handlers.add_expect_header)`` after ``fs.connect()``.
+        """
         opts = self.storage_options
         opts["config_kwargs"] = {
             "connect_timeout": connect_timeout,
             "read_timeout": read_timeout,
-            "retries": {"max_attempts": max_attempts, "mode": "standard"},
+            "retries": {"total_max_attempts": total_max_attempts, "mode": "standard"},
         }
         return opts
 
@@ -659,8 +698,9 @@ class AzuriteServer(_ChildServer):
         startup_timeout: float = 60.0,
         log_path: str | os.PathLike[str] | None = None,
         version: str = AZURITE_VERSION,
+        die_with_parent: bool = True,
     ) -> None:
-        super().__init__(port, host, refusable, startup_timeout, log_path)
+        super().__init__(port, host, refusable, startup_timeout, log_path, die_with_parent)
         self.version = version
         self._location_arg = Path(location) if location else None
         self.location: Path | None = None
