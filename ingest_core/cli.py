@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -31,12 +33,27 @@ def main(argv: list[str] | None = None) -> int:
     new.add_argument("topic")
     new.add_argument("--dir", type=Path, default=Path("consumers"))
 
+    # Commands that live in a module of their own: each module has add_arguments(parser) and command(args) -> int.
+    for name, help_text in _MODULE_COMMANDS.items():
+        if importlib.util.find_spec(f"{__package__}.{name}") is not None:
+            module = importlib.import_module(f"{__package__}.{name}")
+            module.add_arguments(commands.add_parser(name, help=help_text))
+
     args = parser.parse_args(argv)
+    if args.command in _MODULE_COMMANDS:
+        return importlib.import_module(f"{__package__}.{args.command}").command(args)
     if args.command == "run":
         return _run(args)
     if args.command == "validate":
         return _validate(args.configs)
     return _new(args.topic, args.dir)
+
+
+_MODULE_COMMANDS = {
+    "render": "write Kubernetes manifests for every consumer YAML in a folder",
+    "autoloader": "print the Databricks Auto Loader / Spark reader snippet for a consumer",
+    "audit": "compare the lake with the topic: landed offset ranges, gaps, overlaps, lag",
+}
 
 
 def _run(args) -> int:

@@ -27,6 +27,7 @@ from confluent_kafka import KafkaException, TopicPartition
 from .batch import Batch, FlushPolicy, PartitionBuffer
 from .encode import BatchEncoder, EncodedBatch
 from .ledger import BatchMarker, Ledger, MarkedFile
+from .observer import PipelineObserver
 from .storage import LakeStore, StorageError
 
 log = logging.getLogger("ingest.pipeline")
@@ -68,6 +69,7 @@ class PartitionState:
     pending: EncodedBatch | None = None  # encoded, not yet committed
     job: concurrent.futures.Future | None = None  # the storage call in flight for this partition
     job_kind: str = ""  # "resolve" or "publish"
+    flush_started: float = 0.0  # perf_counter when the pending batch was cut
     attempts: int = 0
     retry_at: float = 0.0
     paused: bool = False
@@ -95,6 +97,7 @@ class Pipeline:
     poll_timeout: float = 0.5
     revoke_timeout: float = 10.0
     stats: Stats = field(default_factory=Stats)
+    observer: PipelineObserver = field(default_factory=PipelineObserver)
     states: dict[int, PartitionState] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -108,6 +111,7 @@ class Pipeline:
             self.states[tp.partition] = PartitionState(PartitionBuffer(self.topic, tp.partition))
         numbers = sorted(tp.partition for tp in partitions)
         log.info("assigned partitions %s", numbers, extra={"event": "assigned", "partitions": numbers})
+        self.observer.assignment(sorted(self.states))
 
     def on_revoke(self, _consumer, partitions: list[TopicPartition]) -> None:
         """We still own the partitions here: publish and commit what we can in time, drop the rest."""
@@ -119,6 +123,7 @@ class Pipeline:
                 self.states.pop(tp.partition, None)
         numbers = sorted(tp.partition for tp in partitions)
         log.info("revoked partitions %s", numbers, extra={"event": "revoked", "partitions": numbers})
+        self.observer.assignment(sorted(self.states))
 
     def on_lost(self, _consumer, partitions: list[TopicPartition]) -> None:
         """Lost without a clean revoke: someone else may own them now, so commit nothing."""
@@ -127,6 +132,7 @@ class Pipeline:
         numbers = sorted(tp.partition for tp in partitions)
         log.warning("lost partitions %s; their buffers were dropped, nothing committed", numbers,
                     extra={"event": "lost", "partitions": numbers})
+        self.observer.assignment(sorted(self.states))
 
     # ---- the loop ----
 
@@ -150,6 +156,7 @@ class Pipeline:
 
     def accept(self, messages, now: float) -> None:
         states = self.states
+        before = sum(s.buffer.nbytes for s in states.values())
         for message in messages:
             error = message.error()
             if error is not None:
@@ -159,6 +166,7 @@ class Pipeline:
             state = states.get(message.partition())
             if state is not None:
                 state.buffer.append(message, now)
+        self.observer.consumed(len(messages), sum(s.buffer.nbytes for s in states.values()) - before)
 
     def turn(self, now: float) -> None:
         for partition, state in list(self.states.items()):
@@ -196,6 +204,7 @@ class Pipeline:
                     return
                 state.pending = self.encoder.encode(batch)
                 state.attempts = 0
+                state.flush_started = time.perf_counter()
             self._submit(state, "publish", self._store_batch, state.pending)
 
     def _drain(self, partition: int, state: PartitionState, deadline: float) -> bool:
@@ -300,6 +309,9 @@ class Pipeline:
         encoded = state.pending
         state.pending = None
         batch = encoded.batch
+        landed_rows = sum(f.rows for f in encoded.files)
+        self.observer.flushed(partition, landed_rows, sum(len(f.data) for f in encoded.files), len(encoded.files),
+                              len(encoded.rejects), encoded.widened, time.perf_counter() - state.flush_started)
         self._commit(partition, batch.end + 1)
         landed = sum(f.rows for f in encoded.files)
         size = sum(len(f.data) for f in encoded.files)
@@ -333,10 +345,13 @@ class Pipeline:
                     partition, holding.base, holding.end, extra={"event": "adopt_marker", "partition": partition})
 
     def _commit(self, partition: int, offset: int) -> None:
+        started = time.perf_counter()
         try:
             self.consumer.commit(offsets=[TopicPartition(self.topic, partition, offset)], asynchronous=False)
             self.stats.commits += 1
+            self.observer.committed(partition, offset, time.perf_counter() - started, True)
         except KafkaException as error:
+            self.observer.committed(partition, offset, time.perf_counter() - started, False)
             # The batch is in the lake and its marker makes the next owner's replay exact.
             log.warning("commit of partition %d at %d failed: %s", partition, offset, error,
                         extra={"event": "commit_failed", "partition": partition})
@@ -347,6 +362,7 @@ class Pipeline:
         delay = self.backoff.delay(state.attempts)
         state.retry_at = now + delay
         self._pause(partition, state)
+        self.observer.storage_retry(partition, state.attempts)
         log.warning("storage failed while %s for partition %d (attempt %d), retrying in %.1f s: %s",
                     doing, partition, state.attempts, delay, error,
                     extra={"event": "storage_retry", "partition": partition, "attempt": state.attempts})

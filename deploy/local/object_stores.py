@@ -805,6 +805,7 @@ def _main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)  # even if started with SIGINT ignored
     try:
         server.start()
         if isinstance(server, MotoS3Server):
