@@ -35,3 +35,6 @@ def setup_logging(fmt: str = "auto", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Storage SDKs log every HTTP request at INFO; keep their warnings only.
+    for noisy in ("azure", "botocore", "aiobotocore", "s3fs", "urllib3", "adlfs"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import fsspec
 
+from .settings import is_secret_key
+
 
 class StorageError(Exception):
     """A storage call failed; `permanent` says retrying will not help."""
@@ -26,18 +28,21 @@ class StorageError(Exception):
 _PERMANENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR}
 
 
-def classify(error: BaseException, url: str) -> StorageError:
-    """Turn a library error into a StorageError with the URL and a likely fix."""
+def classify(error: BaseException, url: str, secrets: tuple[str, ...] = ()) -> StorageError:
+    """Turn a library error into a StorageError with the URL and a likely fix (no secrets, one line)."""
     if isinstance(error, StorageError):
         return error
-    text = f"{type(error).__name__}: {error}"
+    first_line = (str(error).strip().splitlines() or [""])[0][:300]
+    text = f"{type(error).__name__}: {first_line}"
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    lowered = f"{type(error).__name__}: {error}".lower()
     if isinstance(error, PermissionError) or getattr(error, "errno", None) in _PERMANENT_ERRNOS:
         return StorageError(
             f"access denied writing to {url} ({text}). Fix: check the credentials in "
             "output.storage_options (or the environment / workload identity) and their write permission",
             permanent=True,
         )
-    lowered = text.lower()
     if "nosuchbucket" in lowered or "containernotfound" in lowered or "bucket does not exist" in lowered \
             or "specified container does not exist" in lowered:
         return StorageError(
@@ -45,7 +50,8 @@ def classify(error: BaseException, url: str) -> StorageError:
             permanent=True,
         )
     if "invalidaccesskeyid" in lowered or "signaturedoesnotmatch" in lowered or "authenticationfailed" in lowered \
-            or "accessdenied" in lowered or "authorizationfailure" in lowered or "forbidden" in lowered:
+            or "accessdenied" in lowered or "authorizationfailure" in lowered or "forbidden" in lowered \
+            or "failed to authenticate" in lowered:
         return StorageError(
             f"{url}: credentials refused ({text}). Fix: check output.storage_options or the environment's credentials",
             permanent=True,
@@ -60,13 +66,14 @@ class LakeStore:
     url: str
     fs: fsspec.AbstractFileSystem
     root: str
+    secrets: tuple[str, ...] = ()  # values to keep out of error messages
 
     @classmethod
     def open(cls, url: str, storage_options: dict | None = None) -> "LakeStore":
         fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
         if _is_local(fs):
             root = os.path.abspath(root)
-        return cls(url=url, fs=fs, root=root.rstrip("/"))
+        return cls(url=url, fs=fs, root=root.rstrip("/"), secrets=_secret_values(storage_options or {}))
 
     @property
     def is_local(self) -> bool:
@@ -87,7 +94,7 @@ class LakeStore:
         except FileExistsError:
             return False
         except Exception as error:  # noqa: BLE001 - every library error is classified below
-            raise classify(error, self.url) from error
+            raise classify(error, self.url, self.secrets) from error
 
     def read(self, relative: str) -> bytes | None:
         """The bytes of `relative`, or None if there is no such file."""
@@ -98,7 +105,7 @@ class LakeStore:
         except FileNotFoundError:
             return None
         except Exception as error:  # noqa: BLE001
-            raise classify(error, self.url) from error
+            raise classify(error, self.url, self.secrets) from error
 
     def list_files(self, relative: str = "") -> list[str]:
         """Every file below `relative`, as paths relative to the root, sorted."""
@@ -108,7 +115,7 @@ class LakeStore:
         except FileNotFoundError:
             return []
         except Exception as error:  # noqa: BLE001
-            raise classify(error, self.url) from error
+            raise classify(error, self.url, self.secrets) from error
         prefix = self.root.rstrip("/") + "/"
         return sorted(p[len(prefix):] if p.startswith(prefix) else p for p in found)
 
@@ -120,6 +127,23 @@ class LakeStore:
             self.fs.rm(self.full_path(probe))
         except Exception:  # noqa: BLE001 - a leftover probe in _ingest/ is harmless
             pass
+
+
+def _secret_values(options: dict) -> tuple[str, ...]:
+    """The secret-looking values in storage options (and the key parts of connection strings)."""
+    found: list[str] = []
+
+    def walk(value, key: str) -> None:
+        if isinstance(value, dict):
+            for name, item in value.items():
+                walk(item, str(name))
+        elif isinstance(value, str) and value and is_secret_key(key):
+            found.append(value)
+            found.extend(part.split("=", 1)[1] for part in value.split(";")
+                         if part.split("=", 1)[0].lower() in ("accountkey", "sharedaccesssignature") and "=" in part)
+
+    walk(options, "")
+    return tuple(sorted(set(found), key=len, reverse=True))
 
 
 def _is_local(fs: fsspec.AbstractFileSystem) -> bool:

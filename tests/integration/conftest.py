@@ -1,13 +1,18 @@
-"""Real servers for integration tests, started by the repo's own scripts on 127.0.0.1."""
+"""Real servers for integration tests, started by the repo's own scripts on 127.0.0.1:
+Apache Kafka (deploy/local/kafka_broker.py), moto's S3 and Azurite (deploy/local/object_stores.py)."""
 from __future__ import annotations
 
 import itertools
-import os
 import uuid
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
-from kafka_broker import LocalKafka  # noqa: E402  (deploy/local/kafka_broker.py)
+from kafka_broker import LocalKafka  # noqa: E402
+from object_stores import AzuriteServer, MotoS3Server  # noqa: E402
+
+from ingest_core.storage import LakeStore
 
 _names = itertools.count()
 
@@ -19,6 +24,52 @@ def kafka(tmp_path_factory):
     broker.stop()
 
 
+@pytest.fixture(scope="session")
+def moto():
+    with MotoS3Server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    with AzuriteServer() as server:
+        yield server
+
+
 @pytest.fixture
 def topic_name():
     return f"t{next(_names)}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Lake:
+    """Where one test's consumer lands: URL, fsspec options, and the server behind it (if any)."""
+
+    kind: str
+    url: str
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    server: Any = None
+
+    @property
+    def store(self) -> LakeStore:
+        return LakeStore.open(self.url, self.storage_options)
+
+
+def make_lake(kind: str, request, tmp_path) -> Lake:
+    name = f"lake-{uuid.uuid4().hex[:10]}"
+    if kind == "local":
+        return Lake(kind, f"file://{tmp_path / 'lake'}")
+    if kind == "s3":
+        server = request.getfixturevalue("moto")
+        server.create_bucket(name)
+        return Lake(kind, f"s3://{name}/topic", server.storage_options, server)
+    if kind == "azure":
+        server = request.getfixturevalue("azurite")
+        server.create_container(name)
+        return Lake(kind, f"abfs://{name}/topic", server.storage_options, server)
+    raise ValueError(kind)
+
+
+@pytest.fixture(params=["local", "s3", "azure"])
+def lake(request, tmp_path) -> Lake:
+    return make_lake(request.param, request, tmp_path)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import subprocess
@@ -9,9 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from ingest_core.storage import LakeStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,14 +45,15 @@ def produce_events(bootstrap: str, topic: str, count: int, partitions: int = 3, 
 
 
 def write_config(folder: Path, topic: str, bootstrap: str, lake_url: str, fmt: str = "parquet",
-                 group: str | None = None, batch: dict | None = None, extra: str = "") -> Path:
+                 group: str | None = None, batch: dict | None = None, extra: str = "",
+                 storage_options: dict | None = None, kafka: dict | None = None) -> Path:
     batch = {"max_records": 2000, "max_bytes": "16MiB", "max_age": "2s", **(batch or {})}
     path = folder / f"{topic}.yaml"
     path.write_text(
         f"topic: {topic}\n"
         f"group_id: {group or 'ingest-' + topic}\n"
-        f"kafka:\n  bootstrap.servers: {bootstrap}\n  session.timeout.ms: 6000\n  heartbeat.interval.ms: 500\n"
-        f"output:\n  url: {lake_url}\n  format: {fmt}\n"
+        f"kafka: {json.dumps({'bootstrap.servers': bootstrap, 'session.timeout.ms': 6000, 'heartbeat.interval.ms': 500, **(kafka or {})})}\n"
+        f"output:\n  url: {lake_url}\n  format: {fmt}\n  storage_options: {json.dumps(storage_options or {})}\n"
         f"batch: {json.dumps(batch)}\n"
         f"http: {{port: 0}}\n" + extra
     )
@@ -68,25 +72,23 @@ def run_until_idle(config: Path, idle: str = "3s", timeout: float = 120) -> subp
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
-def landed_rows(lake: Path, fmt: str) -> list[tuple[int, int]]:
-    """(_partition, _offset) of every row in the lake's data files (hidden names skipped)."""
-    files = [p for p in lake.rglob("*") if p.is_file() and not any(part.startswith(("_", ".")) for part in p.relative_to(lake).parts)]
+def data_files(store: LakeStore) -> list[str]:
+    """Relative paths of the lake's data files: hidden and internal names (`_`, `.`) skipped, as Spark does."""
+    return [p for p in store.list_files() if not any(part.startswith(("_", ".")) for part in p.split("/"))]
+
+
+def landed_rows(store: LakeStore, fmt: str) -> list[tuple[int, int]]:
+    """(_partition, _offset) of every row in the lake's data files, sorted."""
     rows: list[tuple[int, int]] = []
-    if fmt == "parquet":
-        if files:
-            table = ds.dataset([str(f) for f in files], format="parquet").to_table(columns=["_partition", "_offset"])
-            rows = list(zip(table.column("_partition").to_pylist(), table.column("_offset").to_pylist()))
-    else:
-        for f in files:
-            data = f.read_bytes()
-            text = gzip.decompress(data) if f.name.endswith(".gz") else data
+    for path in data_files(store):
+        data = store.read(path)
+        if fmt == "parquet":
+            table = pq.read_table(io.BytesIO(data), columns=["_partition", "_offset"])
+            rows.extend(zip(table.column("_partition").to_pylist(), table.column("_offset").to_pylist()))
+        else:
+            text = gzip.decompress(data) if path.endswith(".gz") else data
             rows.extend((r["_partition"], r["_offset"]) for r in map(json.loads, text.splitlines()))
     return sorted(rows)
-
-
-def data_files(lake: Path) -> list[Path]:
-    return sorted(p for p in lake.rglob("*") if p.is_file() and not any(
-        part.startswith(("_", ".")) for part in p.relative_to(lake).parts))
 
 
 def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int = 3) -> dict[int, int]:

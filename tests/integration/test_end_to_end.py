@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from ingest_core.storage import LakeStore
+
 from .lake import (committed_offsets, create_topic, data_files, expected_rows, ingest, landed_rows, produce_events,
                    run_until_idle, write_config)
 
@@ -15,28 +17,28 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "ndjson"])
-def test_10k_messages_land_exactly_once_and_a_second_run_adds_nothing(kafka, topic_name, tmp_path, fmt):
+def test_10k_messages_land_exactly_once_and_a_second_run_adds_nothing(kafka, topic_name, tmp_path, fmt, lake):
     create_topic(kafka.bootstrap, topic_name, partitions=3)
     produce_events(kafka.bootstrap, topic_name, 10_000)
-    lake = tmp_path / "lake"
-    config = write_config(tmp_path, topic_name, kafka.bootstrap, f"file://{lake}", fmt=fmt, batch={"max_records": 1500})
+    config = write_config(tmp_path, topic_name, kafka.bootstrap, lake.url, fmt=fmt, batch={"max_records": 1500},
+                          storage_options=lake.storage_options)
 
     first = run_until_idle(config)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert landed_rows(lake, fmt) == expected_rows(10_000)
-    files = data_files(lake)
+    assert landed_rows(lake.store, fmt) == expected_rows(10_000)
+    files = data_files(lake.store)
     assert committed_offsets(kafka.bootstrap, f"ingest-{topic_name}", topic_name) == {0: 3334, 1: 3333, 2: 3333}
 
     second = run_until_idle(config)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert data_files(lake) == files
-    assert landed_rows(lake, fmt) == expected_rows(10_000)
+    assert data_files(lake.store) == files
+    assert landed_rows(lake.store, fmt) == expected_rows(10_000)
 
 
 def test_sigterm_mid_run_commits_what_landed_and_restart_completes(kafka, topic_name, tmp_path):
     create_topic(kafka.bootstrap, topic_name, partitions=3)
-    lake = tmp_path / "lake"
-    config = write_config(tmp_path, topic_name, kafka.bootstrap, f"file://{lake}", batch={"max_records": 300})
+    lake = LakeStore.open(f"file://{tmp_path / 'lake'}")
+    config = write_config(tmp_path, topic_name, kafka.bootstrap, lake.url, batch={"max_records": 300})
     producer = threading.Thread(target=produce_events, args=(kafka.bootstrap, topic_name, 10_000), kwargs={"rate": 2500})
     producer.start()
     process = ingest("run", str(config), "--log-format", "json")
@@ -64,8 +66,8 @@ def test_sigterm_mid_run_commits_what_landed_and_restart_completes(kafka, topic_
 
 def test_idle_partition_partial_batch_lands_after_max_age(kafka, topic_name, tmp_path):
     create_topic(kafka.bootstrap, topic_name, partitions=3)
-    lake = tmp_path / "lake"
-    config = write_config(tmp_path, topic_name, kafka.bootstrap, f"file://{lake}",
+    lake = LakeStore.open(f"file://{tmp_path / 'lake'}")
+    config = write_config(tmp_path, topic_name, kafka.bootstrap, lake.url,
                           batch={"max_records": 100_000, "max_age": "3s"})
     process = ingest("run", str(config), "--log-format", "json")
     try:
