@@ -1,0 +1,179 @@
+"""Prometheus metrics of one consumer, fed by the pipeline's observer hooks.
+
+`PrometheusObserver` owns its own CollectorRegistry (no global state: tests and several
+pipelines in one process never share counters). Counters and histograms are updated on
+the pipeline's main thread; values that are cheap to read but owned elsewhere (lag,
+buffered bytes) are read at scrape time by a collector, from callables given to it,
+so a scrape always reflects now and a revoked partition's series disappears.
+
+`FanOutObserver` hands every hook to several observers (metrics, health, status line),
+since the pipeline takes one.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from .observer import PipelineObserver
+
+log = logging.getLogger("ingest.metrics")
+
+LagProvider = Callable[[], dict[int, int]]
+# Flushes run from milliseconds (a few rows, local disk) to minutes (64 MiB to a slow store).
+FLUSH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class PrometheusObserver(PipelineObserver):
+    """Counts what the pipeline reports. Every series carries the `topic` label, so one
+    Prometheus query covers a fleet of one-topic consumers.
+
+    `lag_provider()` returns {partition: messages behind the high watermark}; it is called
+    on the scraping thread, so it must be thread-safe (see `consumer_lag`).
+    `buffered_bytes()` returns the bytes held in partition buffers, also at scrape time."""
+
+    def __init__(self, topic: str, registry: CollectorRegistry | None = None,
+                 lag_provider: LagProvider | None = None, buffered_bytes: Callable[[], int] | None = None):
+        self.topic = topic
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r, t = self.registry, ["topic"]
+        self.consumed_messages = Counter("ingest_consumed_messages", "Messages taken from Kafka into buffers", t, registry=r)
+        self.consumed_bytes = Counter("ingest_consumed_bytes", "Value bytes taken from Kafka into buffers", t, registry=r)
+        self.records = Counter("ingest_records", "Rows landed in published data files", t, registry=r)
+        self.bytes = Counter("ingest_bytes", "Bytes of published data files", t, registry=r)
+        self.files = Counter("ingest_files", "Data files published", t, registry=r)
+        self.dead_letters = Counter("ingest_dead_letters", "Messages sent to the dead-letter destination", t, registry=r)
+        self.widenings = Counter("ingest_schema_widenings",
+                                 "Columns written as strings because their type differed within a batch", t, registry=r)
+        self.storage_retries = Counter("ingest_storage_retries", "Storage calls that failed and will be retried", t,
+                                       registry=r)
+        self.commits = Counter("ingest_commits", "Offset commits, by result", t + ["result"], registry=r)
+        self.flush_seconds = Histogram("ingest_flush_duration_seconds", "Encode to last file published, per batch", t,
+                                       buckets=FLUSH_BUCKETS, registry=r)
+        self.commit_seconds = Histogram("ingest_commit_latency_seconds", "Time Kafka took to commit an offset", t,
+                                        buckets=COMMIT_BUCKETS, registry=r)
+        self.assigned = Gauge("ingest_assigned_partitions", "Partitions this member owns", t, registry=r)
+        self.last_flush = Gauge("ingest_last_flush_timestamp_seconds", "Unix time of the last published batch", t,
+                                registry=r)
+        for counter in (self.consumed_messages, self.consumed_bytes, self.records, self.bytes, self.files,
+                        self.dead_letters, self.widenings, self.storage_retries, self.assigned):
+            counter.labels(topic)  # present (at 0) from the first scrape, so rate() has a start
+        for result in ("ok", "failed"):
+            self.commits.labels(topic, result)
+        self.registry.register(_ScrapeTimeGauges(topic, lag_provider, buffered_bytes))
+
+    def consumed(self, count: int, nbytes: int) -> None:
+        self.consumed_messages.labels(self.topic).inc(count)
+        self.consumed_bytes.labels(self.topic).inc(nbytes)
+
+    def flushed(self, partition: int, rows: int, nbytes: int, files: int, dead_letters: int,
+                widened: int, seconds: float) -> None:
+        t = self.topic
+        self.records.labels(t).inc(rows)
+        self.bytes.labels(t).inc(nbytes)
+        self.files.labels(t).inc(files)
+        self.dead_letters.labels(t).inc(dead_letters)
+        self.widenings.labels(t).inc(widened)
+        self.flush_seconds.labels(t).observe(seconds)
+        self.last_flush.labels(t).set(time.time())
+
+    def committed(self, partition: int, offset: int, seconds: float, ok: bool) -> None:
+        self.commits.labels(self.topic, "ok" if ok else "failed").inc()
+        self.commit_seconds.labels(self.topic).observe(seconds)
+
+    def storage_retry(self, partition: int, attempt: int) -> None:
+        self.storage_retries.labels(self.topic).inc()
+
+    def assignment(self, partitions: list[int]) -> None:
+        self.assigned.labels(self.topic).set(len(partitions))
+
+
+class _ScrapeTimeGauges(Collector):
+    """Per-partition lag and buffered bytes, read when Prometheus scrapes."""
+
+    def __init__(self, topic: str, lag_provider: LagProvider | None, buffered_bytes: Callable[[], int] | None):
+        self.topic = topic
+        self.lag_provider = lag_provider
+        self.buffered_bytes = buffered_bytes
+
+    def describe(self) -> Iterable:
+        return []  # values are read at collect time only
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        lag = GaugeMetricFamily("ingest_partition_lag",
+                                "Messages between the consumer's position and the partition's high watermark",
+                                labels=["topic", "partition"])
+        for partition, behind in sorted(_read(self.lag_provider, {}).items()):
+            lag.add_metric([self.topic, str(partition)], behind)
+        yield lag
+        if self.buffered_bytes is not None:
+            buffered = GaugeMetricFamily("ingest_buffered_bytes", "Value bytes held in partition buffers, not yet "
+                                         "published", labels=["topic"])
+            buffered.add_metric([self.topic], _read(self.buffered_bytes, 0))
+            yield buffered
+
+
+def _read(provider, empty):
+    """A provider's value; a failing provider costs its series on this scrape, never the scrape."""
+    if provider is None:
+        return empty
+    try:
+        return provider()
+    except Exception as error:  # noqa: BLE001 - a scrape must answer whatever a provider does
+        log.debug("metrics provider failed: %s", error)
+        return empty
+
+
+def consumer_lag(consumer, topic: str) -> LagProvider:
+    """A lag provider for a confluent_kafka.Consumer: per assigned partition, the cached high
+    watermark minus the consumer's position. Both are local reads (no broker round trip),
+    and librdkafka allows them from any thread, so the HTTP thread may call this."""
+
+    def lag() -> dict[int, int]:
+        from confluent_kafka import TopicPartition
+
+        assigned = [tp for tp in consumer.assignment() if tp.topic == topic]
+        result: dict[int, int] = {}
+        for tp in consumer.position(assigned):
+            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), cached=True)
+            if high >= 0 and tp.offset >= 0:  # negative: not fetched yet / no position yet
+                result[tp.partition] = max(0, high - tp.offset)
+        return result
+
+    return lag
+
+
+class FanOutObserver(PipelineObserver):
+    """Passes each hook to every observer, in order. One observer's failure is logged and
+    does not stop the others or the pipeline: metrics must never break ingestion."""
+
+    def __init__(self, *observers: PipelineObserver | None):
+        self.observers = [o for o in observers if o is not None]
+
+    def _each(self, hook: str, *args) -> None:
+        for observer in self.observers:
+            try:
+                getattr(observer, hook)(*args)
+            except Exception:  # noqa: BLE001
+                log.exception("observer %s failed in %s", type(observer).__name__, hook)
+
+    def consumed(self, count: int, nbytes: int) -> None:
+        self._each("consumed", count, nbytes)
+
+    def flushed(self, partition: int, rows: int, nbytes: int, files: int, dead_letters: int,
+                widened: int, seconds: float) -> None:
+        self._each("flushed", partition, rows, nbytes, files, dead_letters, widened, seconds)
+
+    def committed(self, partition: int, offset: int, seconds: float, ok: bool) -> None:
+        self._each("committed", partition, offset, seconds, ok)
+
+    def storage_retry(self, partition: int, attempt: int) -> None:
+        self._each("storage_retry", partition, attempt)
+
+    def assignment(self, partitions: list[int]) -> None:
+        self._each("assignment", partitions)
