@@ -71,9 +71,38 @@ class ResourceSettings(_Section):
     memory: str = "512Mi"
 
 
+class KedaSettings(_Section):
+    """Autoscaling on consumer-group lag with a KEDA ScaledObject (`ingest render`)."""
+
+    enabled: bool = False
+    partitions: int | None = Field(default=None, ge=1)  # the topic's partition count: render works offline
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int | None = Field(default=None, ge=1)  # None: one replica per partition
+    lag_threshold: int = Field(default=10_000, gt=0)  # target lag per replica
+
+    @model_validator(mode="after")
+    def _fits_partitions(self) -> "KedaSettings":
+        if not self.enabled:
+            return self
+        if self.partitions is None:
+            raise ValueError("enabled needs the topic's partition count. Fix: add `partitions: N` "
+                             "(kafka-topics --describe shows it)")
+        if self.max_replicas is not None and self.max_replicas > self.partitions:
+            raise ValueError(f"max_replicas {self.max_replicas} is more than the {self.partitions} partitions; "
+                             "the extra consumers would sit idle. Fix: lower max_replicas")
+        if self.min_replicas > (self.max_replicas or self.partitions):
+            raise ValueError("min_replicas is more than max_replicas. Fix: lower min_replicas")
+        return self
+
+
 class DeploySettings(_Section):
     replicas: int = Field(default=1, ge=0)
     resources: ResourceSettings = Field(default_factory=ResourceSettings)
+    image: str = "lake-ingest:0.1.0"
+    namespace: str | None = None  # None: the namespace `kubectl apply` uses
+    secret_name: str | None = None  # None: ingest-<topic>, the Secret holding this topic's credentials
+    service_account: str | None = None  # e.g. one bound to a cloud identity for the lake
+    keda: KedaSettings = Field(default_factory=KedaSettings)
 
 
 class HttpSettings(_Section):
