@@ -7,7 +7,8 @@ buffered bytes) are read at scrape time by a collector, from callables given to 
 so a scrape always reflects now and a revoked partition's series disappears.
 
 `FanOutObserver` hands every hook to several observers (metrics, health, status line),
-since the pipeline takes one.
+since the pipeline takes one. `Instruments` is that set for one `ingest run`: the runner
+gives its `observer` to the Pipeline and calls `on_turn(pipeline)` once per loop turn.
 """
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .health import HealthObserver, HealthState, serve
 from .observer import PipelineObserver
+from .status import StatusLine
 
 log = logging.getLogger("ingest.metrics")
 
@@ -34,11 +37,11 @@ class PrometheusObserver(PipelineObserver):
     Prometheus query covers a fleet of one-topic consumers.
 
     `lag_provider()` returns {partition: messages behind the high watermark}; it is called
-    on the scraping thread, so it must be thread-safe (see `consumer_lag`).
-    `buffered_bytes()` returns the bytes held in partition buffers, also at scrape time."""
+    on the scraping thread, so it must be thread-safe (see `consumer_lag`). Buffered bytes
+    are set by `buffered()` from the main thread, which owns the buffers."""
 
     def __init__(self, topic: str, registry: CollectorRegistry | None = None,
-                 lag_provider: LagProvider | None = None, buffered_bytes: Callable[[], int] | None = None):
+                 lag_provider: LagProvider | None = None):
         self.topic = topic
         self.registry = registry if registry is not None else CollectorRegistry()
         r, t = self.registry, ["topic"]
@@ -60,12 +63,14 @@ class PrometheusObserver(PipelineObserver):
         self.assigned = Gauge("ingest_assigned_partitions", "Partitions this member owns", t, registry=r)
         self.last_flush = Gauge("ingest_last_flush_timestamp_seconds", "Unix time of the last published batch", t,
                                 registry=r)
+        self.buffered_bytes = Gauge("ingest_buffered_bytes", "Value bytes held in partition buffers, not yet published",
+                                    t, registry=r)
         for counter in (self.consumed_messages, self.consumed_bytes, self.records, self.bytes, self.files,
-                        self.dead_letters, self.widenings, self.storage_retries, self.assigned):
+                        self.dead_letters, self.widenings, self.storage_retries, self.assigned, self.buffered_bytes):
             counter.labels(topic)  # present (at 0) from the first scrape, so rate() has a start
         for result in ("ok", "failed"):
             self.commits.labels(topic, result)
-        self.registry.register(_ScrapeTimeGauges(topic, lag_provider, buffered_bytes))
+        self.registry.register(_PartitionLag(topic, lag_provider))
 
     def consumed(self, count: int, nbytes: int) -> None:
         self.consumed_messages.labels(self.topic).inc(count)
@@ -92,14 +97,16 @@ class PrometheusObserver(PipelineObserver):
     def assignment(self, partitions: list[int]) -> None:
         self.assigned.labels(self.topic).set(len(partitions))
 
+    def buffered(self, nbytes: int) -> None:
+        self.buffered_bytes.labels(self.topic).set(nbytes)
 
-class _ScrapeTimeGauges(Collector):
-    """Per-partition lag and buffered bytes, read when Prometheus scrapes."""
 
-    def __init__(self, topic: str, lag_provider: LagProvider | None, buffered_bytes: Callable[[], int] | None):
+class _PartitionLag(Collector):
+    """Per-partition lag, read when Prometheus scrapes, so a revoked partition's series goes."""
+
+    def __init__(self, topic: str, lag_provider: LagProvider | None):
         self.topic = topic
         self.lag_provider = lag_provider
-        self.buffered_bytes = buffered_bytes
 
     def describe(self) -> Iterable:
         return []  # values are read at collect time only
@@ -108,25 +115,14 @@ class _ScrapeTimeGauges(Collector):
         lag = GaugeMetricFamily("ingest_partition_lag",
                                 "Messages between the consumer's position and the partition's high watermark",
                                 labels=["topic", "partition"])
-        for partition, behind in sorted(_read(self.lag_provider, {}).items()):
-            lag.add_metric([self.topic, str(partition)], behind)
+        try:
+            behind = self.lag_provider() if self.lag_provider is not None else {}
+        except Exception as error:  # noqa: BLE001 - a failing provider costs its series, never the scrape
+            log.debug("lag provider failed: %s", error)
+            behind = {}
+        for partition, messages in sorted(behind.items()):
+            lag.add_metric([self.topic, str(partition)], messages)
         yield lag
-        if self.buffered_bytes is not None:
-            buffered = GaugeMetricFamily("ingest_buffered_bytes", "Value bytes held in partition buffers, not yet "
-                                         "published", labels=["topic"])
-            buffered.add_metric([self.topic], _read(self.buffered_bytes, 0))
-            yield buffered
-
-
-def _read(provider, empty):
-    """A provider's value; a failing provider costs its series on this scrape, never the scrape."""
-    if provider is None:
-        return empty
-    try:
-        return provider()
-    except Exception as error:  # noqa: BLE001 - a scrape must answer whatever a provider does
-        log.debug("metrics provider failed: %s", error)
-        return empty
 
 
 def consumer_lag(consumer, topic: str) -> LagProvider:
@@ -177,3 +173,50 @@ class FanOutObserver(PipelineObserver):
 
     def assignment(self, partitions: list[int]) -> None:
         self._each("assignment", partitions)
+
+
+class Instruments:
+    """What one `ingest run` reports through: Prometheus metrics, the probes' HealthState
+    and HTTP server (`http.port`, 0 = off), and the status line on a terminal.
+
+    Use: `Instruments.start(settings, consumer)` before building the Pipeline, pass
+    `.observer` to it, call `.on_turn(pipeline)` every loop turn (main thread), `.close()`
+    at exit. `on_turn` reads pipeline state on the main thread that owns it; the HTTP
+    thread only reads HealthState, the registry and the consumer's thread-safe offsets."""
+
+    def __init__(self, metrics: PrometheusObserver, health: HealthState, server, status: StatusLine | None):
+        self.metrics = metrics
+        self.health = health
+        self.server = server
+        self.status = status
+        self.observer = FanOutObserver(metrics, HealthObserver(health), status)
+
+    @classmethod
+    def start(cls, settings, consumer, terminal=None) -> "Instruments":
+        """`terminal`: the stream for the status line (default stderr, used only if a tty)."""
+        lag = consumer_lag(consumer, settings.topic)
+        metrics = PrometheusObserver(settings.topic, lag_provider=lag)
+        health = HealthState()
+        server = serve(settings.http.port, health, metrics.registry)
+        status = StatusLine.for_terminal(settings.topic, lag, terminal)
+        if status is not None:
+            status.attach_to_logging()
+        if server is not None:
+            log.info("serving /healthz /readyz /metrics on port %d", server.port,
+                     extra={"event": "http_started", "port": server.port})
+        return cls(metrics, health, server, status)
+
+    def on_turn(self, pipeline) -> None:
+        """Once per loop turn, on the main thread: liveness, outage and buffer facts."""
+        states = pipeline.states.values()
+        self.health.loop_turned()
+        self.health.set_paused(sum(1 for s in states if s.attempts > 0))
+        self.metrics.buffered(sum(s.buffer.nbytes for s in states))
+        if self.status is not None:
+            self.status.tick()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+        if self.status is not None:
+            self.status.clear()

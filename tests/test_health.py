@@ -8,7 +8,7 @@ import pytest
 
 from fakes import FakeConsumer, json_messages
 from ingest_core.health import HealthObserver, HealthServer, HealthState, serve
-from ingest_core.metrics import FanOutObserver, PrometheusObserver
+from ingest_core.metrics import Instruments, PrometheusObserver
 from test_pipeline import TOPIC, Clock, make, spin
 
 
@@ -78,19 +78,19 @@ def test_port_zero_in_settings_means_no_server():
 
 
 def test_readyz_is_false_during_a_storage_outage_and_true_after(tmp_path, running):
-    """The wiring the runner uses: HealthObserver + PrometheusObserver behind a FanOutObserver,
-    loop_turned() and set_paused() once per turn, against a store that fails then recovers."""
+    """The runner's wiring (Instruments: metrics + health behind one observer, on_turn once per
+    loop turn) against a store that fails, then recovers."""
     consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 10), 1: json_messages(TOPIC, 1, 10)})
     pipeline, store = make(tmp_path, consumer, max_records=10)
     state, metrics = HealthState(), PrometheusObserver(TOPIC)
-    pipeline.observer = FanOutObserver(metrics, HealthObserver(state))
+    instruments = Instruments(metrics, state, running(state, metrics), None)
+    pipeline.observer = instruments.observer
     pipeline.observer.assignment(sorted(pipeline.states))
-    server = running(state, metrics)
+    server = instruments.server
 
     def turn():
         spin(pipeline, turns=1)
-        state.loop_turned()
-        state.set_paused(sum(1 for s in pipeline.states.values() if s.attempts > 0))
+        instruments.on_turn(pipeline)
 
     store.broken = True
     turn()

@@ -1,14 +1,17 @@
 """Prometheus metrics: what the pipeline reports is what a scrape shows."""
 from __future__ import annotations
 
+import io
+
 import pytest
 from confluent_kafka import TopicPartition
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fakes import FakeConsumer, json_messages
-from ingest_core.metrics import FanOutObserver, PrometheusObserver, consumer_lag
+from ingest_core.metrics import FanOutObserver, Instruments, PrometheusObserver, consumer_lag
 from ingest_core.observer import PipelineObserver
+from ingest_core.settings import Settings
 from test_pipeline import TOPIC, landed, make, spin
 
 
@@ -71,10 +74,11 @@ def test_each_observer_has_its_own_registry():
     assert ("ingest_consumed_messages_total", (("topic", "a"),)) not in scrape(b)
 
 
-def test_lag_and_buffered_bytes_are_read_at_scrape_time():
+def test_lag_is_read_at_scrape_time():
     lag = {0: 5, 1: 7}
-    metrics = PrometheusObserver(TOPIC, lag_provider=lambda: dict(lag), buffered_bytes=lambda: 123)
+    metrics = PrometheusObserver(TOPIC, lag_provider=lambda: dict(lag))
     metrics.assignment([0, 1])
+    metrics.buffered(123)
     assert value(metrics, "ingest_partition_lag", partition="0") == 5
     assert value(metrics, "ingest_partition_lag", partition="1") == 7
     assert value(metrics, "ingest_buffered_bytes") == 123
@@ -89,12 +93,11 @@ def test_a_failing_provider_costs_its_series_not_the_scrape():
     def broken():
         raise RuntimeError("dictionary changed size during iteration")
 
-    metrics = PrometheusObserver(TOPIC, lag_provider=broken, buffered_bytes=broken)
+    metrics = PrometheusObserver(TOPIC, lag_provider=broken)
     metrics.consumed(3, 30)
     samples = scrape(metrics)
     assert samples[("ingest_consumed_messages_total", (("topic", TOPIC),))] == 3
     assert not any(name == "ingest_partition_lag" for name, _ in samples)
-    assert samples[("ingest_buffered_bytes", (("topic", TOPIC),))] == 0
 
 
 class _WatermarkConsumer:
@@ -147,3 +150,20 @@ def test_fan_out_calls_every_observer_even_after_one_fails(caplog):
 @pytest.mark.parametrize("hook", ["consumed", "flushed", "committed", "storage_retry", "assignment"])
 def test_fan_out_covers_every_hook_of_the_interface(hook):
     assert getattr(FanOutObserver, hook) is not getattr(PipelineObserver, hook)
+
+
+def test_instruments_without_http_or_terminal_still_count_and_track_buffers(tmp_path):
+    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 7)})
+    pipeline, _ = make(tmp_path, consumer, max_records=10)
+    settings = Settings.model_validate({"topic": TOPIC, "output": {"url": "file:///x"}, "http": {"port": 0}})
+    instruments = Instruments.start(settings, _WatermarkConsumer(), terminal=io.StringIO())
+    assert instruments.server is None and instruments.status is None
+    pipeline.observer = instruments.observer
+    pipeline.observer.assignment([0])
+    spin(pipeline, turns=1)
+    instruments.on_turn(pipeline)
+    assert value(instruments.metrics, "ingest_buffered_bytes") == pipeline.states[0].buffer.nbytes > 0
+    assert value(instruments.metrics, "ingest_consumed_messages_total") == 7
+    assert value(instruments.metrics, "ingest_partition_lag", partition="0") == 10
+    assert instruments.health.ready() == (True, "ready: 1 partition(s) assigned")
+    instruments.close()
