@@ -171,6 +171,7 @@ class Pipeline:
     def turn(self, now: float) -> None:
         for partition, state in list(self.states.items()):
             self._advance(partition, state, now, force=False)
+            self._hold_back(partition, state)
 
     def shutdown(self, timeout: float) -> bool:
         """Publish and commit everything buffered, retrying storage until `timeout`."""
@@ -263,7 +264,6 @@ class Pipeline:
                                  "reading the batch marker" if kind == "resolve" else "publishing a batch")
             return
         state.attempts = 0
-        self._resume(partition, state)
         if kind == "resolve":
             self._resolved(partition, state, result)
         elif isinstance(result, BatchMarker):
@@ -361,27 +361,30 @@ class Pipeline:
         self.stats.storage_retries += 1
         delay = self.backoff.delay(state.attempts)
         state.retry_at = now + delay
-        self._pause(partition, state)
         self.observer.storage_retry(partition, state.attempts)
         log.warning("storage failed while %s for partition %d (attempt %d), retrying in %.1f s: %s",
                     doing, partition, state.attempts, delay, error,
                     extra={"event": "storage_retry", "partition": partition, "attempt": state.attempts})
 
-    def _pause(self, partition: int, state: PartitionState) -> None:
-        if not state.paused:
-            try:
-                self.consumer.pause([TopicPartition(self.topic, partition)])
-                state.paused = True
-            except KafkaException:
-                pass  # not assigned any more: nothing to hold back
+    def _hold_back(self, partition: int, state: PartitionState) -> None:
+        """Pause the partition while storage is failing, or while its buffer is full and its
+        previous batch is still being published (bounded memory); resume otherwise."""
+        buffer = state.buffer
+        full = buffer.nbytes >= self.policy.max_bytes or len(buffer.offsets) >= self.policy.max_records
+        busy = state.job is not None or state.pending is not None
+        want_paused = state.attempts > 0 or (busy and full)
+        if want_paused == state.paused:
+            return
+        tp = [TopicPartition(self.topic, partition)]
+        try:
+            (self.consumer.pause if want_paused else self.consumer.resume)(tp)
+            state.paused = want_paused
+        except KafkaException:
+            pass  # not assigned any more: nothing to hold back
 
-    def _resume(self, partition: int, state: PartitionState) -> None:
-        if state.paused:
-            try:
-                self.consumer.resume([TopicPartition(self.topic, partition)])
-            except KafkaException:
-                pass
-            state.paused = False
+    @property
+    def storage_failing(self) -> bool:
+        return any(s.attempts > 0 for s in self.states.values())
 
 
 def _marker_of(encoded: EncodedBatch) -> BatchMarker:

@@ -8,6 +8,7 @@ a partial file, and "already exists" during a replay proves the file is there.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import uuid
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 import fsspec
 
 from .settings import is_secret_key
+
+log = logging.getLogger("ingest.storage")
 
 
 class StorageError(Exception):
@@ -88,20 +91,40 @@ class LakeStore:
         try:
             if self.is_local:
                 return _publish_local(path, data)
-            with self.fs.open(path, "xb") as handle:
-                handle.write(data)
-            return True
-        except FileExistsError:
-            return False
+            try:
+                # mode="create" sends If-None-Match: * (S3) / If-None-Match on the commit (Azure),
+                # and aborts a failed multipart upload instead of leaving it behind.
+                self.fs.pipe_file(path, data, mode="create")
+                return True
+            except FileExistsError:
+                return self._check_existing(relative, path, data)
         except Exception as error:  # noqa: BLE001 - every library error is classified below
             raise classify(error, self.url, self.secrets) from error
+
+    def _check_existing(self, relative: str, path: str, data: bytes) -> bool:
+        """A name we publish is only ever written with the same bytes, so an existing object of
+        another size is a torn upload (a request abandoned mid-body by a client during an
+        outage, which a store accepted as short). Rewrite it whole, loudly; else keep it."""
+        self.fs.invalidate_cache(path)
+        size = self.fs.size(path)
+        if size == len(data):
+            return False
+        log.error("%s/%s exists with %s bytes instead of %d: a torn upload; rewriting it whole",
+                  self.url, relative, size, len(data), extra={"event": "torn_object", "path": relative})
+        self.fs.pipe_file(path, data)
+        return True
 
     def read(self, relative: str) -> bytes | None:
         """The bytes of `relative`, or None if there is no such file."""
         path = self.full_path(relative)
         try:
-            with self.fs.open(path, "rb") as handle:
-                return handle.read()
+            data = self.fs.cat_file(path)  # a plain GET: no cached listing decides what exists
+            self.fs.invalidate_cache(path)
+            size = self.fs.size(path)
+            if len(data) != size:
+                # Seen after outages: a reused connection handed back a short body.
+                raise StorageError(f"{self.url}/{relative}: read {len(data)} of {size} bytes", permanent=False)
+            return data
         except FileNotFoundError:
             return None
         except Exception as error:  # noqa: BLE001
@@ -111,6 +134,7 @@ class LakeStore:
         """Every file below `relative`, as paths relative to the root, sorted."""
         base = self.full_path(relative) if relative else self.root
         try:
+            self.fs.invalidate_cache(base)  # fsspec caches listings; ours must be current
             found = self.fs.find(base)
         except FileNotFoundError:
             return []

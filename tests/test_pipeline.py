@@ -196,7 +196,7 @@ def spin_until(pipeline, condition, seconds: float) -> int:
 
 
 def test_a_hanging_store_does_not_stop_the_loop_from_polling(tmp_path):
-    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 10)})
+    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 25)})
     pool = concurrent.futures.ThreadPoolExecutor(2)
     pipeline, store = make(tmp_path, consumer, max_records=10, executor=pool)
     store.__class__ = BlockingStore
@@ -207,8 +207,10 @@ def test_a_hanging_store_does_not_stop_the_loop_from_polling(tmp_path):
     turns = spin_until(pipeline, lambda: False, 1.0)
     assert turns > 20
     assert state.job is not None and not state.job.done() and consumer.committed_offsets == {}
+    # The next batch is full while the first is stuck: the partition is paused (bounded memory).
+    assert len(state.buffer) == 15 and consumer.paused == {0}
     BlockingStore.release.set()
-    spin_until(pipeline, lambda: consumer.committed_offsets == {0: 10}, 10)
-    assert consumer.committed_offsets == {0: 10}
-    assert landed(tmp_path) == [(0, i) for i in range(10)]
+    spin_until(pipeline, lambda: consumer.committed_offsets == {0: 20}, 10)
+    assert consumer.committed_offsets == {0: 20} and consumer.paused == set()
+    assert landed(tmp_path) == [(0, i) for i in range(20)]
     pool.shutdown()

@@ -20,11 +20,21 @@ is down, and it comes back, with all its state, when the block ends.
 SIGCONT on exit.  The listening socket stays open, so the kernel still
 completes TCP handshakes (until the listen backlog is full) but nothing ever
 answers: clients see *timeouts*, not refusals -- the way a stalled load
-balancer or a network partition looks.  A request that was in flight when the
-outage began completes after it ends, if the client has not given up by then.
-Use client timeouts (see ``MotoS3Server.storage_options_with_timeouts``) or the
-client will wait for its own defaults (botocore: 60 s connect, 60 s read, and
-retries on top).
+balancer or a network partition looks.  Requests sent during the outage sit in
+the socket buffers and are *executed when it ends*, even if the client has
+given up: a write that timed out may still land (and a client-side retry of a
+create-only write may then get a conflict for its own file).  What clients saw
+here (s3fs 2026.9 / aiobotocore 3.10, adlfs 2026.8 / azure-storage-blob 12.31):
+
+* s3fs defaults (connect 5 s, read 15 s, botocore legacy retries, s3fs
+  ``fs.retries = 5``): reads and listings still blocked after 300 s.  Writes
+  (PUT / UploadPart / CompleteMultipartUpload) send ``Expect: 100-continue``
+  and aiohttp waits for the ``100`` with no timeout: they block for the whole
+  outage whatever the timeouts, then succeed.  See
+  ``MotoS3Server.storage_options_with_timeouts`` for bounds.
+* adlfs defaults: ``azure.core.exceptions.ServiceResponseTimeoutError`` after
+  ~320 s, for reads and writes alike; with ``read_timeout=5`` and
+  ``retry_total=0`` on the service client, after 5 s.
 
 ``mode="refuse"`` needs the server to be built with ``refusable=True``: the
 server then listens on a private port behind a small TCP relay in this process
@@ -32,7 +42,12 @@ that owns the public port.  During the outage the relay closes its listening
 socket and resets every open connection, so clients get ``ECONNREFUSED`` /
 ``ECONNRESET`` at once; the server itself keeps running, so no state is lost
 (restarting moto would lose everything: it is in memory).  On exit the relay
-listens again on the same port.
+listens again on the same port.  Seen here: s3fs raises
+``botocore.exceptions.EndpointConnectionError`` after 5-11 s with default
+options (botocore retries, s3fs does not), < 1 s without botocore retries;
+adlfs raises ``azure.core.exceptions.ServiceRequestError`` after ~83 s with
+default options (SDK backoff 15 s, 18 s, 24 s ...), at once with
+``retry_total=0``.
 
 ``pause()`` / ``resume()`` are the bare halves of ``outage()`` for tests that
 need to end an outage from a timer or another thread, e.g.
@@ -69,8 +84,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = [
     "AZURITE_VERSION",
@@ -99,7 +115,7 @@ def free_port(host: str = LOCALHOST) -> int:
     """A TCP port that was free on ``host`` a moment ago (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def _port_is_free(host: str, port: int) -> bool:
@@ -122,7 +138,7 @@ def _http(method: str, url: str, timeout: float = 5.0, data: bytes | None = None
     try:
         with _OPENER.open(req, timeout=timeout) as resp:
             resp.read()
-            return resp.status
+            return int(resp.status)
     except urllib.error.HTTPError as e:
         e.read()
         return e.code
@@ -227,7 +243,7 @@ class _TcpGate:
         while not stop.is_set():
             try:
                 client, _ = ls.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -325,7 +341,7 @@ class _ChildServer:
     def paused(self) -> bool:
         return self._paused
 
-    def start(self) -> "_ChildServer":
+    def start(self) -> _ChildServer:
         if self.running:
             return self
         self._tmp = tempfile.TemporaryDirectory(prefix=f"lake-ingest-{self.name}-")
@@ -357,8 +373,7 @@ class _ChildServer:
 
     def _spawn(self, port: int) -> None:
         assert self.log_path is not None
-        log = open(self.log_path, "ab")
-        try:
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy
             self._proc = subprocess.Popen(
                 self._command(port),
                 stdin=subprocess.DEVNULL,
@@ -368,8 +383,6 @@ class _ChildServer:
                 cwd=self._tmp.name if self._tmp else None,
                 preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
-        finally:
-            log.close()
         self._wait_ready(port)
 
     def _wait_ready(self, port: int) -> None:
@@ -437,7 +450,7 @@ class _ChildServer:
                 self._tmp.cleanup()
             self._tmp = None
 
-    def __enter__(self):
+    def __enter__(self) -> _ChildServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -474,7 +487,7 @@ class _ChildServer:
         self._gate.open()
 
     @contextlib.contextmanager
-    def outage(self, mode: str = "hang") -> Iterator["_ChildServer"]:
+    def outage(self, mode: str = "hang") -> Iterator[_ChildServer]:
         """The store is down inside the ``with`` block and keeps its state.
 
         ``mode="hang"``: SIGSTOP/SIGCONT; clients time out.
@@ -529,11 +542,11 @@ class MotoS3Server(_ChildServer):
     ) -> None:
         super().__init__(port, host, refusable, startup_timeout, log_path, die_with_parent)
 
-    def start(self) -> "MotoS3Server":
+    def start(self) -> MotoS3Server:
         super().start()
         return self
 
-    def __enter__(self) -> "MotoS3Server":
+    def __enter__(self) -> MotoS3Server:
         return self.start()
 
     def _command(self, port: int) -> list[str]:
@@ -660,7 +673,8 @@ def ensure_azurite(version: str = AZURITE_VERSION, timeout: float = 900.0) -> Pa
             )
             if proc.returncode != 0:
                 raise ServerError(
-                    f"npm install azurite@{version} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+                    f"npm install azurite@{version} failed ({proc.returncode}):\n"
+                    f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
                 )
             if not (scratch / "node_modules" / ".bin" / "azurite-blob").exists():
                 raise ServerError(f"npm install azurite@{version} left no node_modules/.bin/azurite-blob")
@@ -706,11 +720,11 @@ class AzuriteServer(_ChildServer):
         self.location: Path | None = None
         self._exe: Path | None = None
 
-    def start(self) -> "AzuriteServer":
+    def start(self) -> AzuriteServer:
         super().start()
         return self
 
-    def __enter__(self) -> "AzuriteServer":
+    def __enter__(self) -> AzuriteServer:
         return self.start()
 
     def _prepare(self) -> None:
@@ -810,8 +824,10 @@ def _main(argv: list[str] | None = None) -> int:
         server.start()
         if isinstance(server, MotoS3Server):
             print(f"moto S3 listening at {server.endpoint_url}")
-            print(f"  AWS_ACCESS_KEY_ID={server.ACCESS_KEY} AWS_SECRET_ACCESS_KEY={server.SECRET_KEY} "
-                  f"AWS_DEFAULT_REGION={server.REGION} AWS_ENDPOINT_URL={server.endpoint_url}")
+            print(
+                f"  AWS_ACCESS_KEY_ID={server.ACCESS_KEY} AWS_SECRET_ACCESS_KEY={server.SECRET_KEY} "
+                f"AWS_DEFAULT_REGION={server.REGION} AWS_ENDPOINT_URL={server.endpoint_url}"
+            )
         else:
             print(f"Azurite blob listening at {server.blob_endpoint} (data in {server.location})")
             print(f"  AZURE_STORAGE_CONNECTION_STRING='{server.connection_string}'")
