@@ -2,9 +2,10 @@
 
 `PrometheusObserver` owns its own CollectorRegistry (no global state: tests and several
 pipelines in one process never share counters). Counters and histograms are updated on
-the pipeline's main thread; values that are cheap to read but owned elsewhere (lag,
-buffered bytes) are read at scrape time by a collector, from callables given to it,
-so a scrape always reflects now and a revoked partition's series disappears.
+the pipeline's main thread. Per-partition lag is read at scrape time by a collector
+from the callable `lag_provider`, so a revoked partition's series disappears; it must be
+safe to call from the HTTP thread (Instruments gives it a snapshot the main thread
+refreshes: the Kafka consumer itself must not be called from another thread).
 
 `FanOutObserver` hands every hook to several observers (metrics, health, status line),
 since the pipeline takes one. `Instruments` is that set for one `ingest run`: the runner
@@ -37,12 +38,13 @@ class PrometheusObserver(PipelineObserver):
     Prometheus query covers a fleet of one-topic consumers.
 
     `lag_provider()` returns {partition: messages behind the high watermark}; it is called
-    on the scraping thread, so it must be thread-safe (see `consumer_lag`). Buffered bytes
+    on the scraping thread and may be replaced at any time (an attribute). Buffered bytes
     are set by `buffered()` from the main thread, which owns the buffers."""
 
     def __init__(self, topic: str, registry: CollectorRegistry | None = None,
                  lag_provider: LagProvider | None = None):
         self.topic = topic
+        self.lag_provider = lag_provider
         self.registry = registry if registry is not None else CollectorRegistry()
         r, t = self.registry, ["topic"]
         self.consumed_messages = Counter("ingest_consumed_messages", "Messages taken from Kafka into buffers", t, registry=r)
@@ -70,7 +72,7 @@ class PrometheusObserver(PipelineObserver):
             counter.labels(topic)  # present (at 0) from the first scrape, so rate() has a start
         for result in ("ok", "failed"):
             self.commits.labels(topic, result)
-        self.registry.register(_PartitionLag(topic, lag_provider))
+        self.registry.register(_PartitionLag(self))
 
     def consumed(self, count: int, nbytes: int) -> None:
         self.consumed_messages.labels(self.topic).inc(count)
@@ -104,9 +106,8 @@ class PrometheusObserver(PipelineObserver):
 class _PartitionLag(Collector):
     """Per-partition lag, read when Prometheus scrapes, so a revoked partition's series goes."""
 
-    def __init__(self, topic: str, lag_provider: LagProvider | None):
-        self.topic = topic
-        self.lag_provider = lag_provider
+    def __init__(self, observer: PrometheusObserver):
+        self.observer = observer
 
     def describe(self) -> Iterable:
         return []  # values are read at collect time only
@@ -115,20 +116,24 @@ class _PartitionLag(Collector):
         lag = GaugeMetricFamily("ingest_partition_lag",
                                 "Messages between the consumer's position and the partition's high watermark",
                                 labels=["topic", "partition"])
+        provider, topic = self.observer.lag_provider, self.observer.topic
         try:
-            behind = self.lag_provider() if self.lag_provider is not None else {}
+            behind = provider() if provider is not None else {}
         except Exception as error:  # noqa: BLE001 - a failing provider costs its series, never the scrape
             log.debug("lag provider failed: %s", error)
             behind = {}
         for partition, messages in sorted(behind.items()):
-            lag.add_metric([self.topic, str(partition)], messages)
+            lag.add_metric([topic, str(partition)], messages)
         yield lag
 
 
 def consumer_lag(consumer, topic: str) -> LagProvider:
     """A lag provider for a confluent_kafka.Consumer: per assigned partition, the cached high
-    watermark minus the consumer's position. Both are local reads (no broker round trip),
-    and librdkafka allows them from any thread, so the HTTP thread may call this."""
+    watermark minus the consumer's position. Local reads, no broker round trip (< 1 ms).
+
+    Call it only on the thread that calls `consume()`: confluent-kafka holds other threads'
+    calls while `consume()` runs (seen here: `assignment()` from a second thread never
+    returned while the main thread kept consuming)."""
 
     def lag() -> dict[int, int]:
         from confluent_kafka import TopicPartition
@@ -181,37 +186,58 @@ class Instruments:
 
     Use: `Instruments.start(settings, consumer)` before building the Pipeline, pass
     `.observer` to it, call `.on_turn(pipeline)` every loop turn (main thread), `.close()`
-    at exit. `on_turn` reads pipeline state on the main thread that owns it; the HTTP
-    thread only reads HealthState, the registry and the consumer's thread-safe offsets."""
+    at exit. Everything that touches the consumer or pipeline state happens in `on_turn`,
+    on the main thread that owns them; the HTTP thread reads only HealthState, the
+    registry and the lag snapshot, which `on_turn` replaces whole (never mutates)."""
 
-    def __init__(self, metrics: PrometheusObserver, health: HealthState, server, status: StatusLine | None):
+    def __init__(self, metrics: PrometheusObserver, health: HealthState, server, status: StatusLine | None,
+                 lag_source: LagProvider | None = None, lag_every: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic):
         self.metrics = metrics
         self.health = health
         self.server = server
         self.status = status
+        self.lag_source = lag_source
+        self.lag_every = lag_every
+        self.clock = clock
+        self.lag: dict[int, int] = {}
+        self._lag_read_at = float("-inf")
+        metrics.lag_provider = self.lag_snapshot
+        if status is not None:
+            status.lag_provider = self.lag_snapshot
         self.observer = FanOutObserver(metrics, HealthObserver(health), status)
 
     @classmethod
     def start(cls, settings, consumer, terminal=None) -> "Instruments":
         """`terminal`: the stream for the status line (default stderr, used only if a tty)."""
-        lag = consumer_lag(consumer, settings.topic)
-        metrics = PrometheusObserver(settings.topic, lag_provider=lag)
+        metrics = PrometheusObserver(settings.topic)
         health = HealthState()
         server = serve(settings.http.port, health, metrics.registry)
-        status = StatusLine.for_terminal(settings.topic, lag, terminal)
+        status = StatusLine.for_terminal(settings.topic, stream=terminal)
         if status is not None:
             status.attach_to_logging()
         if server is not None:
             log.info("serving /healthz /readyz /metrics on port %d", server.port,
                      extra={"event": "http_started", "port": server.port})
-        return cls(metrics, health, server, status)
+        return cls(metrics, health, server, status, consumer_lag(consumer, settings.topic))
+
+    def lag_snapshot(self) -> dict[int, int]:
+        return self.lag
 
     def on_turn(self, pipeline) -> None:
-        """Once per loop turn, on the main thread: liveness, outage and buffer facts."""
-        states = pipeline.states.values()
+        """Once per loop turn, on the main thread: liveness, outage, buffer and lag facts."""
+        states = list(pipeline.states.values())
         self.health.loop_turned()
         self.health.set_paused(sum(1 for s in states if s.attempts > 0))
         self.metrics.buffered(sum(s.buffer.nbytes for s in states))
+        now = self.clock()
+        if self.lag_source is not None and now - self._lag_read_at >= self.lag_every:
+            self._lag_read_at = now
+            try:
+                self.lag = self.lag_source()
+            except Exception as error:  # noqa: BLE001 - lag is information; ingestion goes on
+                log.debug("reading lag failed: %s", error)
+                self.lag = {}
         if self.status is not None:
             self.status.tick()
 

@@ -12,7 +12,8 @@ from fakes import FakeConsumer, json_messages
 from ingest_core.metrics import FanOutObserver, Instruments, PrometheusObserver, consumer_lag
 from ingest_core.observer import PipelineObserver
 from ingest_core.settings import Settings
-from test_pipeline import TOPIC, landed, make, spin
+from ingest_core.health import HealthState
+from test_pipeline import TOPIC, Clock, landed, make, spin
 
 
 def scrape(observer: PrometheusObserver) -> dict[tuple[str, tuple], float]:
@@ -167,3 +168,26 @@ def test_instruments_without_http_or_terminal_still_count_and_track_buffers(tmp_
     assert value(instruments.metrics, "ingest_partition_lag", partition="0") == 10
     assert instruments.health.ready() == (True, "ready: 1 partition(s) assigned")
     instruments.close()
+
+
+def test_instruments_read_lag_on_the_main_thread_at_most_once_a_second(tmp_path):
+    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 3)})
+    pipeline, _ = make(tmp_path, consumer)
+    reads = []
+
+    def lag_source():
+        reads.append(len(reads))
+        return {0: 100 - len(reads)}
+
+    clock = Clock()
+    metrics = PrometheusObserver(TOPIC)
+    instruments = Instruments(metrics, HealthState(), None, None, lag_source, clock=clock)
+    instruments.on_turn(pipeline)
+    snapshot = instruments.lag_snapshot()
+    clock.now += 0.5
+    instruments.on_turn(pipeline)
+    assert len(reads) == 1 and value(metrics, "ingest_partition_lag", partition="0") == 99
+    clock.now += 0.6
+    instruments.on_turn(pipeline)
+    assert len(reads) == 2 and value(metrics, "ingest_partition_lag", partition="0") == 98
+    assert snapshot == {0: 99}, "a snapshot handed out is never changed in place"
