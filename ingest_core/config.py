@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .settings import Settings
+from .settings import Settings, is_secret_key
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _MAX_EXTENDS_DEPTH = 10
@@ -132,7 +132,8 @@ def _describe(path: Path, error: Mapping[str, Any]) -> str:
         return f"{path}: {key}: required but missing. Fix: add `{example}`"
     message = str(error["msg"]).removeprefix("Value error, ")
     value = error.get("input")
-    shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
+    may_be_secret = any(part in ("kafka", "storage_options", "schema_registry") or is_secret_key(part) for part in loc)
+    shown = "" if isinstance(value, (dict, list)) or may_be_secret else f" (got {value!r})"
     return f"{path}: {key}: {message}{shown}"
 
 

@@ -67,10 +67,5 @@ class Ledger:
         return existing if existing is not None else marker
 
     def all_markers(self, topic: str) -> list[BatchMarker]:
-        markers = []
-        for path in self.store.list_files(f"{MARKER_ROOT}/{topic}"):
-            if path.endswith(".json"):
-                data = self.store.read(path)
-                if data is not None:
-                    markers.append(BatchMarker.from_json(data))
-        return markers
+        paths = [p for p in self.store.list_files(f"{MARKER_ROOT}/{topic}") if p.endswith(".json")]
+        return [BatchMarker.from_json(data) for data in self.store.read_many(paths).values()]

@@ -26,6 +26,7 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from .batch import Batch, FlushPolicy, PartitionBuffer
 from .encode import BatchEncoder, EncodedBatch
+from .faults import FaultInjector
 from .ledger import BatchMarker, Ledger, MarkedFile
 from .observer import PipelineObserver
 from .storage import LakeStore, StorageError
@@ -98,6 +99,7 @@ class Pipeline:
     revoke_timeout: float = 10.0
     stats: Stats = field(default_factory=Stats)
     observer: PipelineObserver = field(default_factory=PipelineObserver)
+    faults: FaultInjector = field(default_factory=FaultInjector)
     states: dict[int, PartitionState] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -301,7 +303,13 @@ class Pipeline:
         holding = self.ledger.claim(marker)
         if (holding.end, [f.path for f in holding.files]) != (marker.end, [f.path for f in marker.files]):
             return holding
-        created = sum(self.store.publish(f.path, f.data) for f in encoded.files)
+        self.faults.point("after_marker")
+        created = 0
+        for position, output in enumerate(encoded.files):
+            if position:
+                self.faults.point("between_files")
+            created += self.store.publish(output.path, output.data)
+        self.faults.point("after_files")
         self.dead_letters.write(encoded.batch, encoded.rejects)
         return created
 
@@ -312,7 +320,9 @@ class Pipeline:
         landed_rows = sum(f.rows for f in encoded.files)
         self.observer.flushed(partition, landed_rows, sum(len(f.data) for f in encoded.files), len(encoded.files),
                               len(encoded.rejects), encoded.widened, time.perf_counter() - state.flush_started)
+        self.faults.point("before_commit")
         self._commit(partition, batch.end + 1)
+        self.faults.point("after_commit")
         landed = sum(f.rows for f in encoded.files)
         size = sum(len(f.data) for f in encoded.files)
         self.stats.records += landed

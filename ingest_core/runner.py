@@ -14,6 +14,7 @@ from confluent_kafka import Consumer
 from .batch import FlushPolicy
 from .deadletter import DeadLetterFiles, DeadLetters, DeadLetterTopic
 from .encode import BatchEncoder
+from .faults import FaultInjector
 from .kafka import BrokerErrors, consumer_config, producer_config
 from .ledger import Ledger
 from .pipeline import FatalError, Pipeline
@@ -56,6 +57,7 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
     pipeline = Pipeline(
         topic=settings.topic, consumer=consumer, encoder=BatchEncoder(settings), store=store,
         ledger=Ledger(store), dead_letters=dead_letters, policy=FlushPolicy.from_settings(settings.batch),
+        faults=FaultInjector.from_environment(),
     )
     stop = {"requested": False}
 
