@@ -71,6 +71,7 @@ class PartitionState:
     job: concurrent.futures.Future | None = None  # the storage call in flight for this partition
     job_kind: str = ""  # "resolve" or "publish"
     flush_started: float = 0.0  # perf_counter when the pending batch was cut
+    flush_reason: str = ""  # why it was cut: records, bytes, age, shutdown, replay
     attempts: int = 0
     retry_at: float = 0.0
     paused: bool = False
@@ -289,10 +290,12 @@ class Pipeline:
             if buffer.offsets[-1] < end:
                 return None
             state.forced_end = None
+            state.flush_reason = "replay"
             return buffer.take(through_offset=end)
         reason = self.policy.reason(buffer, now) or ("shutdown" if force else None)
         if reason is None:
             return None
+        state.flush_reason = reason
         through = buffer.offsets[self.policy.max_records - 1] if len(buffer) > self.policy.max_records else None
         return buffer.take(through_offset=through)
 
@@ -335,7 +338,7 @@ class Pipeline:
             partition, batch.offsets[0], batch.end, landed, len(encoded.files), len(encoded.rejects),
             extra={"event": "flush", "topic": self.topic, "partition": partition, "first_offset": batch.offsets[0],
                    "last_offset": batch.end, "rows": landed, "bytes": size, "dead_letters": len(encoded.rejects),
-                   "paths": [f.path for f in encoded.files], "new_files": created},
+                   "paths": [f.path for f in encoded.files], "new_files": created, "reason": state.flush_reason},
         )
 
     def _adopt(self, partition: int, state: PartitionState, holding: BatchMarker) -> None:
