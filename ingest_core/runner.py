@@ -17,6 +17,7 @@ from .encode import BatchEncoder
 from .faults import FaultInjector
 from .kafka import BrokerErrors, consumer_config, producer_config
 from .ledger import Ledger
+from .metrics import Instruments
 from .pipeline import FatalError, Pipeline
 from .settings import Settings
 from .storage import LakeStore, StorageError
@@ -54,10 +55,18 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
         return EXIT_FATAL
 
     consumer = Consumer(consumer_config(settings, error_cb=BrokerErrors(settings, str(source))))
+    try:
+        instruments = Instruments.start(settings, consumer)  # /healthz /readyz /metrics, status line
+    except OSError as error:
+        log.error("cannot serve /healthz /readyz /metrics on port %d: %s. Fix: set http.port in %s to a free "
+                  "port, or 0 to turn the HTTP server off", settings.http.port, error.strerror, source,
+                  extra={"event": "http_failed"})
+        consumer.close()
+        return EXIT_CONFIG
     pipeline = Pipeline(
         topic=settings.topic, consumer=consumer, encoder=BatchEncoder(settings), store=store,
         ledger=Ledger(store), dead_letters=dead_letters, policy=FlushPolicy.from_settings(settings.batch),
-        faults=FaultInjector.from_environment(),
+        faults=FaultInjector.from_environment(), observer=instruments.observer,
     )
     stop = {"requested": False}
 
@@ -72,14 +81,21 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
                        on_lost=pipeline.on_lost)
     log.info("consuming %s as group %s into %s (%s)", settings.topic, settings.group, settings.output.url,
              settings.output.format, extra={"event": "started", "topic": settings.topic, "group": settings.group})
+
+    def should_stop() -> bool:  # called once per loop turn, on the main thread
+        instruments.on_turn(pipeline)
+        return stop["requested"]
+
     try:
-        clean = pipeline.run(lambda: stop["requested"], exit_when_idle, shutdown_timeout)
+        clean = pipeline.run(should_stop, exit_when_idle, shutdown_timeout)
     except FatalError as error:
         log.error("stopping: %s", error, extra={"event": "fatal"})
         pipeline.states.clear()  # publish nothing more; uncommitted work is replayed by the next run
         consumer.close()
+        instruments.close()
         return EXIT_FATAL
     consumer.close()
+    instruments.close()
     s = pipeline.stats
     log.info("stopped: %d records landed in %d files, %d dead letters", s.records, s.files, s.dead_letters,
              extra={"event": "stopped", "records": s.records, "files": s.files, "dead_letters": s.dead_letters})

@@ -1,8 +1,5 @@
 """Fleet operations against real servers: secrets stay out of logs and errors of a real run;
 /metrics matches what landed; /readyz follows a storage outage.
-
-The /metrics and /readyz tests need `ingest run` to start the HTTP server (runner wiring
-with `metrics.Instruments`); until runner.py does, they are reported as xfailed, not run.
 """
 from __future__ import annotations
 
@@ -17,16 +14,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-import ingest_core.runner
 from ingest_core.storage import LakeStore
 
 from .lake import committed_offsets, create_topic, data_files, ingest, landed_rows, produce_events, write_config
 
 pytestmark = pytest.mark.slow
-
-WIRED = "Instruments" in Path(ingest_core.runner.__file__).read_text()
-needs_wiring = pytest.mark.xfail(not WIRED, run=False, strict=True,
-                                 reason="ingest run does not start the HTTP server yet (runner.py wiring)")
 
 SECRETS = {"sasl.password": "kafka-Pw-8c31e0", "sasl.username": "kafka-user-51aa",
            "key": "AKIA-FLEET-77f0", "secret": "S3-FLEET-SECRET-2b9d"}
@@ -88,7 +80,7 @@ def test_no_secret_in_the_logs_of_a_run_whose_broker_refuses_its_credentials(kaf
     port = with_http(config)
     process = ingest("run", str(config), "--log-format", "json")
     time.sleep(8)  # joins fail and are retried; errors are logged meanwhile
-    scraped = get(port, "/metrics")[1] if WIRED else ""
+    scraped = get(port, "/metrics")[1]
     err = stop(process)
     assert process.returncode == 0, err[-3000:]
     assert "broker_" in err or "Kafka error" in err, "the failing handshake should have been logged"
@@ -109,7 +101,6 @@ def test_no_secret_in_the_error_of_a_permanent_storage_failure(moto, topic_name,
         assert secret not in err
 
 
-@needs_wiring
 def test_metrics_counters_match_what_landed(kafka, topic_name, tmp_path):
     create_topic(kafka.bootstrap, topic_name, partitions=3)
     produce_events(kafka.bootstrap, topic_name, 3000)
@@ -142,7 +133,6 @@ def test_metrics_counters_match_what_landed(kafka, topic_name, tmp_path):
     assert process.returncode == 0, err[-3000:]
 
 
-@needs_wiring
 def test_readyz_is_false_during_a_storage_outage_and_true_after(kafka, topic_name, tmp_path):
     from object_stores import MotoS3Server  # the refusable relay lives with the store servers
 
