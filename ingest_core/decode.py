@@ -1,18 +1,52 @@
 """Decoding a batch of raw values into an Arrow table of rows, or dead-letter reasons.
 
-The hot path parses the whole batch in one call (pyarrow.json on a joined buffer);
-only when that fails are messages parsed one by one, to isolate the bad ones.
+Formats: `json` (one object per message), `avro` (Confluent wire format, see avro.py) and
+`raw` (the value bytes as they are). Tombstones (no value) follow `decode.tombstones`:
+dead-letter them (default), skip and count them, or land them as a row whose payload
+columns are all null.
+
+The JSON hot path parses the whole batch in one call (pyarrow.json on a joined buffer);
+only when that fails, or when its result could have lost something (a number pyarrow
+turned into an inexact double, a string it turned into a timestamp, nesting beyond
+`decode.max_depth`), are messages parsed one by one, to isolate the bad ones and to type
+the rest without losing a value (schema.py).
+
+A message is rejected (dead-lettered) only for what it is: invalid UTF-8 or JSON,
+duplicate keys (ambiguous: which value is the field?), not an object, nested too deep.
+What the decoder's dependencies do (a schema registry that is down) never rejects a
+message: it raises `DecodeUnavailable`, and the batch is retried.
 """
 from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from .schema import INT64_MAX, INT64_MIN, NumberText, exceeds_depth, rows_to_table, schema_has, type_depth
+
 _MIN_BLOCK = 1 << 20
+_BOM = b"\xef\xbb\xbf"
+TOMBSTONE_REASON = "tombstone: the message has no value"
+# 16+ digits may be an integer a double cannot hold exactly; pyarrow.json silently makes
+# integers beyond int64, and any integer in a column that also holds fractions, doubles.
+_LONG_DIGITS = re.compile(rb"\d{16,}")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_FIRST_CHAR = re.compile(rb"[ \t\r\n]*([^ \t\r\n])")
+
+
+class DecodeUnavailable(Exception):
+    """Decoding cannot proceed now for a reason outside the messages (the schema registry is
+    down, times out, or answers 5xx). Retry the batch later, like a storage outage; never
+    dead-letter its messages. `permanent` is True when retrying cannot help (the registry
+    refuses our credentials: 401/403)."""
+
+    def __init__(self, message: str, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass
@@ -22,115 +56,236 @@ class Decoded:
     table: pa.Table
     kept: list[int]
     rejects: dict[int, str] = field(default_factory=dict)  # index in batch -> reason
-    widened: int = 0  # values whose column type was widened to keep them
+    widened: int = 0  # values written as text although they were not strings, to keep them
     lines: list[bytes] | None = None  # JSON input: the validated text of each kept row
+    skipped: int = 0  # tombstones skipped under `decode.tombstones: skip`
 
 
-def decode_batch(fmt: str, values: list[bytes | None]) -> Decoded:
-    if fmt == "json":
-        return decode_json(values)
-    if fmt == "raw":
-        return decode_raw(values)
-    raise ValueError(f"decode.format {fmt!r} is not implemented yet")
+class Decoder:
+    """Decodes batches for one consumer; holds what outlives a batch (the Avro schema cache)."""
+
+    def __init__(self, fmt: str = "json", tombstones: str = "dead_letter", max_depth: int = 64,
+                 schema_registry: dict | None = None, registry_client=None):
+        if fmt not in ("json", "avro", "raw"):
+            raise ValueError(f"decode.format {fmt!r} is not known")
+        self.format = fmt
+        self.tombstones = tombstones
+        self.max_depth = max_depth
+        self.avro = None
+        if fmt == "avro":
+            from .avro import AvroDecoder
+            self.avro = AvroDecoder(schema_registry or {}, client=registry_client)
+
+    @classmethod
+    def from_settings(cls, decode) -> "Decoder":
+        return cls(decode.format, decode.tombstones, decode.max_depth, decode.schema_registry)
+
+    def decode(self, values: list[bytes | None]) -> Decoded:
+        rejects: dict[int, str] = {}
+        skipped = 0
+        positions: list[int] | None = None
+        if self.tombstones != "row" and any(v is None for v in values):
+            positions = []
+            for index, value in enumerate(values):
+                if value is not None:
+                    positions.append(index)
+                elif self.tombstones == "skip":
+                    skipped += 1
+                else:
+                    rejects[index] = TOMBSTONE_REASON
+            values = [values[i] for i in positions]
+        decoded = self._decode_present(values)
+        if positions is not None:
+            decoded.kept = [positions[i] for i in decoded.kept]
+            decoded.rejects = {positions[i]: reason for i, reason in decoded.rejects.items()}
+        decoded.rejects.update(rejects)
+        decoded.skipped = skipped
+        return decoded
+
+    def _decode_present(self, values: list[bytes | None]) -> Decoded:
+        """Values here are messages to land; a None is a tombstone to land as an empty row."""
+        if self.format == "json":
+            return decode_json(values, self.max_depth)
+        if self.format == "raw":
+            return decode_raw(values)
+        return self.avro.decode(values)
+
+
+def decode_batch(fmt: str, values: list[bytes | None], tombstones: str = "dead_letter") -> Decoded:
+    """One-off decoding (tests, tools); a consumer keeps one Decoder."""
+    return Decoder(fmt, tombstones).decode(values)
 
 
 def decode_raw(values: list[bytes | None]) -> Decoded:
-    kept = [i for i, v in enumerate(values) if v is not None]
-    rejects = {i: "tombstone: the message has no value" for i, v in enumerate(values) if v is None}
-    table = pa.table({"value": pa.array([values[i] for i in kept], pa.binary())})
-    return Decoded(table, kept, rejects)
+    return Decoded(pa.table({"value": pa.array(values, pa.binary())}), list(range(len(values))))
 
 
-def decode_json(values: list[bytes | None]) -> Decoded:
+# ---------------------------------------------------------------- JSON
+
+def decode_json(values: list[bytes | None], max_depth: int = 64) -> Decoded:
     rejects: dict[int, str] = {}
     kept: list[int] = []
     lines: list[bytes] = []
     for index, value in enumerate(values):
         if value is None:
-            rejects[index] = "tombstone: the message has no value"
-            continue
+            value = b"{}"  # a tombstone landed as a row: every payload field null
+        elif value.startswith(_BOM):
+            value = value[3:]
         if b"\n" in value or b"\r" in value:
             # Outside strings a newline is whitespace and inside strings JSON forbids it raw,
             # so replacing it keeps valid JSON valid and one value per line.
             value = value.replace(b"\r", b" ").replace(b"\n", b" ")
-        if not value.strip():
+        start = _FIRST_CHAR.match(value)
+        if start is None:
             rejects[index] = "empty value: expected a JSON object"
+            continue
+        if start.group(1) != b"{":
+            # Not an object. Never let pyarrow.json see these: a top-level `null` line
+            # becomes a row of nulls, and a batch starting with one crashes the process.
+            parsed = parse_json_object(value, max_depth)
+            rejects[index] = parsed if isinstance(parsed, str) else "expected a JSON object"
             continue
         kept.append(index)
         lines.append(value)
-    table = _parse_lines(lines)
-    if table is not None and table.num_rows == len(lines):
+    table = _parse_checked(lines, max_depth)
+    if table is not None:
         return Decoded(table, kept, rejects, lines=lines)
-    return _decode_one_by_one(values, kept, lines, rejects)
+    return _decode_one_by_one(kept, lines, rejects, max_depth)
 
 
-def _parse_lines(lines: list[bytes]) -> pa.Table | None:
+def _parse_lines(lines: list[bytes], schema: pa.Schema | None = None) -> tuple[pa.Table | None, bytes]:
     if not lines:
-        return pa.table({})
+        return pa.table({}), b""
+    buffer = b"\n".join(lines)
     block = max(_MIN_BLOCK, max(map(len, lines)) + 2)
     try:
-        return pa_json.read_json(
-            io.BytesIO(b"\n".join(lines)),
+        table = pa_json.read_json(
+            io.BytesIO(buffer),
             read_options=pa_json.ReadOptions(block_size=block),
+            parse_options=pa_json.ParseOptions(explicit_schema=schema) if schema is not None else None,
         )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None, buffer
+    return table, buffer
+
+
+def _parse_checked(lines: list[bytes], max_depth: int) -> pa.Table | None:
+    """pyarrow.json's table of `lines`, or None when it is not one row per line or when it
+    could have lost something (then the lines are parsed one by one)."""
+    table, buffer = _parse_lines(lines)
+    if table is None or table.num_rows != len(lines):
         return None
+    if not lines:
+        return table
+    schema_type = pa.struct(list(table.schema))
+    if 1 + max((type_depth(f.type) for f in table.schema), default=0) > max_depth:
+        return None
+    if schema_has(schema_type, pa.types.is_floating) and (_LONG_DIGITS.search(buffer) or b"-NaN" in buffer):
+        return None  # an inexact integer, or "-NaN", which Python's parser (the slow path) refuses
+    if not buffer.isascii():
+        try:
+            table.validate(full=True)  # pyarrow.json does not check UTF-8 inside strings
+        except pa.ArrowInvalid:
+            return None
+    if schema_has(schema_type, pa.types.is_timestamp):
+        # pyarrow.json turns strings that look like dates into timestamps; keep the text
+        # (its exact form, and the same type as a batch where one value does not parse).
+        explicit = pa.schema([f.with_type(_timestamps_as_text(f.type)) for f in table.schema])
+        table, _ = _parse_lines(lines, explicit)
+        if table is None or table.num_rows != len(lines):
+            return None
+    return table
 
 
-def _decode_one_by_one(values, kept, lines, rejects) -> Decoded:
+def _timestamps_as_text(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_timestamp(t):
+        return pa.string()
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_timestamps_as_text(f.type)) for f in t])
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_timestamps_as_text(t.value_type)))
+    return t
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _object(pairs: list[tuple[str, object]]) -> dict:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return value
+
+
+def _int(text: str):
+    value = int(text)
+    return value if INT64_MIN <= value <= INT64_MAX else NumberText(text)
+
+
+def _float(text: str):
+    value = float(text)
+    return NumberText(text) if value in (float("inf"), float("-inf")) else value
+
+
+def _json_kind(value) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"
+
+
+def parse_json_object(line: bytes, max_depth: int = 64) -> dict | str:
+    """The parsed object, or the reason the message cannot be landed."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return f"invalid UTF-8: {error}"
+    try:
+        value = json.loads(text, object_pairs_hook=_object, parse_int=_int, parse_float=_float)
+    except _DuplicateKey as error:
+        return f"duplicate key {str(error)[:100]!r} in a JSON object: ambiguous, so not landed"
+    except RecursionError:
+        return "invalid JSON: nested too deeply to parse"
+    except ValueError as error:
+        return f"invalid JSON: {str(error)[:300]}"
+    if not isinstance(value, dict):
+        return f"expected a JSON object, got a JSON {_json_kind(value)}"
+    if _SURROGATE_ESCAPE.search(line):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return "invalid JSON: a \\u escape is an unpaired UTF-16 surrogate (not a character)"
+    if exceeds_depth(value, max_depth):
+        return f"nesting deeper than decode.max_depth ({max_depth}) objects/arrays"
+    return value
+
+
+def _decode_one_by_one(kept, lines, rejects, max_depth) -> Decoded:
     good_indices: list[int] = []
     good_lines: list[bytes] = []
+    rows: list[dict] = []
     for index, line in zip(kept, lines):
-        reason = _reject_reason(line)
-        if reason:
-            rejects[index] = reason
+        parsed = parse_json_object(line, max_depth)
+        if isinstance(parsed, str):
+            rejects[index] = parsed
         else:
             good_indices.append(index)
             good_lines.append(line)
-    table = _parse_lines(good_lines)
+            rows.append(parsed)
+    table = _parse_checked(good_lines, max_depth)
     widened = 0
-    if table is None or table.num_rows != len(good_lines):
-        # Valid rows whose types disagree (int here, string there): keep every value.
-        rows = [json.loads(line) for line in good_lines]
+    if table is None:
+        # Valid rows whose types disagree (int here, string there), or numbers pyarrow
+        # cannot hold exactly: type them ourselves, keeping every value.
         table, widened = rows_to_table(rows)
     return Decoded(table, good_indices, rejects, widened, lines=good_lines)
-
-
-def _reject_reason(line: bytes) -> str | None:
-    try:
-        value = json.loads(line)
-    except UnicodeDecodeError as error:
-        return f"invalid UTF-8: {error}"
-    except (ValueError, RecursionError) as error:
-        return f"invalid JSON: {str(error)[:300]}"
-    if not isinstance(value, dict):
-        return f"expected a JSON object, got a JSON {type(value).__name__}"
-    if _parse_lines([line]) is None:
-        try:
-            pa_json.read_json(io.BytesIO(line), read_options=pa_json.ReadOptions(block_size=len(line) + _MIN_BLOCK))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-            return f"unsupported JSON: {str(error)[:300]}"
-    return None
-
-
-def rows_to_table(rows: list[dict]) -> tuple[pa.Table, int]:
-    """A table from Python rows; a column whose values disagree in type becomes JSON text."""
-    try:
-        return pa.Table.from_pylist(rows), 0
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-        pass
-    columns: dict[str, list] = {}
-    for position, row in enumerate(rows):
-        for name, value in row.items():
-            columns.setdefault(name, [None] * len(rows))[position] = value
-    arrays = {}
-    widened = 0
-    for name, column in columns.items():
-        try:
-            arrays[name] = pa.array(column)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-            arrays[name] = pa.array([
-                None if v is None else (v if isinstance(v, str) else json.dumps(v)) for v in column
-            ], pa.string())
-            widened += sum(1 for v in column if v is not None and not isinstance(v, str))
-    return pa.table(arrays), widened

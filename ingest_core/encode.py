@@ -3,6 +3,10 @@
 Pure and deterministic: the same batch always gives the same file names and bytes
 (no wall-clock in content), which is what lets a replay after a crash reproduce
 files that may already be published.
+
+`encode()` raises `DecodeUnavailable` (from decode.py) when a decoding dependency (the
+schema registry) cannot answer: nothing was rejected, and the same batch should be
+encoded again after a backoff, as after a storage outage.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .batch import Batch
-from .decode import decode_batch
+from .decode import DecodeUnavailable, Decoder  # noqa: F401 - DecodeUnavailable is part of encode()'s contract
 from .formats import Rows, encoder_for
 from .paths import PartitionTemplate, data_file_name
 from .settings import Settings
@@ -39,22 +43,23 @@ class EncodedBatch:
     batch: Batch
     files: list[OutputFile]
     rejects: list[Reject] = field(default_factory=list)
-    widened: int = 0
+    widened: int = 0  # values written as text (a type conflict in the batch) rather than dropped
+    skipped: int = 0  # tombstones skipped under decode.tombstones: skip (neither landed nor dead-lettered)
 
 
 class BatchEncoder:
     def __init__(self, settings: Settings):
         self.topic = settings.topic
-        self.decode_format = settings.decode.format
+        self.decoder = Decoder.from_settings(settings.decode)
         self.with_metadata = settings.output.metadata
         self.template = PartitionTemplate.parse(settings.output.partition_by)
         self.encoder = encoder_for(settings.output.format, settings.output.codec)
 
     def encode(self, batch: Batch) -> EncodedBatch:
-        decoded = decode_batch(self.decode_format, batch.values)
+        decoded = self.decoder.decode(batch.values)
         rejects = [Reject(i, reason) for i, reason in sorted(decoded.rejects.items())]
         if not decoded.kept:
-            return EncodedBatch(batch, [], rejects, decoded.widened)
+            return EncodedBatch(batch, [], rejects, decoded.widened, decoded.skipped)
         kept = pa.array(decoded.kept, pa.int64())
         offsets = pa.array(batch.offsets, pa.int64()).take(kept)
         stamps = pa.array(batch.timestamps, pa.int64()).take(kept).to_pylist()
@@ -78,7 +83,7 @@ class BatchEncoder:
                 last_offset=group_offsets[-1].as_py(),
             ))
         files.sort(key=lambda f: f.path)
-        return EncodedBatch(batch, files, rejects, decoded.widened)
+        return EncodedBatch(batch, files, rejects, decoded.widened, decoded.skipped)
 
 
 def _metadata_table(batch: Batch, kept: pa.Array) -> pa.Table:

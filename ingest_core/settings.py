@@ -29,7 +29,17 @@ class _Section(BaseModel):
 
 class DecodeSettings(_Section):
     format: Literal["json", "avro", "raw"] = "json"
+    # confluent-kafka SchemaRegistryClient properties: url, basic.auth.user.info, ssl.*, timeout, ...
     schema_registry: dict[str, Any] = Field(default_factory=dict)
+    tombstones: Literal["dead_letter", "skip", "row"] = "dead_letter"  # messages with no value
+    max_depth: int = Field(default=64, ge=1, le=1000)  # JSON objects/arrays nested deeper are dead-lettered
+
+    @model_validator(mode="after")
+    def _avro_needs_a_registry(self) -> "DecodeSettings":
+        if self.format == "avro" and not self.schema_registry.get("url"):
+            raise ValueError("format avro reads schemas from a schema registry. "
+                             "Fix: add `schema_registry: {url: \"${SCHEMA_REGISTRY_URL}\"}`")
+        return self
 
 
 class OutputSettings(_Section):

@@ -1,7 +1,15 @@
-"""NDJSON files: one JSON object per line, metadata fields first, the payload unchanged."""
+"""NDJSON files: one JSON object per line, metadata fields first, the payload unchanged.
+
+JSON input is written through as the producer wrote it (NaN and Infinity included:
+Spark's JSON reader accepts them by default). Other input (Avro, raw) is written from
+its Arrow rows: bytes as base64, timestamps as ISO-8601 with `Z`, dates as ISO-8601,
+decimals as strings (exact), maps as objects.
+"""
 from __future__ import annotations
 
 import base64
+import datetime
+import decimal
 import gzip
 import json
 
@@ -51,14 +59,22 @@ def _splice(prefix: bytes, body: bytes) -> bytes:
 
 
 def _bodies_from_table(payload: pa.Table) -> list[bytes]:
-    rows = payload.to_pylist()
-    return [json.dumps({k: _jsonable(v) for k, v in row.items()}, separators=(",", ":")).encode() for row in rows]
+    rows = payload.to_pylist(maps_as_pydicts="lossy")
+    return [json.dumps(row, separators=(",", ":"), ensure_ascii=False, default=_jsonable).encode() for row in rows]
 
 
 def _jsonable(value):
-    if isinstance(value, bytes):
+    """What json.dumps cannot write by itself."""
+    if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(value).decode("ascii")
-    return value
+    if isinstance(value, datetime.datetime):
+        text = value.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    raise TypeError(f"cannot write a {type(value).__name__} as JSON")
 
 
 def _compress(data: bytes, codec: str) -> bytes:

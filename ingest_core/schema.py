@@ -1,0 +1,373 @@
+"""Column types: parsed JSON rows to Arrow without losing a value, and tables Spark can read.
+
+`rows_to_table(rows)` builds a table from parsed JSON rows when pyarrow.json cannot take a
+batch whole (a field is an int in one row and a string in another). Types are unified
+field by field, recursively, so a conflict deep in an object widens only that field:
+- int + double → double, unless an int is not exact in a double (|v| > 2^53) → string;
+- anything else that disagrees (bool + int, object + scalar, array + object, ...) → string,
+  scalars as their JSON text and objects/arrays as compact JSON text;
+- integers beyond int64 and numbers beyond double keep their exact JSON text (string).
+Every value written as text although it was not a JSON string is counted as widened.
+
+`spark_readable(table)` makes a table safe for Parquet and for Spark's `mergeSchema`:
+- null-typed columns (a field that was null in every row) are dropped, and so are empty
+  objects (`struct<>`, which Parquet cannot store): Spark reads an absent column as null,
+  and a later file with a real type merges with this one;
+- arrays/maps whose elements were all null or `{}` get string elements (`[]` stays `[]`);
+- names Spark or Delta refuse (` ,;{}()\\n\\t=`, control characters, empty) are rewritten with
+  `_`, and names equal but for case (Spark is case-insensitive) get `__2`, `__3`, ...;
+- Parquet/Spark types Spark cannot read (TIME, unsigned ints, decimals beyond 38 digits,
+  half floats) become ones it can.
+The rewritten names are returned so the encoder can record them in the file's metadata.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+_EXACT_IN_DOUBLE = 1 << 53
+
+
+class NumberText(str):
+    """A JSON number no Arrow number type holds exactly (beyond int64, or beyond double):
+    kept as its literal text."""
+
+    __slots__ = ()
+
+
+# ---------------------------------------------------------------- JSON type inference
+
+class _Type:
+    """An inferred JSON type. Scalars are shared singletons; lists and structs are built."""
+
+    __slots__ = ("kind", "big", "wide", "elem", "fields", "_needs")
+
+    def __init__(self, kind: str, big: bool = False, wide: bool = False, elem=None, fields=None):
+        self.kind = kind  # null | bool | int | float | text | list | struct
+        self.big = big  # int: some value is not exact in a double
+        self.wide = wide  # text: some values are not JSON strings (must be rewritten)
+        self.elem = elem
+        self.fields = fields
+        self._needs: bool | None = None
+
+    @property
+    def needs_rewrite(self) -> bool:
+        """True when some value below must be rewritten as text before Arrow takes it."""
+        if self._needs is None:
+            if self.kind == "text":
+                self._needs = self.wide
+            elif self.kind == "list":
+                self._needs = self.elem.needs_rewrite
+            elif self.kind == "struct":
+                self._needs = any(t.needs_rewrite for t in self.fields.values())
+            else:
+                self._needs = False
+        return self._needs
+
+
+_NULL = _Type("null")
+_BOOL = _Type("bool")
+_INT = _Type("int")
+_BIGINT = _Type("int", big=True)
+_FLOAT = _Type("float")
+_TEXT = _Type("text")
+_WIDE = _Type("text", wide=True)
+
+
+def _infer(value: Any) -> _Type:
+    if value is None:
+        return _NULL
+    kind = type(value)
+    if kind is str:
+        return _TEXT
+    if kind is bool:
+        return _BOOL
+    if kind is int:
+        if not INT64_MIN <= value <= INT64_MAX:
+            return _WIDE
+        return _BIGINT if abs(value) > _EXACT_IN_DOUBLE else _INT
+    if kind is float:
+        return _FLOAT
+    if kind is dict:
+        return _Type("struct", fields={k: _infer(v) for k, v in value.items()})
+    if kind is list:
+        elem = _NULL
+        for item in value:
+            elem = _unify(elem, _infer(item))
+        return _Type("list", elem=elem)
+    return _WIDE  # NumberText and anything else that is not plain JSON
+
+
+def _unify(a: _Type, b: _Type) -> _Type:
+    if a is b or b.kind == "null":
+        return a
+    if a.kind == "null":
+        return b
+    if a.kind == b.kind:
+        kind = a.kind
+        if kind == "int":
+            return _BIGINT if (a.big or b.big) else _INT
+        if kind == "text":
+            return _WIDE if (a.wide or b.wide) else _TEXT
+        if kind == "list":
+            elem = _unify(a.elem, b.elem)
+            return a if elem is a.elem else _Type("list", elem=elem)
+        if kind == "struct":
+            fields = dict(a.fields)
+            for name, t in b.fields.items():
+                fields[name] = _unify(fields[name], t) if name in fields else t
+            return _Type("struct", fields=fields)
+        return a  # bool, float
+    if {a.kind, b.kind} == {"int", "float"}:
+        return _WIDE if (a.big or b.big) else _FLOAT
+    return _WIDE
+
+
+def _arrow_type(t: _Type) -> pa.DataType:
+    kind = t.kind
+    if kind == "null":
+        return pa.null()
+    if kind == "bool":
+        return pa.bool_()
+    if kind == "int":
+        return pa.int64()
+    if kind == "float":
+        return pa.float64()
+    if kind == "text":
+        return pa.string()
+    if kind == "list":
+        return pa.list_(_arrow_type(t.elem))
+    return pa.struct([pa.field(name, _arrow_type(ft)) for name, ft in t.fields.items()])
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON text of a parsed value; NumberText stays an unquoted number."""
+    if isinstance(value, NumberText):
+        return str.__str__(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        return "{" + ",".join(json.dumps(str(k), ensure_ascii=False) + ":" + json_text(v) for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(json_text(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, NumberText):
+        return str.__str__(value)
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    return json_text(value)
+
+
+class _Rewriter:
+    def __init__(self):
+        self.widened = 0
+
+    def conform(self, value: Any, t: _Type) -> Any:
+        if value is None or not t.needs_rewrite:
+            return value
+        kind = t.kind
+        if kind == "text":
+            if type(value) is str:
+                return value
+            self.widened += 1
+            return _scalar_text(value)
+        if kind == "list":
+            return [self.conform(v, t.elem) for v in value]
+        return {name: self.conform(value.get(name), ft) for name, ft in t.fields.items()}
+
+
+def rows_to_table(rows: list[dict]) -> tuple[pa.Table, int]:
+    """A table from parsed JSON objects; returns it and the number of values widened to text."""
+    row_type = _Type("struct", fields={})
+    for row in rows:
+        row_type = _unify(row_type, _infer(row))
+    rewriter = _Rewriter()
+    if row_type.needs_rewrite:
+        rows = [rewriter.conform(row, row_type) for row in rows]
+    schema = pa.schema([pa.field(name, _arrow_type(t)) for name, t in row_type.fields.items()])
+    if not schema:
+        return pa.table({"_": pa.nulls(len(rows))}).drop_columns(["_"]), 0
+    return pa.Table.from_pylist(rows, schema=schema), rewriter.widened
+
+
+def exceeds_depth(value: Any, limit: int) -> bool:
+    """True when objects/arrays nest deeper than `limit` (the top-level object is depth 1)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def type_depth(t: pa.DataType) -> int:
+    """Nesting depth of an Arrow type, counted like `exceeds_depth` counts JSON."""
+    if pa.types.is_struct(t):
+        return 1 + max((type_depth(f.type) for f in t), default=0)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return 1 + type_depth(t.value_type)
+    if pa.types.is_map(t):
+        return 1 + type_depth(t.item_type)
+    return 0
+
+
+def schema_has(t: pa.DataType, predicate) -> bool:
+    if predicate(t):
+        return True
+    return any(schema_has(t.field(i).type, predicate) for i in range(t.num_fields))
+
+
+# ---------------------------------------------------------------- Spark readability
+
+_BAD_NAME_CHARS = re.compile(r"[ ,;{}()\n\t=\x00-\x1f\x7f]")
+
+
+def _clean_name(name: str) -> str:
+    cleaned = _BAD_NAME_CHARS.sub("_", name)
+    return cleaned or "_blank"
+
+
+def spark_names(names: list[str], keep: Iterable[str] = ()) -> list[str]:
+    """Names Spark and Delta accept, unique without regard to case, in the same order.
+
+    Within a group of names equal but for case, names in `keep` win, then the smallest by
+    code point keeps its name; the others get `__2`, `__3`, ... (the same names in every file
+    where the same fields collide)."""
+    cleaned = [_clean_name(n) for n in names]
+    keep = set(keep)
+    groups: dict[str, list[int]] = {}
+    for position, name in enumerate(cleaned):
+        groups.setdefault(name.lower(), []).append(position)
+    taken = set(groups)
+    result = list(cleaned)
+    for positions in groups.values():
+        if len(positions) == 1:
+            continue
+        ordered = sorted(positions, key=lambda p: (names[p] not in keep, names[p]))
+        for rank, position in enumerate(ordered[1:], start=2):
+            candidate = f"{cleaned[position]}__{rank}"
+            while candidate.lower() in taken:
+                rank += 100
+                candidate = f"{cleaned[position]}__{rank}"
+            taken.add(candidate.lower())
+            result[position] = candidate
+    return result
+
+
+class _Fixer:
+    def __init__(self):
+        self.renamed: dict[str, str] = {}
+
+    def table(self, table: pa.Table, keep: Iterable[str] = ()) -> pa.Table:
+        arrays, names = [], []
+        for name, column in zip(table.column_names, table.columns):
+            fixed = self.array(column.combine_chunks() if column.num_chunks != 1 else column.chunk(0), name)
+            if fixed is not None:
+                arrays.append(fixed)
+                names.append(name)
+        new_names = spark_names(names, keep)
+        for old, new in zip(names, new_names):
+            if old != new:
+                self.renamed[new] = old
+        if not arrays:
+            return pa.table({"_": pa.nulls(table.num_rows)}).drop_columns(["_"])
+        return pa.Table.from_arrays(arrays, names=new_names)
+
+    def array(self, array: pa.Array, path: str) -> pa.Array | None:
+        """The array made readable, or None when the column should be left out."""
+        t = array.type
+        if pa.types.is_null(t):
+            return None
+        if pa.types.is_struct(t):
+            return self._struct(array, path)
+        if pa.types.is_list(t) or pa.types.is_large_list(t):
+            values = self._element(array.values, path + "[]")
+            if values is array.values:
+                return array
+            cls = pa.ListArray if pa.types.is_list(t) else pa.LargeListArray
+            return cls.from_arrays(array.offsets, values, mask=array.is_null() if array.null_count else None)
+        if pa.types.is_map(t):
+            items = self._element(array.items, path + "{}")
+            if items is array.items:
+                return array
+            return pa.MapArray.from_arrays(array.offsets, array.keys, items,
+                                           mask=array.is_null() if array.null_count else None)
+        if pa.types.is_fixed_size_list(t):
+            return self.array(array.cast(pa.list_(t.value_type)), path)
+        if pa.types.is_time32(t):
+            return array.cast(pa.int32()).cast(pa.int64())
+        if pa.types.is_time64(t):
+            return array.cast(pa.int64())
+        if pa.types.is_unsigned_integer(t):
+            if t.bit_width <= 16:
+                return array.cast(pa.int32())
+            if t.bit_width == 32:
+                return array.cast(pa.int64())
+            return array.cast(pa.decimal128(20, 0))
+        if pa.types.is_float16(t):
+            return array.cast(pa.float32())
+        if pa.types.is_decimal(t) and (t.precision > 38 or pa.types.is_decimal256(t)):
+            return array.cast(pa.string())
+        if pa.types.is_dictionary(t):
+            return self.array(array.dictionary_decode(), path)
+        return array
+
+    def _struct(self, array: pa.StructArray, path: str) -> pa.Array | None:
+        children, names = [], []
+        changed = False
+        for i in range(array.type.num_fields):
+            name = array.type.field(i).name
+            child = array.field(i)
+            fixed = self.array(child, f"{path}.{name}")
+            changed |= fixed is not child
+            if fixed is not None:
+                children.append(fixed)
+                names.append(name)
+        if not children:
+            return None
+        new_names = spark_names(names)
+        for old, new in zip(names, new_names):
+            if old != new:
+                self.renamed[f"{path}.{new}"] = f"{path}.{old}"
+        if not changed and new_names == names:
+            return array
+        return pa.StructArray.from_arrays(children, names=new_names,
+                                          mask=array.is_null() if array.null_count else None)
+
+    def _element(self, values: pa.Array, path: str) -> pa.Array:
+        """Elements of a list or map: never dropped (that would change the list), but an
+        element type Parquet or Spark cannot hold becomes text."""
+        fixed = self.array(values, path)
+        if fixed is not None:
+            return fixed
+        if pa.types.is_null(values.type):
+            return pa.nulls(len(values), pa.string())
+        # An object with no (landable) fields: keep it as the JSON text "{}".
+        return pc.if_else(values.is_valid(), pa.scalar("{}"), pa.scalar(None, pa.string()))
+
+
+def spark_readable(table: pa.Table, keep: Iterable[str] = ()) -> tuple[pa.Table, dict[str, str]]:
+    """`table` with the fixes Spark needs (see the module docstring), and {new name: old name}
+    for every column or nested field that was renamed (nested as dotted paths)."""
+    fixer = _Fixer()
+    fixed = fixer.table(table, keep)
+    return fixed, fixer.renamed

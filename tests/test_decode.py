@@ -1,0 +1,166 @@
+"""decode.py: JSON batches (fast path and per-message isolation), raw, tombstone policies."""
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+
+from ingest_core.decode import TOMBSTONE_REASON, Decoder, decode_json, parse_json_object
+
+
+def test_a_clean_batch_is_parsed_whole_and_keeps_its_lines():
+    values = [b'{"a": 1, "s": "x"}', b'{"a": 2, "t": [1, 2]}']
+    decoded = decode_json(values)
+    assert decoded.kept == [0, 1] and not decoded.rejects and decoded.widened == 0
+    assert decoded.table.to_pylist() == [{"a": 1, "s": "x", "t": None}, {"a": 2, "s": None, "t": [1, 2]}]
+    assert decoded.lines == values
+
+
+POISON = {
+    b"\xff\xfe{}": "invalid UTF-8",
+    b'{"a": "\xc3"}': "invalid UTF-8",  # pyarrow.json would take it; the file would hold invalid UTF-8
+    b'{"a": ': "invalid JSON",
+    b"[1, 2]": "got a JSON array",
+    b"42": "got a JSON number",
+    b'"text"': "got a JSON string",
+    b"null": "got a JSON null",
+    b"true": "got a JSON boolean",
+    b'{"a": 1, "a": 2}': "duplicate key 'a'",
+    b'{"a": 1} {"b": 2}': "invalid JSON",  # two objects in one message
+    b'{"a": "\\ud800"}': "unpaired UTF-16 surrogate",
+    b'{"a": -NaN}': "invalid JSON",
+    b'{"a": 1,}': "invalid JSON",
+    b"   ": "empty value",
+    b'{"a":' * 65 + b"1" + b"}" * 65: "nesting deeper than decode.max_depth (64)",
+    b'{"a":' + b"[" * 70 + b"]" * 70 + b"}": "nesting deeper than decode.max_depth (64)",
+    b"[" * 100_000 + b"]" * 100_000: "invalid JSON",
+}
+
+
+@pytest.mark.parametrize("poison", list(POISON), ids=lambda v: repr(v[:20]))
+def test_each_poison_message_is_rejected_with_its_reason_and_good_neighbours_land(poison):
+    values = [b'{"id": 1}', poison, b'{"id": 3}']
+    decoded = decode_json(values)
+    assert decoded.kept == [0, 2]
+    assert list(decoded.rejects) == [1] and POISON[poison] in decoded.rejects[1]
+    assert decoded.table.to_pylist() == [{"id": 1}, {"id": 3}]
+    assert decoded.lines == [b'{"id": 1}', b'{"id": 3}']
+
+
+def test_depth_limit_is_inclusive_and_configurable():
+    nested = b'{"a":' * 63 + b"1" + b"}" * 63  # 63 objects under the top-level... 64 levels in all
+    assert parse_json_object(b"{\"top\": " + nested + b"}", 64) != "x"
+    assert isinstance(parse_json_object(b"{\"top\": " + nested + b"}", 64), dict)
+    assert "max_depth (63)" in parse_json_object(b"{\"top\": " + nested + b"}", 63)
+    decoded = decode_json([b"{\"top\": " + nested + b"}"], max_depth=64)
+    assert decoded.kept == [0] and not decoded.rejects
+
+
+def test_integers_beyond_int64_keep_every_digit_as_text():
+    big = 123456789012345678901234567890
+    decoded = decode_json([b'{"n": 1}', f'{{"n": {big}}}'.encode(), b'{"n": -9223372036854775809}'])
+    assert decoded.table.schema.field("n").type == pa.string()
+    assert decoded.table.column("n").to_pylist() == ["1", str(big), "-9223372036854775809"]
+    assert decoded.widened == 3 and not decoded.rejects
+
+
+def test_an_int_a_double_cannot_hold_is_not_rounded_when_the_column_has_fractions():
+    decoded = decode_json([b'{"n": 9007199254740993}', b'{"n": 1.5}'])
+    assert decoded.table.column("n").to_pylist() == ["9007199254740993", "1.5"]
+    small = decode_json([b'{"n": 3}', b'{"n": 1.5}'])  # exact in a double: the column is double
+    assert small.table.column("n").to_pylist() == [3.0, 1.5] and small.widened == 0
+
+
+def test_int64_extremes_stay_int64():
+    decoded = decode_json([b'{"n": 9223372036854775807}', b'{"n": -9223372036854775808}'])
+    assert decoded.table.schema.field("n").type == pa.int64()
+    assert decoded.table.column("n").to_pylist() == [2**63 - 1, -(2**63)]
+
+
+def test_nan_and_infinity_land_as_doubles():
+    decoded = decode_json([b'{"x": NaN}', b'{"x": Infinity}', b'{"x": -Infinity}', b'{"x": 1.5}'])
+    values = decoded.table.column("x").to_pylist()
+    assert values[0] != values[0] and values[1:] == [float("inf"), float("-inf"), 1.5]
+    assert not decoded.rejects
+
+
+def test_a_number_beyond_double_keeps_its_text():
+    decoded = decode_json([b'{"x": 1e400}', b'{"x": 2.5}'])
+    assert decoded.table.column("x").to_pylist() == ["1e400", "2.5"]
+
+
+def test_date_like_strings_stay_strings_with_their_exact_text():
+    values = [b'{"d": "2024-01-01", "t": {"at": "2024-01-01T10:00:00Z"}, "l": ["2024-01-01 10:00:00"]}']
+    decoded = decode_json(values)
+    assert decoded.table.to_pylist() == [{"d": "2024-01-01", "t": {"at": "2024-01-01T10:00:00Z"},
+                                          "l": ["2024-01-01 10:00:00"]}]
+    assert decoded.table.schema.field("d").type == pa.string()
+
+
+def test_conflicts_widen_only_the_conflicting_field_and_count_it():
+    values = [b'{"o": {"a": 1, "b": "x"}, "n": 1}', b'{"o": {"a": "one", "b": "y"}, "n": 2.5}', b'{"o": {"a": true}}']
+    decoded = decode_json(values)
+    assert decoded.table.schema.field("o").type == pa.struct([("a", pa.string()), ("b", pa.string())])
+    assert decoded.table.column("o").to_pylist() == [{"a": "1", "b": "x"}, {"a": "one", "b": "y"}, {"a": "true", "b": None}]
+    assert decoded.table.column("n").to_pylist() == [1.0, 2.5, None]
+    assert decoded.widened == 2  # 1 and true written as text; "one" was already text
+
+
+def test_object_versus_scalar_becomes_json_text():
+    decoded = decode_json([b'{"v": {"k": [1, "\xc3\xa9", null]}}', b'{"v": 7}', b'{"v": [1]}', b'{"v": "s"}'])
+    assert decoded.table.column("v").to_pylist() == ['{"k":[1,"\u00e9",null]}', "7", "[1]", "s"]
+    assert decoded.widened == 3
+
+
+def test_a_nested_object_appearing_and_new_fields_land_together():
+    decoded = decode_json([b'{"id": 1}', b'{"id": 2, "new": "x"}', b'{"id": 3, "geo": {"lat": 1.5}}'])
+    assert decoded.table.to_pylist() == [
+        {"id": 1, "new": None, "geo": None},
+        {"id": 2, "new": "x", "geo": None},
+        {"id": 3, "new": None, "geo": {"lat": 1.5}},
+    ]
+
+
+def test_newlines_bom_and_carriage_returns_are_normalised_for_ndjson():
+    decoded = decode_json([b'\xef\xbb\xbf{"a":\r\n 1}', b'{"b": "x"}'])
+    assert decoded.lines == [b'{"a":   1}', b'{"b": "x"}'] and decoded.kept == [0, 1]
+
+
+def test_a_5_mb_message_is_parsed():
+    value = json.dumps({"blob": "x" * (5 * 1024 * 1024), "n": 1}).encode()
+    decoded = decode_json([b'{"n": 0}', value])
+    assert decoded.kept == [0, 1] and len(decoded.table.column("blob")[1].as_py()) == 5 * 1024 * 1024
+
+
+@pytest.mark.parametrize("policy,kept,rejected,skipped", [
+    ("dead_letter", [0, 2], [1], 0),
+    ("skip", [0, 2], [], 1),
+    ("row", [0, 1, 2], [], 0),
+])
+@pytest.mark.parametrize("fmt", ["json", "raw"])
+def test_tombstone_policies(fmt, policy, kept, rejected, skipped):
+    decoded = Decoder(fmt, tombstones=policy).decode([b'{"a": 1}', None, b'{"a": 3}'])
+    assert decoded.kept == kept and sorted(decoded.rejects) == rejected and decoded.skipped == skipped
+    assert all(decoded.rejects[i] == TOMBSTONE_REASON for i in rejected)
+    assert decoded.table.num_rows == len(kept)
+    if policy == "row":
+        column = "a" if fmt == "json" else "value"
+        assert decoded.table.column(column).to_pylist()[1] is None
+
+
+def test_tombstones_with_bad_messages_keep_batch_positions():
+    decoded = Decoder("json", tombstones="skip").decode([None, b"oops", b'{"a": 2}', None, b'{"a": 4}'])
+    assert decoded.kept == [2, 4] and list(decoded.rejects) == [1] and decoded.skipped == 2
+    assert decoded.table.column("a").to_pylist() == [2, 4]
+
+
+def test_raw_keeps_bytes_as_they_are():
+    decoded = Decoder("raw").decode([b"\x00\xff", b"text"])
+    assert decoded.table.column("value").to_pylist() == [b"\x00\xff", b"text"] and decoded.kept == [0, 1]
+
+
+def test_decoding_is_deterministic_on_the_slow_path():
+    values = [b'{"a": 1}', b'{"a": "x", "b": {"c": 2}}', b"bad", b'{"b": 3}']
+    one, two = decode_json(values), decode_json(values)
+    assert one.table.equals(two.table) and one.rejects == two.rejects and one.widened == two.widened
