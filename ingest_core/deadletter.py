@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from datetime import datetime, timezone
+
+from confluent_kafka import KafkaError, KafkaException
 
 from .batch import Batch
 from .encode import Reject
 from .storage import LakeStore, StorageError
+
+log = logging.getLogger("ingest.deadletter")
 
 
 def dead_letter_rows(batch: Batch, rejects: list[Reject]) -> list[dict]:
@@ -47,36 +52,73 @@ class DeadLetterFiles:
 
 
 class DeadLetterTopic:
-    def __init__(self, topic: str, producer_config: dict):
-        from confluent_kafka import Producer
+    """Dead letters to a Kafka topic, produced with acks=all and flushed before `write` returns.
 
+    A value the topic cannot take (larger than its `max.message.bytes` or the producer's
+    `message.max.bytes`) is produced without its value and with an `ingest.error.value_omitted`
+    header giving its size: the record still says which message failed and why, and the value
+    stays readable at that offset of the source topic (and in full in `dead_letter.url`, if set)."""
+
+    def __init__(self, topic: str, producer_config: dict, producer=None):
         self.topic = topic
-        self.producer = Producer({**producer_config, "enable.idempotence": True, "acks": "all"})
+        if producer is None:
+            from confluent_kafka import Producer
+            producer = Producer({**producer_config, "enable.idempotence": True, "acks": "all"})
+        self.producer = producer
 
     def write(self, batch: Batch, rejects: list[Reject]) -> None:
         if not rejects:
             return
         failures: list[str] = []
+        too_large: list[Reject] = []
 
-        def delivered(error, _message):
-            if error is not None:
-                failures.append(str(error))
+        def on_delivery(reject: Reject):
+            def delivered(error, _message):
+                if error is None:
+                    return
+                if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    too_large.append(reject)
+                else:
+                    failures.append(str(error))
+            return delivered
 
         for reject in rejects:
-            i = reject.index
-            headers = list(batch.headers[i] or []) + [
-                ("ingest.error.reason", reject.reason.encode()),
-                ("ingest.error.topic", batch.topic.encode()),
-                ("ingest.error.partition", str(batch.partition).encode()),
-                ("ingest.error.offset", str(batch.offsets[i]).encode()),
-                ("ingest.error.timestamp", str(batch.timestamps[i]).encode()),
-            ]
-            self.producer.produce(self.topic, value=batch.values[i], key=batch.keys[i], headers=headers, on_delivery=delivered)
+            self._produce(batch, reject, batch.values[reject.index], [], on_delivery(reject), too_large)
         remaining = self.producer.flush(30)
+        for reject in list(too_large):
+            size = len(batch.values[reject.index] or b"")
+            log.warning("dead letter of %s[%d]@%d is too large for topic %s (%d bytes): produced without its value",
+                        batch.topic, batch.partition, batch.offsets[reject.index], self.topic, size,
+                        extra={"event": "dead_letter_value_omitted", "bytes": size})
+            omitted = [("ingest.error.value_omitted", f"{size} bytes: larger than the dead-letter topic accepts".encode())]
+            self._produce(batch, reject, None, omitted, on_delivery(Reject(-1, "")), [])
+        if too_large:
+            remaining = self.producer.flush(30)
         if remaining or failures:
             raise StorageError(
                 f"dead-letter topic {self.topic}: {remaining} undelivered, errors: {failures[:3]}", permanent=False
             )
+
+    def _produce(self, batch: Batch, reject: Reject, value, extra_headers, on_delivery, too_large) -> None:
+        i = reject.index
+        headers = list(batch.headers[i] or []) + [
+            ("ingest.error.reason", reject.reason.encode()),
+            ("ingest.error.topic", batch.topic.encode()),
+            ("ingest.error.partition", str(batch.partition).encode()),
+            ("ingest.error.offset", str(batch.offsets[i]).encode()),
+            ("ingest.error.timestamp", str(batch.timestamps[i]).encode()),
+        ] + extra_headers
+        while True:
+            try:
+                self.producer.produce(self.topic, value=value, key=batch.keys[i], headers=headers, on_delivery=on_delivery)
+                return
+            except BufferError:  # the local queue is full: let deliveries drain, then go on
+                self.producer.poll(0.5)
+            except KafkaException as error:
+                if error.args and error.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE and value is not None:
+                    too_large.append(reject)
+                    return
+                raise StorageError(f"dead-letter topic {self.topic}: {error}", permanent=False) from error
 
 
 class DeadLetters:

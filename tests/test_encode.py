@@ -91,3 +91,40 @@ def test_payload_column_named_like_metadata_is_kept():
 def test_metadata_false_writes_payload_only():
     encoded = BatchEncoder(settings(metadata=False)).encode(batch([b'{"a": 1}']))
     assert pq.read_table(io.BytesIO(encoded.files[0].data)).column_names == ["a"]
+
+
+def test_parquet_is_spark_readable_and_records_renamed_columns():
+    values = [b'{"a b": 1, "A B": 2, "_OFFSET": "p", "nil": null, "empty": {}, "tags": []}']
+    encoded = BatchEncoder(settings()).encode(batch(values))
+    file = pq.ParquetFile(io.BytesIO(encoded.files[0].data))
+    names = file.schema_arrow.names
+    assert names == ["_topic", "_partition", "_offset", "_timestamp", "_key", "a_b__2", "A_B", "_OFFSET_payload", "tags"]
+    renamed = json.loads(file.schema_arrow.metadata[b"lake_ingest.renamed"])
+    assert renamed == {"a_b__2": "a b", "A_B": "A B"}
+    row = file.read().to_pylist()[0]
+    assert (row["a_b__2"], row["A_B"], row["_OFFSET_payload"], row["tags"]) == (1, 2, "p", [])
+
+
+def test_skipped_tombstones_are_counted_not_rejected():
+    s = Settings.model_validate({"topic": "orders", "decode": {"tombstones": "skip"}, "output": {"url": "file:///tmp/x"}})
+    encoded = BatchEncoder(s).encode(batch([b'{"a": 1}', None, None]))
+    assert encoded.skipped == 2 and not encoded.rejects and sum(f.rows for f in encoded.files) == 1
+
+
+def test_partition_by_a_record_field_escapes_hostile_values():
+    values = [b'{"c": "../../etc"}', b'{"c": "DE"}', b'{"c": null}', b'{"c": ".hidden"}', b'{}']
+    encoded = BatchEncoder(settings(partition_by="country={c}")).encode(batch(values))
+    assert sorted(f.path.split("/")[0] for f in encoded.files) == [
+        "country=%2E.%2F..%2Fetc", "country=%2Ehidden", "country=DE",
+        "country=__HIVE_DEFAULT_PARTITION__"]
+    assert sum(f.rows for f in encoded.files) == 5
+
+
+def test_raw_lands_bytes_in_parquet_and_base64_in_ndjson():
+    raw = Settings.model_validate({"topic": "orders", "decode": {"format": "raw"}, "output": {"url": "file:///tmp/x"}})
+    table = pq.read_table(io.BytesIO(BatchEncoder(raw).encode(batch([b"\x00\xff", b"t"])).files[0].data))
+    assert table.column("value").to_pylist() == [b"\x00\xff", b"t"] and table.schema.field("value").type == pa.binary()
+    nd = Settings.model_validate({"topic": "orders", "decode": {"format": "raw"},
+                                  "output": {"url": "file:///tmp/x", "format": "ndjson", "compression": "none"}})
+    rows = [json.loads(line) for line in BatchEncoder(nd).encode(batch([b"\x00\xff"])).files[0].data.splitlines()]
+    assert rows[0]["value"] == "AP8=" and rows[0]["_offset"] == 100
