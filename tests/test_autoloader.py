@@ -1,0 +1,187 @@
+"""`ingest autoloader`: partition columns, paths, the Spark reader as data and as code, the snippets.
+No Spark here: tests/integration/test_spark.py runs the same reader code against real lakes."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ingest_core.autoloader import (autoloader_snippet, layout_problems, layout_warnings, partition_columns,
+                                    spark_path, spark_reader, spark_snippet)
+from ingest_core.cli import main
+from ingest_core.settings import Settings
+
+METADATA = "_topic STRING, _partition INT, _offset BIGINT, _timestamp TIMESTAMP, _key STRING"
+
+
+def settings(**output) -> Settings:
+    topic = output.pop("topic", "orders")
+    return Settings.model_validate({"topic": topic, "output": {"url": "s3://bucket/lake/orders", **output}})
+
+
+def test_default_partition_by_gives_dt_date_and_hour_int():
+    assert [(c.name, c.type) for c in partition_columns(settings().output.partition_by)] == [("dt", "DATE"), ("hour", "INT")]
+
+
+def test_partition_column_types_follow_what_spark_infers_from_the_folder_values():
+    template = ("country={payload.country}/y={timestamp:%Y}/m={timestamp:%m}/raw/v=1/"
+                "ts={timestamp:%Y-%m-%dT%H}/h=h{timestamp:%H}/d={timestamp:%Y%m%d}")
+    assert [(c.name, c.type) for c in partition_columns(template)] == [
+        ("country", "STRING"), ("y", "INT"), ("m", "INT"), ("v", "INT"), ("ts", "STRING"), ("h", "STRING"),
+        ("d", "INT")]
+
+
+def test_hidden_names_make_the_lake_unreadable_and_are_refused():
+    assert layout_problems(settings()) == []
+    assert "skip every file" in layout_problems(settings(topic="_orders"))[0]
+    assert len(layout_problems(settings(partition_by=".staging/dt={timestamp:%Y-%m-%d}"))) == 1
+    assert len(layout_problems(settings(partition_by="_raw/dt={timestamp:%Y-%m-%d}"))) == 1
+    assert layout_problems(settings(partition_by="_dt={timestamp:%Y-%m-%d}")) == []  # '=' keeps it visible to Spark
+
+
+def test_folders_without_a_name_and_no_metadata_are_warned_about():
+    assert layout_warnings(settings()) == []
+    warnings = layout_warnings(settings(partition_by="{timestamp:%Y}/dt={timestamp:%Y-%m-%d}", metadata=False))
+    assert len(warnings) == 2 and "no 'name='" in warnings[0] and "metadata" in warnings[1]
+
+
+@pytest.mark.parametrize("url,options,oss,databricks", [
+    ("s3://b/lake/t", {}, "s3a://b/lake/t", "s3://b/lake/t"),
+    ("abfs://c/lake/t", {"account_name": "acct"}, "abfss://c@acct.dfs.core.windows.net/lake/t", None),
+    ("az://c/lake/t", {"connection_string": "DefaultEndpointsProtocol=https;AccountName=ac2;AccountKey=x"},
+     "abfss://c@ac2.dfs.core.windows.net/lake/t", None),
+    ("abfs://c/lake/t", {}, "abfss://c@<storage-account>.dfs.core.windows.net/lake/t", None),
+    ("abfss://c@acct.dfs.core.windows.net/lake", {}, "abfss://c@acct.dfs.core.windows.net/lake", None),
+    ("gs://b/lake", {}, "gs://b/lake", "gs://b/lake"),
+    ("file:///data/lake/t", {}, "file:///data/lake/t", "file:///data/lake/t"),
+])
+def test_spark_paths(url, options, oss, databricks):
+    configured = settings(url=url, storage_options=options)
+    assert spark_path(configured) == oss
+    assert spark_path(configured, databricks=True) == (databricks or oss)
+
+
+def test_a_relative_file_url_is_resolved_where_ingest_runs():
+    assert spark_path(settings(url="file://./lake/orders")) == "file://" + os.path.join(os.getcwd(), "lake/orders")
+
+
+def test_explicit_schema_is_metadata_then_payload_then_partition_columns():
+    reader = spark_reader(settings(), "order_id BIGINT, amount DOUBLE,")
+    assert reader.format == "parquet"
+    assert reader.schema == f"{METADATA}, order_id BIGINT, amount DOUBLE, dt DATE, hour INT"
+    assert reader.options == {"pathGlobFilter": "*.parquet"} and reader.session_conf == {}
+
+
+def test_inferred_schema_merges_parquet_schemas_and_reads_ndjson_timestamps():
+    parquet = spark_reader(settings())
+    assert parquet.schema is None and parquet.options["mergeSchema"] == "true"
+    assert parquet.session_conf == {"spark.sql.streaming.schemaInference": "true"}
+    ndjson = spark_reader(settings(format="ndjson"))
+    assert ndjson.format == "json" and ndjson.options == {"pathGlobFilter": "*.ndjson.gz", "inferTimestamp": "true"}
+    assert spark_reader(settings(format="ndjson", compression="none")).options["pathGlobFilter"] == "*.ndjson"
+
+
+def test_an_s3_compatible_endpoint_becomes_s3a_options_but_credentials_never_do():
+    configured = settings(storage_options={"key": "AKIA-SECRET-ID", "secret": "s3cr3t-value",
+                                           "client_kwargs": {"endpoint_url": "http://minio:9000", "region_name": "eu-1"}})
+    reader = spark_reader(configured, "a INT")
+    assert {k: v for k, v in reader.options.items() if k.startswith("fs.")} == {
+        "fs.s3a.endpoint": "http://minio:9000", "fs.s3a.path.style.access": "true",
+        "fs.s3a.connection.ssl.enabled": "false", "fs.s3a.endpoint.region": "eu-1"}
+    for text in (reader.code(), spark_snippet(configured), autoloader_snippet(configured)):
+        assert "AKIA-SECRET-ID" not in text and "s3cr3t-value" not in text
+
+
+class FakeSpark:
+    """Records the builder calls the reader code makes, like pyspark's DataStreamReader would receive."""
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+        self.conf = self
+        self.readStream = self
+
+    def set(self, key, value):
+        self.calls.append(("conf", key, value))
+
+    def format(self, name):
+        self.calls.append(("format", name))
+        return self
+
+    def schema(self, ddl):
+        self.calls.append(("schema", ddl))
+        return self
+
+    def option(self, key, value):
+        self.calls.append(("option", key, value))
+        return self
+
+    def load(self, path):
+        self.calls.append(("load", path))
+        return "the dataframe"
+
+
+@pytest.mark.parametrize("payload", [None, "order_id BIGINT"])
+def test_open_runs_exactly_the_reader_it_describes(payload):
+    reader = spark_reader(settings(format="ndjson"), payload)
+    spark = FakeSpark()
+    assert reader.open(spark) == "the dataframe"
+    expected = [("conf", k, v) for k, v in reader.session_conf.items()] + [("format", "json")]
+    expected += [("schema", reader.schema)] if payload else []
+    expected += [("option", k, v) for k, v in reader.options.items()] + [("load", "s3a://bucket/lake/orders")]
+    assert spark.calls == expected
+
+
+def test_snippets_are_valid_python():
+    configured = settings(format="ndjson")
+    for text in (autoloader_snippet(configured), spark_snippet(configured), spark_snippet(configured, payload_schema="a INT")):
+        compile(text, "<snippet>", "exec")
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "orders.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_cli_prints_auto_loader_and_the_tested_spark_reader(tmp_path, capsys):
+    path = write(tmp_path, "topic: orders\noutput:\n  url: s3://bucket/lake/orders\n  format: ndjson\n"
+                           "  storage_options: {secret: TOPSECRET}\nbatch: {max_age: 30s}\n")
+    assert main(["autoloader", str(path)]) == 0
+    out = capsys.readouterr().out
+    for fragment in ['.format("cloudFiles")', '.option("cloudFiles.format", "json")',
+                     '.option("cloudFiles.schemaLocation", checkpoint)',
+                     '.option("cloudFiles.schemaEvolutionMode", "addNewColumns")',
+                     f'.option("cloudFiles.schemaHints", "{METADATA}, dt DATE, hour INT")',
+                     '.option("cloudFiles.partitionColumns", "dt,hour")',
+                     '.option("cloudFiles.useIncrementalListing", "false")',
+                     '.option("pathGlobFilter", "*.ndjson.gz")', '.load("s3://bucket/lake/orders")',
+                     'checkpoint = "s3://bucket/lake/_checkpoints/orders"', ".trigger(availableNow=True)",
+                     "up to 120 per partition per hour"]:
+        assert fragment in out, fragment
+    from ingest_core.config import load_settings
+    assert spark_reader(load_settings(path)).code() in out  # the printed open-source reader is the tested one
+    assert "TOPSECRET" not in out
+
+
+def test_cli_only_spark_with_an_explicit_schema(tmp_path, capsys):
+    path = write(tmp_path, "topic: orders\noutput: {url: 'file:///data/lake/orders'}\n")
+    assert main(["autoloader", str(path), "--only", "spark", "--schema", "order_id BIGINT",
+                 "--checkpoint", "/chk/orders", "--table", "raw.orders"]) == 0
+    out = capsys.readouterr().out
+    assert "cloudFiles" not in out
+    assert f'.schema("{METADATA}, order_id BIGINT, dt DATE, hour INT")' in out
+    assert '.option("checkpointLocation", "/chk/orders")' in out and '.toTable("raw.orders")' in out
+
+
+def test_cli_refuses_a_lake_spark_cannot_see(tmp_path, capsys):
+    path = write(tmp_path, "topic: _orders\noutput: {url: 'file:///data/lake/orders'}\n")
+    assert main(["autoloader", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "_orders" in captured.err and str(path) in captured.err
+
+
+def test_cli_bad_config_exits_1(tmp_path, capsys):
+    path = write(tmp_path, "topic: orders\noutput: {url: 'file:///x', format: csv}\n")
+    assert main(["autoloader", str(path)]) == 1
+    assert "output.format" in capsys.readouterr().err
