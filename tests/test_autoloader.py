@@ -10,6 +10,7 @@ import pytest
 from ingest_core.autoloader import (autoloader_snippet, layout_problems, layout_warnings, partition_columns,
                                     spark_path, spark_reader, spark_snippet)
 from ingest_core.cli import main
+from ingest_core.paths import data_file_name
 from ingest_core.settings import Settings
 
 METADATA = "_topic STRING, _partition INT, _offset BIGINT, _timestamp TIMESTAMP, _key STRING"
@@ -30,6 +31,12 @@ def test_partition_column_types_follow_what_spark_infers_from_the_folder_values(
     assert [(c.name, c.type) for c in partition_columns(template)] == [
         ("country", "STRING"), ("y", "INT"), ("m", "INT"), ("v", "INT"), ("ts", "STRING"), ("h", "STRING"),
         ("d", "INT")]
+
+
+def test_file_names_of_one_kafka_partition_sort_lexically_by_offset():
+    offsets = [0, 9, 10, 99, 100, 123_456, 2**40, 2**63 - 1]
+    names = [data_file_name("orders", 3, o, ".parquet") for o in offsets]
+    assert sorted(names) == names and all(not n.startswith(("_", ".")) for n in names)
 
 
 def test_hidden_names_make_the_lake_unreadable_and_are_refused():
