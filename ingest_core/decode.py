@@ -178,7 +178,7 @@ def _parse_checked(lines: list[bytes], max_depth: int) -> pa.Table | None:
     if not lines:
         return table
     schema_type = pa.struct(list(table.schema))
-    if 1 + max((type_depth(f.type) for f in table.schema), default=0) > max_depth:
+    if type_depth(schema_type, max_depth) > max_depth:
         return None
     if schema_has(schema_type, pa.types.is_floating) and (_LONG_DIGITS.search(buffer) or b"-NaN" in buffer):
         return None  # an inexact integer, or "-NaN", which Python's parser (the slow path) refuses

@@ -219,21 +219,31 @@ def exceeds_depth(value: Any, limit: int) -> bool:
     return False
 
 
-def type_depth(t: pa.DataType) -> int:
-    """Nesting depth of an Arrow type, counted like `exceeds_depth` counts JSON."""
-    if pa.types.is_struct(t):
-        return 1 + max((type_depth(f.type) for f in t), default=0)
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        return 1 + type_depth(t.value_type)
-    if pa.types.is_map(t):
-        return 1 + type_depth(t.item_type)
-    return 0
+def type_depth(t: pa.DataType, limit: int = 1 << 30) -> int:
+    """Nesting depth of an Arrow type, counted like `exceeds_depth` counts JSON (iterative:
+    pyarrow.json happily builds types hundreds of levels deep); stops counting past `limit`."""
+    deepest = 0
+    stack = [(t, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if pa.types.is_struct(current) or pa.types.is_list(current) or pa.types.is_large_list(current) \
+                or pa.types.is_fixed_size_list(current) or pa.types.is_map(current):
+            depth += 1
+            if depth > limit:
+                return depth
+            stack.extend((current.field(i).type, depth) for i in range(current.num_fields))
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def schema_has(t: pa.DataType, predicate) -> bool:
-    if predicate(t):
-        return True
-    return any(schema_has(t.field(i).type, predicate) for i in range(t.num_fields))
+    stack = [t]
+    while stack:
+        current = stack.pop()
+        if predicate(current):
+            return True
+        stack.extend(current.field(i).type for i in range(current.num_fields))
+    return False
 
 
 # ---------------------------------------------------------------- Spark readability

@@ -32,7 +32,7 @@ class DecodeSettings(_Section):
     # confluent-kafka SchemaRegistryClient properties: url, basic.auth.user.info, ssl.*, timeout, ...
     schema_registry: dict[str, Any] = Field(default_factory=dict)
     tombstones: Literal["dead_letter", "skip", "row"] = "dead_letter"  # messages with no value
-    max_depth: int = Field(default=64, ge=1, le=1000)  # JSON objects/arrays nested deeper are dead-lettered
+    max_depth: int = Field(default=64, ge=1, le=100)  # JSON objects/arrays nested deeper are dead-lettered
 
     @model_validator(mode="after")
     def _avro_needs_a_registry(self) -> "DecodeSettings":
