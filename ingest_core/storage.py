@@ -102,17 +102,15 @@ class LakeStore:
             raise classify(error, self.url, self.secrets) from error
 
     def _check_existing(self, relative: str, path: str, data: bytes) -> bool:
-        """A name we publish is only ever written with the same bytes, so an existing object of
-        another size is a torn upload (a request abandoned mid-body by a client during an
-        outage, which a store accepted as short). Rewrite it whole, loudly; else keep it."""
+        """The name exists: a replay, or a retried request that had in fact succeeded. A published
+        name never changes content, so the object is kept either way; a size that differs from
+        ours (another library version encoding the same rows differently, say) is logged."""
         self.fs.invalidate_cache(path)
         size = self.fs.size(path)
-        if size == len(data):
-            return False
-        log.error("%s/%s exists with %s bytes instead of %d: a torn upload; rewriting it whole",
-                  self.url, relative, size, len(data), extra={"event": "torn_object", "path": relative})
-        self.fs.pipe_file(path, data)
-        return True
+        if size != len(data):
+            log.warning("%s/%s already exists with %s bytes where this run made %d; keeping the published file",
+                        self.url, relative, size, len(data), extra={"event": "exists_other_size", "path": relative})
+        return False
 
     def read(self, relative: str) -> bytes | None:
         """The bytes of `relative`, or None if there is no such file."""
