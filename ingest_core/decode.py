@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from .schema import INT64_MAX, INT64_MIN, NumberText, exceeds_depth, rows_to_table, schema_has, type_depth
@@ -124,33 +125,49 @@ def decode_raw(values: list[bytes | None]) -> Decoded:
 
 def decode_json(values: list[bytes | None], max_depth: int = 64) -> Decoded:
     rejects: dict[int, str] = {}
-    kept: list[int] = []
-    lines: list[bytes] = []
-    for index, value in enumerate(values):
-        if value is None:
-            value = b"{}"  # a tombstone landed as a row: every payload field null
-        elif value.startswith(_BOM):
-            value = value[3:]
-        if b"\n" in value or b"\r" in value:
-            # Outside strings a newline is whitespace and inside strings JSON forbids it raw,
-            # so replacing it keeps valid JSON valid and one value per line.
-            value = value.replace(b"\r", b" ").replace(b"\n", b" ")
-        start = _FIRST_CHAR.match(value)
-        if start is None:
-            rejects[index] = "empty value: expected a JSON object"
-            continue
-        if start.group(1) != b"{":
-            # Not an object. Never let pyarrow.json see these: a top-level `null` line
-            # becomes a row of nulls, and a batch starting with one crashes the process.
-            parsed = parse_json_object(value, max_depth)
-            rejects[index] = parsed if isinstance(parsed, str) else "expected a JSON object"
-            continue
-        kept.append(index)
-        lines.append(value)
+    # Most messages are one line starting with "{": they go to the parser as they are; only
+    # the others are looked at one by one (one tight pass to find them).
+    odd = [i for i, v in enumerate(values) if v is None or v[:1] != b"{" or b"\n" in v or b"\r" in v]
+    if not odd:
+        kept, lines = list(range(len(values))), values
+    else:
+        kept, lines = [], []
+        odd_set = set(odd)
+        for index, value in enumerate(values):
+            if index in odd_set:
+                value = _normalise(index, value, rejects, max_depth)
+                if value is None:
+                    continue
+            kept.append(index)
+            lines.append(value)
     table = _parse_checked(lines, max_depth)
     if table is not None:
         return Decoded(table, kept, rejects, lines=lines)
     return _decode_one_by_one(kept, lines, rejects, max_depth)
+
+
+def _normalise(index: int, value: bytes | None, rejects: dict[int, str], max_depth: int) -> bytes | None:
+    """The line to parse for a message that is not simply one line starting with "{", or None
+    (with the reason in `rejects`) when it cannot be an object."""
+    if value is None:
+        return b"{}"  # a tombstone landed as a row: every payload field null
+    if value.startswith(_BOM):
+        value = value[3:]
+    if b"\n" in value or b"\r" in value:
+        # Outside strings a newline is whitespace and inside strings JSON forbids it raw,
+        # so replacing it keeps valid JSON valid and one value per line.
+        value = value.replace(b"\r", b" ").replace(b"\n", b" ")
+    start = _FIRST_CHAR.match(value)
+    if start is None:
+        rejects[index] = "empty value: expected a JSON object"
+        return None
+    if start.group(1) != b"{":
+        # Not an object. Never let pyarrow.json see these: a top-level `null` line
+        # becomes a row of nulls, and a batch starting with one crashes the process.
+        parsed = parse_json_object(value, max_depth)
+        rejects[index] = parsed if isinstance(parsed, str) else "expected a JSON object"
+        return None
+    return value
 
 
 def _parse_lines(lines: list[bytes], schema: pa.Schema | None = None) -> tuple[pa.Table | None, bytes]:
@@ -180,8 +197,11 @@ def _parse_checked(lines: list[bytes], max_depth: int) -> pa.Table | None:
     schema_type = pa.struct(list(table.schema))
     if type_depth(schema_type, max_depth) > max_depth:
         return None
-    if schema_has(schema_type, pa.types.is_floating) and (_LONG_DIGITS.search(buffer) or b"-NaN" in buffer):
-        return None  # an inexact integer, or "-NaN", which Python's parser (the slow path) refuses
+    if schema_has(schema_type, pa.types.is_floating):
+        if b"-NaN" in buffer:
+            return None  # pyarrow takes "-NaN"; Python's parser (the per-message path) refuses it
+        if _has_large_double(table) and _LONG_DIGITS.search(buffer):
+            return None  # an integer literal that may have been rounded into a double
     if not buffer.isascii():
         try:
             table.validate(full=True)  # pyarrow.json does not check UTF-8 inside strings
@@ -195,6 +215,24 @@ def _parse_checked(lines: list[bytes], max_depth: int) -> pa.Table | None:
         if table is None or table.num_rows != len(lines):
             return None
     return table
+
+
+def _has_large_double(table: pa.Table) -> bool:
+    """True when some finite double is >= 2^53 in magnitude: only then can a double column
+    hold an integer literal pyarrow.json rounded (smaller integers are exact)."""
+    stack = [chunk for column in table.columns for chunk in column.chunks]
+    while stack:
+        array = stack.pop()
+        t = array.type
+        if pa.types.is_floating(t):
+            large = pc.and_(pc.is_finite(array), pc.greater_equal(pc.abs(array), float(1 << 53)))
+            if pc.any(large).as_py():
+                return True
+        elif pa.types.is_struct(t):
+            stack.extend(array.field(i) for i in range(t.num_fields))
+        elif pa.types.is_list(t) or pa.types.is_large_list(t):
+            stack.append(array.flatten())
+    return False
 
 
 def _timestamps_as_text(t: pa.DataType) -> pa.DataType:
