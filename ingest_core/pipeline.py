@@ -25,6 +25,7 @@ from typing import Callable
 from confluent_kafka import KafkaException, TopicPartition
 
 from .batch import Batch, FlushPolicy, PartitionBuffer
+from .decode import DecodeUnavailable
 from .encode import BatchEncoder, EncodedBatch
 from .faults import FaultInjector
 from .ledger import BatchMarker, Ledger, MarkedFile
@@ -57,6 +58,7 @@ class Stats:
     bytes: int = 0
     dead_letters: int = 0
     widened: int = 0
+    skipped: int = 0  # tombstones skipped by decode.tombstones: skip (counted, not landed)
     commits: int = 0
     storage_retries: int = 0
 
@@ -206,7 +208,11 @@ class Pipeline:
                 batch = self._cut(state, now, force)
                 if batch is None:
                     return
-                state.pending = self.encoder.encode(batch)
+                try:
+                    state.pending = self.encoder.encode(batch)
+                except DecodeUnavailable as error:
+                    self._decode_unavailable(partition, state, batch, error, now)
+                    return
                 state.attempts = 0
                 state.flush_started = time.perf_counter()
             self._submit(state, "publish", self._store_batch, state.pending)
@@ -333,6 +339,7 @@ class Pipeline:
         self.stats.bytes += size
         self.stats.dead_letters += len(encoded.rejects)
         self.stats.widened += encoded.widened
+        self.stats.skipped += encoded.skipped
         log.info(
             "flushed partition %d offsets %d..%d: %d rows in %d file(s), %d dead letters",
             partition, batch.offsets[0], batch.end, landed, len(encoded.files), len(encoded.rejects),
@@ -369,7 +376,17 @@ class Pipeline:
             log.warning("commit of partition %d at %d failed: %s", partition, offset, error,
                         extra={"event": "commit_failed", "partition": partition})
 
-    def _storage_failed(self, partition: int, state: PartitionState, error: StorageError, now: float, doing: str) -> None:
+    def _decode_unavailable(self, partition: int, state: PartitionState, batch: Batch,
+                            error: DecodeUnavailable, now: float) -> None:
+        """The schema registry is down: put the batch back (cut the same way next time) and
+        retry like a storage outage; its messages are not dead letters."""
+        if error.permanent:
+            raise FatalError(str(error)) from error
+        state.buffer.restore(batch)
+        state.forced_end = batch.end
+        self._storage_failed(partition, state, error, now, "decoding a batch")
+
+    def _storage_failed(self, partition: int, state: PartitionState, error: Exception, now: float, doing: str) -> None:
         state.attempts += 1
         self.stats.storage_retries += 1
         delay = self.backoff.delay(state.attempts)

@@ -214,3 +214,30 @@ def test_a_hanging_store_does_not_stop_the_loop_from_polling(tmp_path):
     assert consumer.committed_offsets == {0: 20} and consumer.paused == set()
     assert landed(tmp_path) == [(0, i) for i in range(20)]
     pool.shutdown()
+
+
+def test_schema_registry_outage_retries_the_same_batch_and_dead_letters_nothing(tmp_path):
+    from ingest_core.decode import DecodeUnavailable
+
+    clock = Clock()
+    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 10)})
+    pipeline, _ = make(tmp_path, consumer, max_records=10, clock=clock)
+    real_encode = pipeline.encoder.encode
+    calls = []
+
+    def flaky_encode(batch):
+        calls.append((batch.base, batch.end))
+        if len(calls) < 3:
+            raise DecodeUnavailable("schema registry: connection refused")
+        return real_encode(batch)
+
+    pipeline.encoder.encode = flaky_encode
+    spin(pipeline)
+    assert consumer.committed_offsets == {} and consumer.paused == {0} and pipeline.stats.storage_retries == 1
+    for _ in range(3):
+        clock.now += 5
+        spin(pipeline)
+    assert calls == [(0, 9)] * 3  # the same batch each time
+    assert consumer.committed_offsets == {0: 10} and consumer.paused == set()
+    assert landed(tmp_path) == [(0, i) for i in range(10)]
+    assert not (tmp_path / "lake" / "_dlq").exists()
