@@ -20,7 +20,8 @@ COMPRESSIONS = {
     "ndjson": ("gzip", "zstd", "none"),
 }
 DEFAULT_PARTITION_BY = "dt={timestamp:%Y-%m-%d}/hour={timestamp:%H}"
-SECRET_WORDS = ("password", "secret", "key", "token", "credential", "sas", "connection_string", "jaas")
+SECRET_WORDS = ("password", "secret", "key", "token", "credential", "sas", "connection_string", "jaas",
+                "user.info")  # schema registry basic.auth.user.info is "user:password"
 
 
 class _Section(BaseModel):

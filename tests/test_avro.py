@@ -241,3 +241,9 @@ def test_schemas_are_compiled_once_per_id(registry):
     for i in range(5):
         decoder.decode([ser({"id": i, "note": ""})])
     assert registry.requests.count(("GET", "/schemas/ids/1")) == 1
+
+
+def test_registry_credentials_count_as_secrets():
+    from ingest_core.settings import is_secret_key
+    assert is_secret_key("basic.auth.user.info") and is_secret_key("bearer.auth.token")
+    assert is_secret_key("ssl.key.password") and not is_secret_key("url")
