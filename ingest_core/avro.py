@@ -57,8 +57,11 @@ class CompiledSchema:
     convert: Converter  # applied to each decoded record before Arrow takes it
     wrap: bool  # top-level schema is not a record: the row is {"value": datum}
 
-    def read(self, body: memoryview) -> Any:
-        datum = fastavro.schemaless_reader(io.BytesIO(body), self.parsed, None, return_named_type=True)
+    def read(self, value: bytes) -> Any:
+        """The row of one message (header included: BytesIO shares the bytes, a slice would copy)."""
+        stream = io.BytesIO(value)
+        stream.seek(5)
+        datum = fastavro.schemaless_reader(stream, self.parsed, None, return_named_type=True)
         if self.convert is not None:
             datum = self.convert(datum)
         return {"value": datum} if self.wrap else datum
@@ -108,7 +111,7 @@ class AvroDecoder:
             rows, good = [], []
             for index in indices:
                 try:
-                    rows.append(compiled.read(memoryview(values[index])[5:]))
+                    rows.append(compiled.read(values[index]))
                     good.append(index)
                 except Exception as error:  # noqa: BLE001 - any failure to read a body is that message's fault
                     rejects[index] = f"invalid Avro body for schema id {schema_id}: {type(error).__name__}: {str(error)[:200]}"
@@ -382,6 +385,8 @@ class AvroTypes:
         converted = [self.convert(b, namespace) for b in present]
         if len(present) == 1:
             arrow, inner = converted[0]
+            if inner is None and _branch_kind(present[0], self.named, namespace)[0] not in ("record", "error", "enum", "fixed"):
+                return arrow, None  # fastavro returns the value itself: nothing to do per row
 
             def unwrap(value):
                 if isinstance(value, tuple):  # fastavro names the branch of a named type
