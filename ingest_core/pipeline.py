@@ -149,7 +149,9 @@ class Pipeline:
         while not should_stop():
             messages = self.consumer.consume(self.consume_batch, self.poll_timeout)
             now = self.clock()
-            if messages:
+            if messages or not self.states:
+                # Idle counts only while we own partitions: after a crash the dead member may hold
+                # them until its session times out, and that wait is not an empty topic.
                 last_message_at = now
                 self.accept(messages, now)
             self.turn(now)

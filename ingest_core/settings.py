@@ -138,6 +138,11 @@ class Settings(_Section):
             raise ValueError(
                 f"{value!r} is not a Kafka topic name; use letters, digits, '.', '_' or '-' (at most 249)"
             )
+        if value[0] in "._":
+            raise ValueError(
+                f"data files are named after the topic, and a name starting with {value[0]!r} is hidden from "
+                "Spark and Auto Loader, which skip such files; topics starting with '_' or '.' are not supported yet"
+            )
         return value
 
     @property
