@@ -388,3 +388,45 @@ def test_json_drift_lands_with_no_value_lost(kafka, topic_name, tmp_path, spark)
     assert spark.read.option("mergeSchema", "true").parquet(*same_types).count() == sum(
         pq.read_metadata(p).num_rows for p in same_types)
     print(f"\njson drift: {len(landed)} rows in {len(files)} files, {widened} values widened to text")
+
+
+def test_a_schema_registry_outage_is_retried_never_dead_lettered(kafka, topic_name, tmp_path):
+    import signal
+    import time
+
+    from .lake import ingest
+
+    create_topic(kafka.bootstrap, topic_name, 1)
+    registry = SchemaRegistry().start()
+    try:
+        serialize = AvroSerializer(SchemaRegistryClient({"url": registry.url}), json.dumps(V1))
+        context = SerializationContext(topic_name, MessageField.VALUE)
+        import datetime
+        import decimal
+        at = datetime.datetime(2026, 1, 2, tzinfo=datetime.timezone.utc)
+        corpus = Corpus(kafka.bootstrap, topic_name, 1)
+        for i in range(50):
+            corpus.send("v1", serialize({"id": i, "note": "", "at": at, "price": decimal.Decimal(1)}, context), {"id": i})
+        corpus.flush()
+        registry.stop()  # down before the consumer ever asks: nothing is cached anywhere
+
+        root, dlq = tmp_path / "lake", tmp_path / "dlq"
+        config = write_config(tmp_path, topic_name, kafka.bootstrap, f"file://{root}", batch={"max_age": "1s"},
+                              extra=f"decode: {{format: avro, schema_registry: {{url: \"{registry.url}\", "
+                                    f"max.retries: 0}}}}\ndead_letter: {{url: \"file://{dlq}\"}}\n")
+        process = ingest("run", str(config), "--log-format", "json")
+        time.sleep(8)
+        assert process.poll() is None, "the consumer must keep running while the registry is down"
+        assert not data_files(LakeStore.open(f"file://{root}")) and not dead_letter_files(dlq)
+        registry.start()  # back on the same port
+        deadline = time.monotonic() + 60
+        while len(lake_rows(root)) < 50 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        registry.stop()
+    assert process.returncode == 0, err[-3000:]
+    assert sorted(lake_rows(root)) == sorted(corpus.where) and not dead_letter_files(dlq)
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert any("schema registry" in e.get("message", "") for e in events), "the outage should be logged"
