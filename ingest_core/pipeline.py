@@ -74,6 +74,8 @@ class PartitionState:
     job_kind: str = ""  # "resolve" or "publish"
     flush_started: float = 0.0  # perf_counter when the pending batch was cut
     flush_reason: str = ""  # why it was cut: records, bytes, age, shutdown, replay
+    commit_due: int | None = None  # a published batch's commit that Kafka refused; retried
+    commit_retry_at: float = 0.0
     attempts: int = 0
     retry_at: float = 0.0
     paused: bool = False
@@ -199,6 +201,8 @@ class Pipeline:
                 if not state.job.done():
                     return
                 self._finish_job(partition, state, now)
+            if state.commit_due is not None and state.pending is None and now >= state.commit_retry_at:
+                self._commit(partition, state, state.commit_due, now)
             if now < state.retry_at:
                 return
             if not state.resolved:
@@ -221,6 +225,8 @@ class Pipeline:
 
     def _drain(self, partition: int, state: PartitionState, deadline: float) -> bool:
         """Flush everything of one partition, waiting for storage until `deadline`."""
+        if state.commit_due is not None:
+            state.commit_retry_at = 0.0  # last chance while we still own the partition
         while True:
             self._advance(partition, state, self.clock(), force=True)
             if state.settled:
@@ -332,7 +338,7 @@ class Pipeline:
         self.observer.flushed(partition, landed_rows, sum(len(f.data) for f in encoded.files), len(encoded.files),
                               len(encoded.rejects), encoded.widened, time.perf_counter() - state.flush_started)
         self.faults.point("before_commit")
-        self._commit(partition, batch.end + 1)
+        self._commit(partition, state, batch.end + 1, self.clock())
         self.faults.point("after_commit")
         landed = sum(f.rows for f in encoded.files)
         size = sum(len(f.data) for f in encoded.files)
@@ -366,17 +372,22 @@ class Pipeline:
         log.warning("partition %d: batch from %d already claimed up to %d by another writer; following it",
                     partition, holding.base, holding.end, extra={"event": "adopt_marker", "partition": partition})
 
-    def _commit(self, partition: int, offset: int) -> None:
+    def _commit(self, partition: int, state: PartitionState, offset: int, now: float) -> None:
         started = time.perf_counter()
         try:
             self.consumer.commit(offsets=[TopicPartition(self.topic, partition, offset)], asynchronous=False)
             self.stats.commits += 1
             self.observer.committed(partition, offset, time.perf_counter() - started, True)
+            state.commit_due = None
         except KafkaException as error:
             self.observer.committed(partition, offset, time.perf_counter() - started, False)
-            # The batch is in the lake and its marker makes the next owner's replay exact.
-            log.warning("commit of partition %d at %d failed: %s", partition, offset, error,
-                        extra={"event": "commit_failed", "partition": partition})
+            # The batch is in the lake and its marker makes a new owner's replay exact. If we keep
+            # the partition (a rebalance that changed the generation but not our assignment), the
+            # commit is retried, or the last batch of an idle partition would stay uncommitted.
+            state.commit_due = offset
+            state.commit_retry_at = now + 1.0
+            log.warning("commit of partition %d at %d failed, will retry while we own it: %s", partition, offset,
+                        error, extra={"event": "commit_failed", "partition": partition})
 
     def _decode_unavailable(self, partition: int, state: PartitionState, batch: Batch,
                             error: DecodeUnavailable, now: float) -> None:

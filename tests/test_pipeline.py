@@ -241,3 +241,15 @@ def test_schema_registry_outage_retries_the_same_batch_and_dead_letters_nothing(
     assert consumer.committed_offsets == {0: 10} and consumer.paused == set()
     assert landed(tmp_path) == [(0, i) for i in range(10)]
     assert not (tmp_path / "lake" / "_dlq").exists()
+
+
+def test_a_commit_refused_by_a_rebalance_is_retried_while_we_keep_the_partition(tmp_path):
+    clock = Clock()
+    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 10)}, fail_commits=True)
+    pipeline, _ = make(tmp_path, consumer, max_records=10, clock=clock)
+    spin(pipeline)
+    assert consumer.committed_offsets == {} and pipeline.states[0].commit_due == 10
+    consumer.fail_commits = False  # the rebalance is over and the partition is still ours
+    clock.now += 2
+    spin(pipeline, 1)  # no new message: only the retry can commit
+    assert consumer.committed_offsets == {0: 10} and pipeline.states[0].commit_due is None

@@ -24,8 +24,10 @@ from pathlib import Path
 import pytest
 
 from ingest_core.audit import audit
+from ingest_core.autoloader import spark_reader
 from ingest_core.config import load_settings
 from ingest_core.storage import LakeStore
+from integration.spark import run_available_now, spark_session
 from integration.lake import REPO, committed_offsets, create_topic, expected_rows, landed_rows, produce_events, write_config
 
 pytestmark = pytest.mark.slow
@@ -135,6 +137,10 @@ def test_exactly_once_under_kills_zombies_rebalances_and_injected_crashes(kafka,
     expected = expected_rows(MESSAGES, PARTITIONS)
     missing = len(set(expected) - set(landed))
     reports = audit(load_settings(config), deep=True)
+    # Spark's file stream source, through the reader `ingest autoloader` prints.
+    reader = spark_reader(load_settings(config))
+    spark_run = run_available_now(reader.open(spark_session()), tmp_path / "spark-checkpoint", reader.path)
+    spark_pairs = spark_run.pairs
 
     events = [e for m in members for e in m.events()]
     names = Counter(e.get("event") for e in events)
@@ -149,8 +155,11 @@ def test_exactly_once_under_kills_zombies_rebalances_and_injected_crashes(kafka,
     print(f"  flushes by reason: {dict(reasons)}")
     print(f"  lake rows: {len(landed)}, duplicates: {duplicates}, missing: {missing}, "
           f"audit problems: {sum(r.problems for r in reports)}")
+    print(f"  Spark file stream: {sum(spark_pairs.values())} rows, {len(spark_pairs)} distinct, "
+          f"read twice: {sum(1 for n in spark_pairs.values() if n > 1)}")
 
     assert duplicates == 0 and missing == 0 and sorted(set(landed)) == expected
     assert sum(r.problems for r in reports) == 0
+    assert sorted(spark_pairs) == expected and max(spark_pairs.values()) == 1
     assert kills >= MIN_KILLS and membership_changes >= MIN_MEMBERSHIP_CHANGES
     assert reasons["records"] > 0 and reasons["age"] > 0

@@ -33,6 +33,7 @@ def spark_session():
         _session = (
             SparkSession.builder.master("local[2]").appName("lake-ingest-tests")
             .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
             .config("spark.sql.shuffle.partitions", "2")
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.jars", ",".join(str(j) for j in jars))
