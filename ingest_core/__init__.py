@@ -1,3 +1,3 @@
 """lake-ingest: land one Kafka topic in a data lake, exactly once."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

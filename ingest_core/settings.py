@@ -109,7 +109,7 @@ class KedaSettings(_Section):
 class DeploySettings(_Section):
     replicas: int = Field(default=1, ge=0)
     resources: ResourceSettings = Field(default_factory=ResourceSettings)
-    image: str = "lake-ingest:0.1.0"
+    image: str = "lake-ingest:0.2.0"
     namespace: str | None = None  # None: the namespace `kubectl apply` uses
     secret_name: str | None = None  # None: ingest-<topic>, the Secret holding this topic's credentials
     service_account: str | None = None  # e.g. one bound to a cloud identity for the lake
