@@ -85,6 +85,16 @@ def test_exactly_once_under_kills_zombies_rebalances_and_injected_crashes(kafka,
     producer = threading.Thread(target=produce_events, args=(kafka.bootstrap, topic_name, MESSAGES),
                                 kwargs={"partitions": PARTITIONS, "rate": RATE})
     members = [Member(i, config, tmp_path) for i in range(CONSUMERS)]
+    try:
+        run_chaos(rng, kafka, topic_name, config, lake, producer, members)
+    finally:  # a failed assertion must not leave members running
+        for member in members:
+            if member.alive():
+                member.process.kill()
+                member.process.wait()
+
+
+def run_chaos(rng, kafka, topic_name, config, lake, producer, members):
     for member in members:
         member.start()
     producer.start()
