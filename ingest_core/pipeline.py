@@ -69,7 +69,8 @@ class PartitionState:
     resolved: bool = False  # base (committed offset) and any crash marker are known
     nothing_committed: bool = False  # the group has no offset here: the first message gives the base
     forced_end: int | None = None  # a marker fixed where the current batch ends
-    pending: EncodedBatch | None = None  # encoded, not yet committed
+    cut: Batch | None = None  # a batch cut from the buffer and not yet committed
+    pending: EncodedBatch | None = None  # its encoding, once done (kept across storage retries)
     job: concurrent.futures.Future | None = None  # the storage call in flight for this partition
     job_kind: str = ""  # "resolve" or "publish"
     flush_started: float = 0.0  # perf_counter when the pending batch was cut
@@ -83,7 +84,7 @@ class PartitionState:
     @property
     def settled(self) -> bool:
         """Nothing in flight and nothing that could be flushed now."""
-        return self.job is None and self.pending is None and (
+        return self.job is None and self.cut is None and (
             not self.buffer.offsets or (self.resolved and self.forced_end is not None))
 
 
@@ -109,7 +110,8 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         if self.executor is None:
-            self.executor = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="publisher")
+            # Two workers: two batches encode at once on two cores; more would only hold more memory.
+            self.executor = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="publisher")
 
     # ---- rebalance callbacks (librdkafka calls them from inside consume()) ----
 
@@ -158,7 +160,7 @@ class Pipeline:
                 self.accept(messages, now)
             self.turn(now)
             if exit_when_idle is not None and now - last_message_at >= exit_when_idle \
-                    and all(s.job is None and s.pending is None for s in self.states.values()):
+                    and all(s.job is None and s.cut is None for s in self.states.values()):
                 log.info("no message for %.0f s; stopping", exit_when_idle, extra={"event": "idle_exit"})
                 break
         return self.shutdown(shutdown_timeout)
@@ -201,7 +203,7 @@ class Pipeline:
                 if not state.job.done():
                     return
                 self._finish_job(partition, state, now)
-            if state.commit_due is not None and state.pending is None and now >= state.commit_retry_at:
+            if state.commit_due is not None and state.cut is None and now >= state.commit_retry_at:
                 self._commit(partition, state, state.commit_due, now)
             if now < state.retry_at:
                 return
@@ -210,18 +212,13 @@ class Pipeline:
                 if state.job is None:
                     return
                 continue
-            if state.pending is None:
+            if state.cut is None:
                 batch = self._cut(state, now, force)
                 if batch is None:
                     return
-                try:
-                    state.pending = self.encoder.encode(batch)
-                except DecodeUnavailable as error:
-                    self._decode_unavailable(partition, state, batch, error, now)
-                    return
-                state.attempts = 0
+                state.cut, state.pending = batch, None
                 state.flush_started = time.perf_counter()
-            self._submit(state, "publish", self._store_batch, state.pending)
+            self._submit(state, "publish", self._encode_and_store, state.cut, state.pending)
 
     def _drain(self, partition: int, state: PartitionState, deadline: float) -> bool:
         """Flush everything of one partition, waiting for storage until `deadline`."""
@@ -274,19 +271,31 @@ class Pipeline:
         state.job = None
         try:
             result = job.result()
-        except StorageError as error:
-            if error.permanent:
-                raise FatalError(str(error)) from error
-            self._storage_failed(partition, state, error, now,
-                                 "reading the batch marker" if kind == "resolve" else "publishing a batch")
+        except DecodeUnavailable as error:
+            batch, state.cut = state.cut, None
+            self._decode_unavailable(partition, state, batch, error, now)
             return
-        state.attempts = 0
+        except StorageError as error:  # reading a marker
+            self._storage_error(partition, state, error, now, "reading the batch marker")
+            return
         if kind == "resolve":
+            state.attempts = 0
             self._resolved(partition, state, result)
-        elif isinstance(result, BatchMarker):
-            self._adopt(partition, state, result)
+            return
+        state.pending, outcome = result
+        if isinstance(outcome, StorageError):
+            self._storage_error(partition, state, outcome, now, "publishing a batch")
+        elif isinstance(outcome, BatchMarker):
+            state.attempts = 0
+            self._adopt(partition, state, outcome)
         else:
-            self._published(partition, state, result)
+            state.attempts = 0
+            self._published(partition, state, outcome)
+
+    def _storage_error(self, partition: int, state: PartitionState, error: StorageError, now: float, doing: str) -> None:
+        if error.permanent:
+            raise FatalError(str(error)) from error
+        self._storage_failed(partition, state, error, now, doing)
 
     def _resolved(self, partition: int, state: PartitionState, marker: BatchMarker | None) -> None:
         state.resolved = True
@@ -313,6 +322,17 @@ class Pipeline:
         through = buffer.offsets[self.policy.max_records - 1] if len(buffer) > self.policy.max_records else None
         return buffer.take(through_offset=through)
 
+    def _encode_and_store(self, batch: Batch, encoded: EncodedBatch | None):
+        """Publisher thread: encode (unless a failed attempt already did) and store. Encoding here,
+        not on the main thread, lets `consume()` go on while pyarrow works (it releases the GIL).
+        Returns (encoded, outcome); a storage failure is the outcome, so the encoding is kept."""
+        if encoded is None:
+            encoded = self.encoder.encode(batch)  # DecodeUnavailable propagates: the batch is retried
+        try:
+            return encoded, self._store_batch(encoded)
+        except StorageError as error:
+            return encoded, error
+
     def _store_batch(self, encoded: EncodedBatch):
         """Publisher thread: marker, data files, dead letters. Returns the number of files
         created, or the marker that holds if another writer claimed this base first."""
@@ -332,7 +352,7 @@ class Pipeline:
 
     def _published(self, partition: int, state: PartitionState, created: int) -> None:
         encoded = state.pending
-        state.pending = None
+        state.pending = state.cut = None
         batch = encoded.batch
         landed_rows = sum(f.rows for f in encoded.files)
         self.observer.flushed(partition, landed_rows, sum(len(f.data) for f in encoded.files), len(encoded.files),
@@ -359,7 +379,7 @@ class Pipeline:
     def _adopt(self, partition: int, state: PartitionState, holding: BatchMarker) -> None:
         """Another writer fixed this batch's boundaries first: cut the same batch and redo."""
         encoded = state.pending
-        state.pending = None
+        state.pending = state.cut = None
         if holding.end == encoded.batch.end:
             raise FatalError(
                 f"partition {partition}: batch {holding.base}..{holding.end} was published earlier with files "
@@ -414,7 +434,7 @@ class Pipeline:
         previous batch is still being published (bounded memory); resume otherwise."""
         buffer = state.buffer
         full = buffer.nbytes >= self.policy.max_bytes or len(buffer.offsets) >= self.policy.max_records
-        busy = state.job is not None or state.pending is not None
+        busy = state.job is not None or state.cut is not None
         want_paused = state.attempts > 0 or (busy and full)
         if want_paused == state.paused:
             return
