@@ -62,23 +62,27 @@ class BatchEncoder:
             return EncodedBatch(batch, [], rejects, decoded.widened, decoded.skipped)
         kept = pa.array(decoded.kept, pa.int64())
         offsets = pa.array(batch.offsets, pa.int64()).take(kept)
-        stamps = pa.array(batch.timestamps, pa.int64()).take(kept).to_pylist()
+        stamps = pa.array(batch.timestamps, pa.int64()).take(kept)
         metadata = _metadata_table(batch, kept) if self.with_metadata else None
         folders = self.template.folders(stamps, decoded.table)
         files = []
         for folder, positions in _group_positions(folders):
-            rows = Rows(
-                payload=decoded.table.take(positions),
-                metadata=metadata.take(positions) if metadata is not None else None,
-                json_lines=_subset(decoded.lines, positions),
-            )
-            group_offsets = offsets.take(positions)
+            if positions is None:  # one folder (the usual case): no copy of the rows
+                rows = Rows(payload=decoded.table, metadata=metadata, json_lines=decoded.lines)
+                group_offsets = offsets
+            else:
+                rows = Rows(
+                    payload=decoded.table.take(positions),
+                    metadata=metadata.take(positions) if metadata is not None else None,
+                    json_lines=_subset(decoded.lines, positions),
+                )
+                group_offsets = offsets.take(positions)
             first = group_offsets[0].as_py()
             name = data_file_name(self.topic, batch.partition, first, self.encoder.extension)
             files.append(OutputFile(
                 path=f"{folder}/{name}" if folder else name,
                 data=self.encoder.encode(rows),
-                rows=len(positions),
+                rows=len(group_offsets),
                 first_offset=first,
                 last_offset=group_offsets[-1].as_py(),
             ))
@@ -116,12 +120,13 @@ def _text_or_base64(key: bytes) -> str:
         return "base64:" + base64.b64encode(key).decode("ascii")
 
 
-def _group_positions(folders: pa.Array) -> list[tuple[str, pa.Array]]:
-    """(folder, row positions) for each distinct folder, in order of first appearance."""
+def _group_positions(folders: pa.Array) -> list[tuple[str, pa.Array | None]]:
+    """(folder, row positions) for each distinct folder, in order of first appearance;
+    positions None when every row goes to the one folder."""
     encoded = folders.dictionary_encode()
     indices = encoded.indices
     if len(encoded.dictionary) == 1:
-        return [(encoded.dictionary[0].as_py(), pa.array(range(len(folders)), pa.int64()))]
+        return [(encoded.dictionary[0].as_py(), None)]
     groups = []
     for code, folder in enumerate(encoded.dictionary.to_pylist()):
         positions = pc.indices_nonzero(pc.equal(indices, code))

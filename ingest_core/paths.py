@@ -82,17 +82,28 @@ class PartitionTemplate:
         count = len(timestamps_ms)
         if not self.placeholders:
             return pa.array([self.literals[0].strip("/")] * count, pa.string())
-        stamps = pa.array(timestamps_ms, pa.timestamp("ms", tz="UTC"))
+        millis = timestamps_ms if isinstance(timestamps_ms, pa.Array) else pa.array(timestamps_ms, pa.int64())
         pieces: list[pa.Array | str] = []
         for literal, placeholder in zip(self.literals, self.placeholders):
             pieces.append(literal)
             if placeholder.field is None:
-                pieces.append(pc.strftime(stamps, format=placeholder.fmt))
+                pieces.append(_format_timestamps(millis, placeholder.fmt))
             else:
                 pieces.append(_field_values(rows, placeholder.field, count))
         pieces.append(self.literals[-1])
         arrays = [p if isinstance(p, (pa.Array, pa.ChunkedArray)) else pa.array([p] * count, pa.string()) for p in pieces]
         return pc.binary_join_element_wise(*arrays, "")
+
+
+def _format_timestamps(millis: pa.Array, fmt: str) -> pa.Array:
+    """strftime of each timestamp, computed once per distinct second (a batch spans few)."""
+    stamps_type = pa.timestamp("ms", tz="UTC")
+    if "%f" in fmt or "%L" in fmt or pc.min(millis).as_py() < 0:
+        return pc.strftime(millis.cast(stamps_type), format=fmt)
+    seconds = pc.divide(millis, 1000)  # integer division: whole seconds, for non-negative times
+    distinct = pc.unique(seconds)
+    formatted = pc.strftime(pc.multiply(distinct, 1000).cast(stamps_type), format=fmt)
+    return formatted.take(pc.index_in(seconds, value_set=distinct))
 
 
 def _field_values(rows: pa.Table | None, path: str, count: int) -> pa.Array:

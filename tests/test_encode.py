@@ -128,3 +128,18 @@ def test_raw_lands_bytes_in_parquet_and_base64_in_ndjson():
                                   "output": {"url": "file:///tmp/x", "format": "ndjson", "compression": "none"}})
     rows = [json.loads(line) for line in BatchEncoder(nd).encode(batch([b"\x00\xff"])).files[0].data.splitlines()]
     assert rows[0]["value"] == "AP8=" and rows[0]["_offset"] == 100
+
+
+def test_folders_computed_per_distinct_second_equal_per_row_strftime():
+    import random
+
+    import pyarrow.compute as pc
+
+    from ingest_core.paths import PartitionTemplate
+
+    rng = random.Random(5)
+    stamps = [BASE_TS + rng.randrange(-5 * HOUR_MS, 5 * HOUR_MS) for _ in range(2000)]
+    template = PartitionTemplate.parse("dt={timestamp:%Y-%m-%d}/hour={timestamp:%H}/m={timestamp:%M%S}")
+    per_row = pc.strftime(pa.array(stamps, pa.timestamp("ms", tz="UTC")), format="dt=%Y-%m-%d/hour=%H/m=%M%S")
+    assert template.folders(stamps).to_pylist() == per_row.to_pylist()
+    assert template.folders(pa.array(stamps, pa.int64())).to_pylist() == per_row.to_pylist()
