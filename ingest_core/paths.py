@@ -95,15 +95,19 @@ class PartitionTemplate:
         return pc.binary_join_element_wise(*arrays, "")
 
 
+_SUB_MINUTE = ("%S", "%T", "%c", "%X", "%f", "%L", "%s", "%r", "%+", "%E", "%O")
+
+
 def _format_timestamps(millis: pa.Array, fmt: str) -> pa.Array:
-    """strftime of each timestamp, computed once per distinct second (a batch spans few)."""
+    """strftime of each timestamp, computed once per distinct minute (a batch spans few)
+    when the format shows nothing finer than minutes (Arrow's %S carries fractions)."""
     stamps_type = pa.timestamp("ms", tz="UTC")
-    if "%f" in fmt or "%L" in fmt or pc.min(millis).as_py() < 0:
+    if any(code in fmt for code in _SUB_MINUTE) or pc.min(millis).as_py() < 0:
         return pc.strftime(millis.cast(stamps_type), format=fmt)
-    seconds = pc.divide(millis, 1000)  # integer division: whole seconds, for non-negative times
-    distinct = pc.unique(seconds)
-    formatted = pc.strftime(pc.multiply(distinct, 1000).cast(stamps_type), format=fmt)
-    return formatted.take(pc.index_in(seconds, value_set=distinct))
+    minutes = pc.divide(millis, 60_000)  # integer division: whole minutes, for non-negative times
+    distinct = pc.unique(minutes)
+    formatted = pc.strftime(pc.multiply(distinct, 60_000).cast(stamps_type), format=fmt)
+    return formatted.take(pc.index_in(minutes, value_set=distinct))
 
 
 def _field_values(rows: pa.Table | None, path: str, count: int) -> pa.Array:

@@ -139,7 +139,10 @@ def test_folders_computed_per_distinct_second_equal_per_row_strftime():
 
     rng = random.Random(5)
     stamps = [BASE_TS + rng.randrange(-5 * HOUR_MS, 5 * HOUR_MS) for _ in range(2000)]
-    template = PartitionTemplate.parse("dt={timestamp:%Y-%m-%d}/hour={timestamp:%H}/m={timestamp:%M%S}")
-    per_row = pc.strftime(pa.array(stamps, pa.timestamp("ms", tz="UTC")), format="dt=%Y-%m-%d/hour=%H/m=%M%S")
-    assert template.folders(stamps).to_pylist() == per_row.to_pylist()
-    assert template.folders(pa.array(stamps, pa.int64())).to_pylist() == per_row.to_pylist()
+    for fmt in ("dt=%Y-%m-%d/hour=%H/m=%M", "dt=%Y-%m-%d/t=%H%M%S"):
+        template = PartitionTemplate.parse(fmt.replace("%Y-%m-%d", "{timestamp:%Y-%m-%d}")
+                                           .replace("=%H/", "={timestamp:%H}/").replace("m=%M", "m={timestamp:%M}")
+                                           .replace("t=%H%M%S", "t={timestamp:%H%M%S}"))
+        per_row = pc.strftime(pa.array(stamps, pa.timestamp("ms", tz="UTC")), format=fmt)
+        assert template.folders(stamps).to_pylist() == per_row.to_pylist()
+        assert template.folders(pa.array(stamps, pa.int64())).to_pylist() == per_row.to_pylist()
