@@ -1,0 +1,367 @@
+"""Shared by bench/run.py, bench/soak.py and bench/profile.py: the broker, the data,
+the competitors' virtualenv, running a contender as a child process, and the machine.
+
+Nothing here is imported by ingest_core or by the tests: bench/ stands apart (no CI).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench"
+CONSTRAINTS = REPO / "deploy" / "bench-constraints.txt"
+# The competitors pin their own confluent-kafka (quixstreams 3.28 wants < 2.13), so they live in a
+# virtualenv of their own, outside the repo; lake-ingest and the ceiling run on the project's Python.
+COMPETITOR_PACKAGES = ["quixstreams", "kafka-python", "dlt[parquet]", "pyarrow", "py-spy"]
+RESULT_PREFIX = "BENCH_RESULT "  # the same as contenders/bench_result.py, which the contenders import
+
+
+def _cache_root() -> Path:
+    if os.environ.get("LAKE_INGEST_CACHE"):
+        return Path(os.environ["LAKE_INGEST_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lake-ingest"
+
+
+def load_kafka_broker_module():
+    """deploy/local/kafka_broker.py, loaded by path (deploy/ is not a package)."""
+    path = REPO / "deploy" / "local" / "kafka_broker.py"
+    spec = importlib.util.spec_from_file_location("lake_bench_kafka_broker", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and atexit need it registered
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------- competitors' virtualenv
+
+def competitor_venv(install: bool = True) -> Path:
+    """The virtualenv holding quixstreams, kafka-python, dlt and py-spy at the versions in
+    deploy/bench-constraints.txt; created or refreshed when the constraints change."""
+    digest = hashlib.sha256(CONSTRAINTS.read_bytes()).hexdigest()[:12] if CONSTRAINTS.exists() else "unpinned"
+    venv = _cache_root() / "bench-venv"
+    marker = venv / "lake-bench.json"
+    try:
+        if json.loads(marker.read_text())["constraints"] == digest:
+            return venv
+    except (OSError, ValueError, KeyError):
+        pass
+    if not install:
+        raise RuntimeError(f"{venv} is missing or stale; run python bench/run.py --setup")
+    print(f"[bench] installing the competitors into {venv} (once; pinned by {CONSTRAINTS.name})", flush=True)
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    if CONSTRAINTS.exists():
+        pip += ["-c", str(CONSTRAINTS)]
+    subprocess.run(pip + COMPETITOR_PACKAGES, check=True)
+    marker.write_text(json.dumps({"constraints": digest}))
+    return venv
+
+
+def venv_python(venv: Path) -> str:
+    return str(venv / "bin" / "python")
+
+
+# ---------------------------------------------------------------- the data
+
+_WORDS = ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore "
+          "et dolore magna aliqua enim ad minim veniam quis nostrud exercitation ullamco laboris nisi aliquip "
+          "ex ea commodo consequat duis aute irure in reprehenderit voluptate velit esse cillum fugiat nulla "
+          "pariatur excepteur sint occaecat cupidatat non proident sunt culpa qui officia deserunt mollit anim "
+          "id est laborum").split()
+_COUNTRIES = ["DE", "FR", "NL", "ES", "IT", "PL", "SE", "US", "GB", "JP", "BR", "IN"]
+_STATUSES = ["created", "paid", "packed", "shipped", "delivered", "returned"]
+
+
+class EventFactory:
+    """Order events of a roughly fixed size, JSON-encoded, with a stable schema (every field
+    always present with the same type), so each contender can build one table per batch.
+
+    `size` is the target length of the encoded value in bytes (1024 or 200); the padding is
+    a free-text note drawn from a few hundred sentences, so compression sees realistic text."""
+
+    def __init__(self, size: int, seed: int = 8):
+        rng = random.Random(seed)
+        self.size = size
+        self.notes = [" ".join(rng.choice(_WORDS) for _ in range(400)) for _ in range(257)]
+        self.rng = rng
+
+    def event(self, i: int) -> bytes:
+        small = self.size < 512
+        body = {
+            "event_id": f"ev-{i:012d}",
+            "order_id": i,
+            "customer_id": f"c{i % 9973:05d}",
+            "amount": round((i % 100_003) * 0.37 + 0.01, 2),
+            "currency": "EUR",
+            "status": _STATUSES[i % len(_STATUSES)],
+        }
+        if not small:
+            body["customer"] = {"tier": ("gold", "silver", "bronze")[i % 3], "country": _COUNTRIES[i % 12],
+                                "since": 2000 + i % 26}
+            body["items"] = [{"sku": f"sku-{(i * 7 + k) % 5011:05d}", "qty": 1 + (i + k) % 4,
+                              "price": round(((i + k) % 997) * 1.13 + 0.5, 2)} for k in range(1 + i % 4)]
+            body["created_at"] = f"2026-05-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:{(i * 7) % 60:02d}Z"
+        body["note"] = ""
+        encoded = json.dumps(body, separators=(",", ":"))  # ends with "note":""}
+        room = max(0, self.size - len(encoded))
+        start = (i * 31) % 200
+        note = self.notes[i % len(self.notes)][start:start + room]  # plain ASCII words: nothing to escape
+        return (encoded[:-2] + note + '"}').encode()
+
+    @staticmethod
+    def key(i: int) -> bytes:
+        return f"c{i % 9973:05d}".encode()
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    for future in futures.values():
+        future.result(timeout=60)  # keep `admin` referenced until the futures resolve
+
+
+def preload(bootstrap: str, topic: str, count: int, partitions: int, size: int, start: int = 0) -> tuple[int, float]:
+    """Produce `count` events round-robin over partitions; returns (value bytes, seconds)."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.size": 4 * 1024 * 1024,
+                         "queue.buffering.max.kbytes": 1024 * 1024, "queue.buffering.max.messages": 1_000_000,
+                         "acks": 1, "compression.type": "none"})
+    factory = EventFactory(size)
+    total = 0
+    began = time.monotonic()
+    for i in range(start, start + count):
+        value = factory.event(i)
+        total += len(value)
+        while True:
+            try:
+                producer.produce(topic, value, key=factory.key(i), partition=i % partitions)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    left = producer.flush(120)
+    if left:
+        raise RuntimeError(f"preload: {left} messages not delivered")
+    return total, time.monotonic() - began
+
+
+def high_watermarks(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "lake-bench-watermarks"})
+    try:
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=20)[1] for p in range(partitions)}
+    finally:
+        consumer.close()
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        result = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)
+        return {tp.partition: tp.offset for tp in result}
+    finally:
+        consumer.close()
+
+
+# ---------------------------------------------------------------- running one contender
+
+@dataclass
+class ChildRun:
+    returncode: int
+    spawned_at: float  # time.time() just before the child was started
+    exited_at: float
+    peak_rss_mib: float  # ru_maxrss of that child alone (os.wait4), MiB
+    cpu_s: float  # user + system CPU seconds of the child
+    stdout: str
+    stderr: str
+    result: dict = field(default_factory=dict)  # the child's BENCH_RESULT line, if any
+
+
+def run_child(argv: list[str], workdir: Path, name: str, env: dict | None = None, timeout: float = 1800,
+              wrap: list[str] | None = None) -> ChildRun:
+    """Run one contender as a child process; its peak RSS comes from wait4's rusage for that
+    pid only (not RUSAGE_CHILDREN, which would mix every child this harness ever waited for)."""
+    out_path, err_path = workdir / f"{name}.stdout", workdir / f"{name}.stderr"
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        spawned = time.time()
+        process = subprocess.Popen((wrap or []) + argv, stdout=out, stderr=err, env=full_env, cwd=REPO)
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                process.kill()
+                pid, status, usage = os.wait4(process.pid, 0)
+                break
+            time.sleep(0.02)
+        exited = time.time()
+        process.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait again
+    stdout = out_path.read_text(errors="replace")
+    stderr = err_path.read_text(errors="replace")
+    result = {}
+    for line in stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            result = json.loads(line[len(RESULT_PREFIX):])
+    return ChildRun(process.returncode, spawned, exited, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime,
+                    stdout, stderr, result)
+
+
+def rss_mib(pid: int) -> float | None:
+    """Current resident set size of a process, from /proc (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+# ---------------------------------------------------------------- counting what landed
+
+def count_rows(folder: Path, suffixes: tuple[str, ...]) -> tuple[int, int]:
+    """(rows, files) in the data files under `folder`; hidden and internal (`.`/`_`) names skipped."""
+    import pyarrow.parquet as pq
+
+    rows = files = 0
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).parts
+        if not path.is_file() or any(part.startswith((".", "_")) for part in relative):
+            continue
+        if not path.name.endswith(suffixes):
+            continue
+        files += 1
+        if path.name.endswith(".parquet"):
+            rows += pq.ParquetFile(path).metadata.num_rows
+        else:
+            with open(path, "rb") as f:
+                rows += sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 22), b""))
+    return rows, files
+
+
+# ---------------------------------------------------------------- the machine
+
+def load_average() -> tuple[float, float, float]:
+    return os.getloadavg()
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory_gib = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "memory_gib": memory_gib, "python": platform.python_version(),
+            "kernel": platform.release(), "java": _java_version()}
+
+
+def _java_version() -> str:
+    java = shutil.which("java")
+    if not java:
+        return "none"
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=20).stderr
+        return out.splitlines()[0] if out else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def library_versions(venv: Path | None) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in ("confluent-kafka", "pyarrow", "fastavro", "lake-ingest"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    try:
+        import confluent_kafka
+
+        versions["librdkafka"] = confluent_kafka.libversion()[0]
+    except ImportError:
+        pass
+    if venv is not None:
+        code = ("import json\nfrom importlib.metadata import version\n"
+                "print(json.dumps({n: version(n) for n in ['quixstreams','kafka-python','dlt','confluent-kafka','pyarrow','py-spy']}))")
+        out = subprocess.run([venv_python(venv), "-c", code], capture_output=True, text=True)
+        if out.returncode == 0:
+            for name, value in json.loads(out.stdout).items():
+                versions[f"{name} (competitors' venv)" if name in ("confluent-kafka", "pyarrow") else name] = value
+    return versions
+
+
+def replace_section(name: str, body: str) -> Path:
+    """Put `body` between the `<!-- bench:NAME start/end -->` markers of bench/RESULTS.md (or
+    append it with markers), leaving the hand-written text around it alone."""
+    path = BENCH / "RESULTS.md"
+    start, end = f"<!-- bench:{name} start -->", f"<!-- bench:{name} end -->"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    block = f"{start}\n{body}\n{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+    return path
+
+
+def git_revision(rev: str | None = None) -> str:
+    """The revision of ingest_core being measured: `rev` resolved, or HEAD plus a note when
+    the work tree's ingest_core differs from it."""
+    try:
+        resolved = subprocess.run(["git", "rev-parse", "--short", rev or "HEAD"], cwd=REPO, capture_output=True,
+                                  text=True).stdout.strip()
+        if rev:
+            return resolved
+        dirty = subprocess.run(["git", "status", "--porcelain", "ingest_core"], cwd=REPO, capture_output=True,
+                               text=True).stdout.strip()
+        return resolved + (" + uncommitted changes in ingest_core" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+def ingest_core_source(rev: str | None, workdir: Path) -> Path | None:
+    """With `rev`, a copy of ingest_core as committed at rev (git archive), to put first on
+    PYTHONPATH; None means the installed (editable) work tree."""
+    if not rev:
+        return None
+    target = workdir / "src"
+    target.mkdir()
+    archive = subprocess.run(["git", "archive", "--format=tar", rev, "ingest_core"], cwd=REPO, capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target

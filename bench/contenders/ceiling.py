@@ -1,0 +1,45 @@
+"""The ceiling: a bare confluent-kafka consume() loop that touches each value (len()) and
+writes nothing; it commits once at the end. What no consumer written in Python on this
+client can beat on this machine and broker.
+
+It runs with the same librdkafka settings lake-ingest uses (ingest_core/kafka.py), so the
+ratio to it measures lake-ingest's own work, not a different prefetch.
+"""
+import json
+import sys
+import time
+
+from confluent_kafka import Consumer
+from bench_result import report
+
+
+def main(spec: dict) -> int:
+    consumer = Consumer({
+        "bootstrap.servers": spec["bootstrap"], "group.id": spec["group"],
+        "auto.offset.reset": "earliest", "enable.auto.commit": False,
+        "partition.assignment.strategy": "cooperative-sticky",
+        "queued.max.messages.kbytes": 32768, "fetch.max.bytes": 33554432,
+    })
+    assigned_at = []
+    consumer.subscribe([spec["topic"]], on_assign=lambda _c, _p: assigned_at.append(time.time()))
+    expect, seen, value_bytes = spec["expect"], 0, 0
+    last_message = time.monotonic()
+    while seen < expect:
+        messages = consumer.consume(spec.get("consume_batch", 5000), 0.5)
+        if not messages:
+            if time.monotonic() - last_message > spec.get("give_up_s", 60):
+                break
+            continue
+        last_message = time.monotonic()
+        for message in messages:
+            if message.error() is None:
+                value_bytes += len(message.value())
+                seen += 1
+    consumer.commit(asynchronous=False)  # positions of everything consumed
+    code = report(assigned_at, seen, expect, value_bytes=value_bytes)
+    consumer.close()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(json.loads(sys.argv[1])))
