@@ -92,14 +92,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def resummarize(args) -> int:
     size = 200 if args.small else 1024
+    suffix = "-idle" if args.idle else ""
     workdir = Path(tempfile.mkdtemp(prefix="lake-profile-"))
     try:
         SOURCE_ROOT.append(common.ingest_core_source(args.summarize, workdir))
-        out = PROFILES / f"summary-{size}.md"
+        out = PROFILES / f"summary-{size}{suffix}.md"
         head = out.read_text().split("## lake-", 1)[0].rstrip().splitlines() if out.exists() else []
         report = head + [""]
         for fmt in (f for f in args.formats.split(",") if f):
-            raw = PROFILES / f"lake-{fmt}-{size}.txt"
+            raw = PROFILES / f"lake-{fmt}-{size}{suffix}.txt"
             previous = _previous_run(out, fmt)
             report += summarize(raw, fmt, previous, args.rate)
         out.write_text("\n".join(report) + "\n")
@@ -175,7 +176,7 @@ def summarize(raw: Path, fmt: str, result: dict, rate: int) -> list[str]:
             own = next((f for f in reversed(frames) if "ingest_core/" in f), None)
             if own is not None:
                 own_lines[short(own, keep_line=True)] += count
-        for key in {function_key(f) for f in frames}:
+        for key in sorted({function_key(f) for f in frames}):  # sorted: ties print in a stable order
             inclusive[kind][key] += count
             inclusive["all"][key] += count
     seconds = result.get("seconds")
