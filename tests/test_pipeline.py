@@ -6,7 +6,6 @@ import threading
 import time
 
 import pyarrow.dataset as ds
-import pytest
 
 from fakes import FakeConsumer, json_messages
 from ingest_core.batch import FlushPolicy

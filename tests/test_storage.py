@@ -1,8 +1,7 @@
 import os
 
-import pytest
 
-from ingest_core.storage import LakeStore, StorageError, classify
+from ingest_core.storage import LakeStore, classify
 
 
 def test_local_publish_is_create_only_and_leaves_no_temp_files(tmp_path):

@@ -86,7 +86,7 @@ def test_exactly_once_under_kills_zombies_rebalances_and_injected_crashes(kafka,
                                 kwargs={"partitions": PARTITIONS, "rate": RATE})
     members = [Member(i, config, tmp_path) for i in range(CONSUMERS)]
     try:
-        run_chaos(rng, kafka, topic_name, config, lake, producer, members)
+        run_chaos(rng, kafka, topic_name, config, lake, producer, members, tmp_path)
     finally:  # a failed assertion must not leave members running
         for member in members:
             if member.alive():
@@ -94,7 +94,7 @@ def test_exactly_once_under_kills_zombies_rebalances_and_injected_crashes(kafka,
                 member.process.wait()
 
 
-def run_chaos(rng, kafka, topic_name, config, lake, producer, members):
+def run_chaos(rng, kafka, topic_name, config, lake, producer, members, tmp_path):
     for member in members:
         member.start()
     producer.start()
