@@ -23,6 +23,7 @@ MESSAGES = 6000
 @pytest.mark.parametrize("kind,mode", [("s3", "hang"), ("azure", "refuse")])
 def test_30s_outage_keeps_the_member_and_lands_everything_once(kafka, topic_name, tmp_path, kind, mode):
     server = (MotoS3Server if kind == "s3" else AzuriteServer)(refusable=True).start()
+    process = None
     try:
         if kind == "s3":
             server.create_bucket("outage")
@@ -74,4 +75,7 @@ def test_30s_outage_keeps_the_member_and_lands_everything_once(kafka, topic_name
         print(f"\n{kind}/{mode}: {before} rows before the outage, {MESSAGES} after; "
               f"storage retries logged: {names.count('storage_retry')}")
     finally:
+        if process is not None and process.poll() is None:  # a failed assertion must not leave it running
+            process.kill()
+            process.wait()
         server.stop()
