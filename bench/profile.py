@@ -159,7 +159,7 @@ def summarize(raw: Path, fmt: str, result: dict, rate: int) -> list[str]:
     self_time: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     inclusive: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     lines_self = collections.Counter()
-    own_lines = collections.Counter()  # innermost ingest_core line of each main-thread sample
+    own_lines: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)  # per thread kind
     total = 0
     for thread, frames, count in parse_collapsed(raw):
         if frames and _is_waiting(frames[-1]):
@@ -172,10 +172,9 @@ def summarize(raw: Path, fmt: str, result: dict, rate: int) -> list[str]:
         self_time[kind][function_key(frames[-1])] += count
         self_time["all"][function_key(frames[-1])] += count
         lines_self[short(frames[-1], keep_line=True)] += count
-        if kind == "main":
-            own = next((f for f in reversed(frames) if "ingest_core/" in f), None)
-            if own is not None:
-                own_lines[short(own, keep_line=True)] += count
+        own = next((f for f in reversed(frames) if "ingest_core/" in f), None)
+        if own is not None:
+            own_lines[kind][short(own, keep_line=True)] += count
         for key in sorted({function_key(f) for f in frames}):  # sorted: ties print in a stable order
             inclusive[kind][key] += count
             inclusive["all"][key] += count
@@ -197,12 +196,13 @@ def summarize(raw: Path, fmt: str, result: dict, rate: int) -> list[str]:
         out += ["", f"### {kind} thread: top functions by inclusive time", "", "| function | inclusive |", "|---|---:|"]
         for key, count in inclusive[kind].most_common(25):
             out.append(f"| `{key}` | {count / busy:.1%} |")
-    busy_main = threads.get("main", 0) or 1
-    out += ["", "### main thread: the ingest_core lines it was in (innermost ingest_core frame, so time in pyarrow, "
-            "librdkafka or the standard library counts on the line that called it)", "",
-            "| line | source | % of main-thread busy samples |", "|---|---|---:|"]
-    for line, count in own_lines.most_common(20):
-        out.append(f"| `{line}` | `{source_line(line)}` | {count / busy_main:.1%} |")
+    for kind in ("main", "publisher"):
+        busy = threads.get(kind, 0) or 1
+        out += ["", f"### {kind} thread(s): the ingest_core lines they were in (innermost ingest_core frame, so time "
+                "in pyarrow, librdkafka or the standard library counts on the line that called it)", "",
+                f"| line | source | % of {kind}-thread busy samples |", "|---|---|---:|"]
+        for line, count in own_lines[kind].most_common(20):
+            out.append(f"| `{line}` | `{source_line(line)}` | {count / busy:.1%} |")
     out += ["", "### hottest lines (self time, all threads)", "", "| line | % of all samples |", "|---|---:|"]
     for line, count in lines_self.most_common(20):
         out.append(f"| `{line}` | {count / total:.1%} |")
