@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in contenders:
                 if name in SLOW and run > args.slow_runs:
                     continue
-                result = measure(name, run, context)
+                result = measure(name, run, context, keep=args.keep)
                 report["results"].append(result)
                 print(f"[bench] run {run} {name:<13} {describe(result)}", flush=True)
         report["avro"] = avro_micro_benchmark(args.quick)
@@ -143,7 +143,7 @@ def parse_args(argv):
                         help="environment for the lake-ingest runs only, for experiments "
                              "(e.g. ARROW_DEFAULT_MEMORY_POOL=system); repeatable")
     parser.add_argument("--setup", action="store_true", help="install the competitors' virtualenv and stop")
-    parser.add_argument("--keep", action="store_true", help="keep the work dir (broker data, lakes, logs)")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (broker data, every lake, logs)")
     parser.add_argument("--json", help="where to write the raw results (default bench/results/latest-SIZE.json)")
     parser.add_argument("--write-results", action="store_true", help="update bench/RESULTS.md even for a partial run")
     parser.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
