@@ -354,11 +354,11 @@ def git_revision(rev: str | None = None) -> str:
         return "unknown"
 
 
-def ingest_core_source(rev: str | None, workdir: Path) -> Path | None:
-    """With `rev`, a copy of ingest_core as committed at rev (git archive), to put first on
-    PYTHONPATH; None means the installed (editable) work tree."""
+def ingest_core_source(rev: str | None, workdir: Path) -> Path:
+    """The folder to put first on PYTHONPATH: with `rev`, a copy of ingest_core as committed at
+    rev (git archive); without, this work tree (not whatever `pip install -e` pointed at)."""
     if not rev:
-        return None
+        return REPO
     target = workdir / "src"
     target.mkdir()
     archive = subprocess.run(["git", "archive", "--format=tar", rev, "ingest_core"], cwd=REPO, capture_output=True,

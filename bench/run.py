@@ -12,6 +12,7 @@ a child process, and is timed from partitions assigned to everything landed and 
   ceiling            bare confluent-kafka consume() loop, len() of each value, nothing written,
                      with lake-ingest's librdkafka prefetch limits (ingest_core/kafka.py)
   ceiling-defaults   the same with librdkafka's default prefetch limits
+  ceiling-keep       the ceiling keeping each value until a batch's worth per partition has arrived
   lake-ndjson        ingest run, output.format ndjson, compression none
   lake-parquet       ingest run, output.format parquet, compression zstd
   quix-json/-parquet Quix Streams LocalFileSink, JSONFormat / ParquetFormat(zstd)
@@ -40,9 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-CONTENDERS = ["ceiling", "ceiling-defaults", "lake-ndjson", "lake-parquet", "quix-json", "quix-parquet", "kafka-python",
+CONTENDERS = ["ceiling", "ceiling-defaults", "ceiling-keep", "lake-ndjson", "lake-parquet", "quix-json", "quix-parquet", "kafka-python",
               "dlt"]
-ON_PROJECT_PYTHON = {"ceiling", "ceiling-defaults", "lake-ndjson", "lake-parquet"}
+ON_PROJECT_PYTHON = {"ceiling", "ceiling-defaults", "ceiling-keep", "lake-ndjson", "lake-parquet"}
 SLOW = {"kafka-python", "dlt"}  # 10-20x slower than the rest: --slow-runs of them keeps the full mode < 20 min
 MAX_RECORDS, MAX_BYTES = 100_000, 64 * 1024 * 1024
 KEY_BYTES = 6  # EventFactory.key
@@ -186,8 +187,10 @@ def measure(name: str, run: int, ctx: Context, wrap: list[str] | None = None, ke
     competitor_python = common.venv_python(ctx.venv) if ctx.venv else None
     suffixes: tuple[str, ...] = ()
     rows_folder = out
-    if name in ("ceiling", "ceiling-defaults"):
+    if name in ("ceiling", "ceiling-defaults", "ceiling-keep"):
         spec["librdkafka_defaults"] = name == "ceiling-defaults"
+        spec["keep_values"] = name == "ceiling-keep"
+        spec["partitions"] = ctx.partitions
         argv = [project_python, str(contenders / "ceiling.py"), json.dumps(spec)]
     elif name.startswith("lake-"):
         fmt = name.split("-", 1)[1]

@@ -36,6 +36,7 @@ class Batch:
     keys: list[bytes | None]
     values: list[bytes | None]
     headers: list[Any]
+    nbytes: int = 0  # bytes of keys and values, as counted against batch.max_bytes
 
     @property
     def end(self) -> int:
@@ -81,14 +82,17 @@ class PartitionBuffer:
         if through_offset is not None:
             count = sum(1 for offset in self.offsets if offset <= through_offset)
         assert self.base is not None and count > 0
-        batch = Batch(
-            self.topic, self.partition, self.base,
-            self.offsets[:count], self.timestamps[:count], self.keys[:count],
-            self.values[:count], self.headers[:count],
-        )
-        del self.offsets[:count], self.timestamps[:count], self.keys[:count]
-        del self.values[:count], self.headers[:count]
-        self.nbytes = sum(len(v) for v in self.values if v) + sum(len(k) for k in self.keys if k)
+        if count == len(self.offsets):  # the usual cut, everything: hand the lists over, no copy
+            batch = Batch(self.topic, self.partition, self.base, self.offsets, self.timestamps, self.keys,
+                          self.values, self.headers, self.nbytes)
+            self.offsets, self.timestamps, self.keys, self.values, self.headers = [], [], [], [], []
+        else:
+            values, keys = self.values[:count], self.keys[:count]
+            batch = Batch(self.topic, self.partition, self.base, self.offsets[:count], self.timestamps[:count],
+                          keys, values, self.headers[:count], _size(values, keys))
+            del self.offsets[:count], self.timestamps[:count], self.keys[:count]
+            del self.values[:count], self.headers[:count]
+        self.nbytes -= batch.nbytes
         self.base = batch.end + 1
         self.opened_at = self.opened_at if self.offsets else None
         return batch
@@ -100,7 +104,7 @@ class PartitionBuffer:
         self.keys[:0] = batch.keys
         self.values[:0] = batch.values
         self.headers[:0] = batch.headers
-        self.nbytes += sum(len(v) for v in batch.values if v) + sum(len(k) for k in batch.keys if k)
+        self.nbytes += _size(batch.values, batch.keys)
         self.base = batch.base
 
     def clear(self) -> None:
@@ -109,6 +113,10 @@ class PartitionBuffer:
         self.values.clear(); self.headers.clear()
         self.nbytes = 0
         self.opened_at = None
+
+
+def _size(values: list[bytes | None], keys: list[bytes | None]) -> int:
+    return sum(len(v) for v in values if v) + sum(len(k) for k in keys if k)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ message: it raises `DecodeUnavailable`, and the batch is retried.
 """
 from __future__ import annotations
 
-import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from .binary import values_buffer
 from .schema import INT64_MAX, INT64_MIN, NumberText, exceeds_depth, rows_to_table, schema_has, type_depth
 
 _MIN_BLOCK = 1 << 20
@@ -58,7 +58,7 @@ class Decoded:
     kept: list[int]
     rejects: dict[int, str] = field(default_factory=dict)  # index in batch -> reason
     widened: int = 0  # values written as text although they were not strings, to keep them
-    lines: list[bytes] | None = None  # JSON input: the validated text of each kept row
+    lines: pa.Array | None = None  # JSON input: the validated text of each kept row (binary)
     skipped: int = 0  # tombstones skipped under `decode.tombstones: skip`
 
 
@@ -66,20 +66,21 @@ class Decoder:
     """Decodes batches for one consumer; holds what outlives a batch (the Avro schema cache)."""
 
     def __init__(self, fmt: str = "json", tombstones: str = "dead_letter", max_depth: int = 64,
-                 schema_registry: dict | None = None, registry_client=None):
+                 schema_registry: dict | None = None, registry_client=None, text_only: bool = False):
         if fmt not in ("json", "avro", "raw"):
             raise ValueError(f"decode.format {fmt!r} is not known")
         self.format = fmt
         self.tombstones = tombstones
         self.max_depth = max_depth
+        self.text_only = text_only  # JSON rows are written as their text: see decode_json
         self.avro = None
         if fmt == "avro":
             from .avro import AvroDecoder
             self.avro = AvroDecoder(schema_registry or {}, client=registry_client)
 
     @classmethod
-    def from_settings(cls, decode) -> "Decoder":
-        return cls(decode.format, decode.tombstones, decode.max_depth, decode.schema_registry)
+    def from_settings(cls, decode, text_only: bool = False) -> "Decoder":
+        return cls(decode.format, decode.tombstones, decode.max_depth, decode.schema_registry, text_only=text_only)
 
     def decode(self, values: list[bytes | None]) -> Decoded:
         rejects: dict[int, str] = {}
@@ -106,7 +107,7 @@ class Decoder:
     def _decode_present(self, values: list[bytes | None]) -> Decoded:
         """Values here are messages to land; a None is a tombstone to land as an empty row."""
         if self.format == "json":
-            return decode_json(values, self.max_depth)
+            return decode_json(values, self.max_depth, self.text_only)
         if self.format == "raw":
             return decode_raw(values)
         return self.avro.decode(values)
@@ -123,15 +124,20 @@ def decode_raw(values: list[bytes | None]) -> Decoded:
 
 # ---------------------------------------------------------------- JSON
 
-def decode_json(values: list[bytes | None], max_depth: int = 64) -> Decoded:
+def decode_json(values: list[bytes | None], max_depth: int = 64, text_only: bool = False) -> Decoded:
+    """`text_only`: the rows will be written as their JSON text (NDJSON output), so the
+    table only proves each line is an object; it may then hold timestamps where the text
+    had strings and doubles rounded from long integers (neither is ever written)."""
     rejects: dict[int, str] = {}
-    # Most messages are one line starting with "{": they go to the parser as they are; only
-    # the others are looked at one by one (one tight pass to find them).
-    odd = [i for i, v in enumerate(values) if v is None or v[:1] != b"{" or b"\n" in v or b"\r" in v]
-    if not odd:
-        kept, lines = list(range(len(values))), values
+    plain = _plain_lines(values)
+    if plain is not None:
+        # The usual batch: every value is one line "{...}" of printable text. It goes to the
+        # parser as one Arrow array, with no Python work per message.
+        kept, lines = list(range(len(values))), plain
     else:
-        kept, lines = [], []
+        odd = [i for i, v in enumerate(values)
+               if v is None or v[:1] != b"{" or v[-1:] != b"}" or b"\n" in v or b"\r" in v]
+        kept, line_list = [], []
         odd_set = set(odd)
         for index, value in enumerate(values):
             if index in odd_set:
@@ -139,16 +145,50 @@ def decode_json(values: list[bytes | None], max_depth: int = 64) -> Decoded:
                 if value is None:
                     continue
             kept.append(index)
-            lines.append(value)
-    table = _parse_checked(lines, max_depth)
+            line_list.append(value)
+        lines = pa.array(line_list, pa.binary())
+    table = _parse_checked(lines, max_depth, text_only)
     if table is not None:
+        if text_only:
+            table = table.select([])  # only its row count is used: let go of the columns (memory)
         return Decoded(table, kept, rejects, lines=lines)
-    return _decode_one_by_one(kept, lines, rejects, max_depth)
+    return _decode_one_by_one(kept, lines.to_pylist(), rejects, max_depth, text_only)
+
+
+def _plain_lines(values: list[bytes | None]) -> pa.Array | None:
+    """`values` as one binary array when each is a single line that starts with "{", ends
+    with "}" and is valid UTF-8; None when some value needs a look of its own. Vectorised:
+    the kernels run without the GIL, so the consume loop keeps going meanwhile."""
+    if not values:
+        return None
+    try:
+        array = pa.array(values, pa.binary())
+    except (TypeError, pa.ArrowInvalid, pa.ArrowCapacityError):
+        return None
+    if array.null_count or not pc.all(pc.starts_with(array, "{")).as_py() \
+            or not pc.all(pc.ends_with(array, "}")).as_py():
+        return None
+    try:
+        text = array.cast(pa.string())  # checks UTF-8 (fast when it is ASCII)
+    except pa.ArrowInvalid:
+        return None
+    if not pc.all(pc.ascii_is_printable(text)).as_py():
+        # Non-ASCII text or a tab: look for line breaks in the bytes themselves.
+        data = memoryview(values_buffer(array))
+        if _LF.search(data) or _CR.search(data):
+            return None
+    return array
+
+
+_LF = re.compile(rb"\n")  # single-byte literals: re scans for them at memchr speed
+_CR = re.compile(rb"\r")
+_MINUS_NAN = re.compile(rb"-NaN")
 
 
 def _normalise(index: int, value: bytes | None, rejects: dict[int, str], max_depth: int) -> bytes | None:
-    """The line to parse for a message that is not simply one line starting with "{", or None
-    (with the reason in `rejects`) when it cannot be an object."""
+    """The line to parse for a message that is not simply one line "{...}", or None (with
+    the reason in `rejects`) when it cannot be an object. The line returned has no JSON
+    whitespace around it, so it starts with "{" and, if it parses, ends with "}"."""
     if value is None:
         return b"{}"  # a tombstone landed as a row: every payload field null
     if value.startswith(_BOM):
@@ -157,6 +197,7 @@ def _normalise(index: int, value: bytes | None, rejects: dict[int, str], max_dep
         # Outside strings a newline is whitespace and inside strings JSON forbids it raw,
         # so replacing it keeps valid JSON valid and one value per line.
         value = value.replace(b"\r", b" ").replace(b"\n", b" ")
+    value = value.strip(b" \t")
     start = _FIRST_CHAR.match(value)
     if start is None:
         rejects[index] = "empty value: expected a JSON object"
@@ -170,50 +211,78 @@ def _normalise(index: int, value: bytes | None, rejects: dict[int, str], max_dep
     return value
 
 
-def _parse_lines(lines: list[bytes], schema: pa.Schema | None = None) -> tuple[pa.Table | None, bytes]:
-    if not lines:
-        return pa.table({}), b""
-    buffer = b"\n".join(lines)
-    block = max(_MIN_BLOCK, max(map(len, lines)) + 2)
+_SAMPLE_ROWS = 1000
+
+
+def _read(data: pa.Buffer, block: int, schema: pa.Schema | None = None) -> pa.Table | None:
     try:
-        table = pa_json.read_json(
-            io.BytesIO(buffer),
+        return pa_json.read_json(
+            pa.BufferReader(data),
             read_options=pa_json.ReadOptions(block_size=block),
-            parse_options=pa_json.ParseOptions(explicit_schema=schema) if schema is not None else None,
+            parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+            if schema is not None else None,
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        return None, buffer
-    return table, buffer
+        return None
 
 
-def _parse_checked(lines: list[bytes], max_depth: int) -> pa.Table | None:
+def _parse_lines(lines: pa.Array, text_only: bool) -> tuple[pa.Table | None, pa.Buffer]:
+    """pyarrow.json's table of `lines` (a binary array), and the newline-joined text parsed.
+
+    Strings that look like dates become timestamps in pyarrow.json; unless `text_only`, they
+    are kept as text (their exact form, and the same type as in a batch where one value does
+    not parse), which takes an explicit schema. That schema comes from the first rows: the
+    batch is parsed once with it, and again only when a later row brings a new date-like
+    field or a type the first rows did not show. The sample is a prefix of the batch, so a
+    parse that succeeds with its schema gives the same table as inferring the whole batch:
+    the same fields in the same order, the same types (pyarrow.json refuses, rather than
+    converts, a value that does not fit an explicit type)."""
+    try:
+        with_newlines = pc.binary_join_element_wise(lines, pa.scalar(b"\n", pa.binary()), pa.scalar(b"", pa.binary()))
+        data = values_buffer(with_newlines)
+    except pa.ArrowCapacityError:  # over 2 GiB in one batch
+        with_newlines, data = None, pa.py_buffer(b"\n".join(lines.to_pylist()) + b"\n")
+    block = max(_MIN_BLOCK, pc.max(pc.binary_length(lines)).as_py() + 2)
+    if text_only:
+        return _read(data, block), data
+    explicit = None
+    if with_newlines is not None and len(lines) > 2 * _SAMPLE_ROWS:
+        sample = _read(values_buffer(with_newlines.slice(0, _SAMPLE_ROWS)), block)
+        if sample is not None and schema_has(pa.struct(list(sample.schema)), pa.types.is_timestamp):
+            explicit = _text_schema(sample.schema)
+    table = _read(data, block, explicit)
+    if table is None and explicit is not None:
+        table = _read(data, block)  # the first rows' types do not fit the batch: infer them all
+    if table is not None and schema_has(pa.struct(list(table.schema)), pa.types.is_timestamp):
+        table = _read(data, block, _text_schema(table.schema))
+    return table, data
+
+
+def _text_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([f.with_type(_timestamps_as_text(f.type)) for f in schema])
+
+
+def _parse_checked(lines: pa.Array, max_depth: int, text_only: bool = False) -> pa.Table | None:
     """pyarrow.json's table of `lines`, or None when it is not one row per line or when it
     could have lost something (then the lines are parsed one by one)."""
-    table, buffer = _parse_lines(lines)
+    if not len(lines):
+        return pa.table({})
+    try:
+        lines.cast(pa.string())  # pyarrow.json does not check UTF-8 inside strings
+    except pa.ArrowInvalid:
+        return None
+    table, data = _parse_lines(lines, text_only)
     if table is None or table.num_rows != len(lines):
         return None
-    if not lines:
-        return table
     schema_type = pa.struct(list(table.schema))
     if type_depth(schema_type, max_depth) > max_depth:
         return None
     if schema_has(schema_type, pa.types.is_floating):
-        if b"-NaN" in buffer:
+        buffer = memoryview(data)
+        if _MINUS_NAN.search(buffer):
             return None  # pyarrow takes "-NaN"; Python's parser (the per-message path) refuses it
-        if _has_large_double(table) and _LONG_DIGITS.search(buffer):
+        if not text_only and _has_large_double(table) and _LONG_DIGITS.search(buffer):
             return None  # an integer literal that may have been rounded into a double
-    if not buffer.isascii():
-        try:
-            table.validate(full=True)  # pyarrow.json does not check UTF-8 inside strings
-        except pa.ArrowInvalid:
-            return None
-    if schema_has(schema_type, pa.types.is_timestamp):
-        # pyarrow.json turns strings that look like dates into timestamps; keep the text
-        # (its exact form, and the same type as a batch where one value does not parse).
-        explicit = pa.schema([f.with_type(_timestamps_as_text(f.type)) for f in table.schema])
-        table, _ = _parse_lines(lines, explicit)
-        if table is None or table.num_rows != len(lines):
-            return None
     return table
 
 
@@ -308,7 +377,7 @@ def parse_json_object(line: bytes, max_depth: int = 64) -> dict | str:
     return value
 
 
-def _decode_one_by_one(kept, lines, rejects, max_depth) -> Decoded:
+def _decode_one_by_one(kept, lines, rejects, max_depth, text_only=False) -> Decoded:
     good_indices: list[int] = []
     good_lines: list[bytes] = []
     rows: list[dict] = []
@@ -320,10 +389,11 @@ def _decode_one_by_one(kept, lines, rejects, max_depth) -> Decoded:
             good_indices.append(index)
             good_lines.append(line)
             rows.append(parsed)
-    table = _parse_checked(good_lines, max_depth)
+    good_array = pa.array(good_lines, pa.binary())
+    table = _parse_checked(good_array, max_depth, text_only)
     widened = 0
     if table is None:
         # Valid rows whose types disagree (int here, string there), or numbers pyarrow
         # cannot hold exactly: type them ourselves, keeping every value.
         table, widened = rows_to_table(rows)
-    return Decoded(table, good_indices, rejects, widened, lines=good_lines)
+    return Decoded(table, good_indices, rejects, widened, lines=good_array)

@@ -50,13 +50,18 @@ class EncodedBatch:
 class BatchEncoder:
     def __init__(self, settings: Settings):
         self.topic = settings.topic
-        self.decoder = Decoder.from_settings(settings.decode)
-        self.with_metadata = settings.output.metadata
         self.template = PartitionTemplate.parse(settings.output.partition_by)
+        # NDJSON writes JSON input as its text; the decoded table then only validates it,
+        # unless partition_by reads record fields from it.
+        text_only = settings.output.format == "ndjson" and not self.template.fields
+        self.decoder = Decoder.from_settings(settings.decode, text_only=text_only)
+        self.with_metadata = settings.output.metadata
         self.encoder = encoder_for(settings.output.format, settings.output.codec)
 
     def encode(self, batch: Batch) -> EncodedBatch:
         decoded = self.decoder.decode(batch.values)
+        if self.encoder.extension == ".parquet":
+            decoded.lines = None  # only NDJSON writes the text: let go of it now (memory)
         rejects = [Reject(i, reason) for i, reason in sorted(decoded.rejects.items())]
         if not decoded.kept:
             return EncodedBatch(batch, [], rejects, decoded.widened, decoded.skipped)
@@ -134,7 +139,5 @@ def _group_positions(folders: pa.Array) -> list[tuple[str, pa.Array | None]]:
     return groups
 
 
-def _subset(lines: list[bytes] | None, positions: pa.Array) -> list[bytes] | None:
-    if lines is None:
-        return None
-    return [lines[i] for i in positions.to_pylist()]
+def _subset(lines: pa.Array | None, positions: pa.Array) -> pa.Array | None:
+    return None if lines is None else lines.take(positions)

@@ -14,7 +14,7 @@ def test_a_clean_batch_is_parsed_whole_and_keeps_its_lines():
     decoded = decode_json(values)
     assert decoded.kept == [0, 1] and not decoded.rejects and decoded.widened == 0
     assert decoded.table.to_pylist() == [{"a": 1, "s": "x", "t": None}, {"a": 2, "s": None, "t": [1, 2]}]
-    assert decoded.lines == values
+    assert decoded.lines.to_pylist() == values
 
 
 POISON = {
@@ -45,7 +45,7 @@ def test_each_poison_message_is_rejected_with_its_reason_and_good_neighbours_lan
     assert decoded.kept == [0, 2]
     assert list(decoded.rejects) == [1] and POISON[poison] in decoded.rejects[1]
     assert decoded.table.to_pylist() == [{"id": 1}, {"id": 3}]
-    assert decoded.lines == [b'{"id": 1}', b'{"id": 3}']
+    assert decoded.lines.to_pylist() == [b'{"id": 1}', b'{"id": 3}']
 
 
 def test_depth_limit_is_inclusive_and_configurable():
@@ -124,7 +124,7 @@ def test_a_nested_object_appearing_and_new_fields_land_together():
 
 def test_newlines_bom_and_carriage_returns_are_normalised_for_ndjson():
     decoded = decode_json([b'\xef\xbb\xbf{"a":\r\n 1}', b'{"b": "x"}'])
-    assert decoded.lines == [b'{"a":   1}', b'{"b": "x"}'] and decoded.kept == [0, 1]
+    assert decoded.lines.to_pylist() == [b'{"a":   1}', b'{"b": "x"}'] and decoded.kept == [0, 1]
 
 
 def test_a_5_mb_message_is_parsed():
@@ -164,3 +164,74 @@ def test_decoding_is_deterministic_on_the_slow_path():
     values = [b'{"a": 1}', b'{"a": "x", "b": {"c": 2}}', b"bad", b'{"b": 3}']
     one, two = decode_json(values), decode_json(values)
     assert one.table.equals(two.table) and one.rejects == two.rejects and one.widened == two.widened
+
+
+# ---- batches past the sample (decode.py parses a big batch once, with the first rows' types)
+
+def _whole_batch_inference(values: list[bytes]) -> pa.Table:
+    """The reference: infer the whole batch, then parse again with date-like fields as text."""
+    import io
+
+    import pyarrow.json as pa_json
+
+    from ingest_core.decode import _text_schema
+
+    data = b"\n".join(values)
+    options = pa_json.ReadOptions(block_size=1 << 20)
+    table = pa_json.read_json(io.BytesIO(data), read_options=options)
+    return pa_json.read_json(io.BytesIO(data), read_options=options, parse_options=pa_json.ParseOptions(
+        explicit_schema=_text_schema(table.schema), unexpected_field_behavior="infer"))
+
+
+def _rows(n, late=None, start=2500):
+    rows = [json.dumps({"id": i, "at": f"2026-11-{1 + i % 28:02d}T10:00:00Z", "n": i,
+                        "o": {"d": "2026-01-01", "x": i}}).encode() for i in range(n)]
+    if late:
+        rows[start:] = [json.dumps({**json.loads(r), **late(i)}).encode() for i, r in enumerate(rows[start:], start)]
+    return rows
+
+
+@pytest.mark.parametrize("late", [
+    None,
+    lambda i: {"later": "2026-11-23 10:00:00"},  # a new date-like field after the sample
+    lambda i: {"n": i + 0.5},  # an int column that turns out to hold fractions
+    lambda i: {"o": {"d": "2026-01-01", "x": i, "y": "2026-01-02T00:00:00"}},  # a new nested date-like field
+    lambda i: {"at": "not a date"},  # a date-like field that is not one everywhere
+    lambda i: {"extra": None, "tags": ["a", "2026-01-01"]},
+], ids=["stable", "new-date-field", "int-then-double", "nested-new-date", "not-always-a-date", "nulls-and-lists"])
+def test_a_big_batch_gives_the_table_whole_batch_inference_gives(late):
+    values = _rows(4000, late)
+    decoded = decode_json(values)
+    assert not decoded.rejects and decoded.widened == 0
+    assert decoded.table.equals(_whole_batch_inference(values))
+    assert not any(pa.types.is_timestamp(f.type) for f in decoded.table.schema)
+
+
+def test_a_field_null_in_the_first_rows_gets_its_type_from_the_rest():
+    values = [json.dumps({"id": i, "v": None if i < 3000 else f"x{i}", "at": "2026-11-23"}).encode() for i in range(4000)]
+    decoded = decode_json(values)
+    assert decoded.table.equals(_whole_batch_inference(values))
+    assert decoded.table.schema.field("v").type == pa.string()
+
+
+@pytest.mark.parametrize("poison", list(POISON), ids=lambda v: repr(v[:20]))
+def test_ndjson_validation_rejects_the_same_poison(poison):
+    """text_only (NDJSON output): one parse, no table kept, the same messages rejected."""
+    values = [b'{"id": 1, "x": 1.5}', poison, b'{"id": 3}']
+    decoded = decode_json(values, text_only=True)
+    assert decoded.kept == [0, 2]
+    assert list(decoded.rejects) == [1] and POISON[poison] in decoded.rejects[1]
+    assert decoded.lines.to_pylist() == [b'{"id": 1, "x": 1.5}', b'{"id": 3}']
+
+
+@pytest.mark.parametrize("value, line", [
+    (b'{"a": "caf\xc3\xa9",\n "b": 1}', b'{"a": "caf\xc3\xa9",  "b": 1}'),  # non-ASCII and a raw newline
+    (b'{"a": 1,\r"b": 2}', b'{"a": 1, "b": 2}'),
+    (b'{"a":\t1}  ', b'{"a":\t1}'),  # a tab (not printable), trailing blanks
+    (b'\t{"a": 1}', b'{"a": 1}'),
+])
+def test_values_that_are_not_one_clean_line_become_one(value, line):
+    clean = [b'{"id": %d}' % i for i in range(3)]
+    for text_only in (False, True):
+        decoded = decode_json(clean + [value], text_only=text_only)
+        assert decoded.lines.to_pylist() == clean + [line] and not decoded.rejects

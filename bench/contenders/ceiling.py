@@ -5,7 +5,9 @@ client can beat on this machine and broker.
 It runs with the same librdkafka settings lake-ingest uses (ingest_core/kafka.py), so the
 ratio to it measures lake-ingest's own work, not a different prefetch; `ceiling-defaults`
 (spec "librdkafka_defaults") runs it with librdkafka's own prefetch limits, to show what
-lake-ingest's bounded prefetch costs.
+lake-ingest's bounded prefetch costs. `ceiling-keep` (spec "keep_values") keeps each value
+in a list per partition until a batch's worth has arrived (`batch_messages` / partitions, what
+lake-ingest cuts), then drops the list: the least any consumer that batches must do.
 """
 import json
 import sys
@@ -25,6 +27,9 @@ def main(spec: dict) -> int:
     assigned_at = []
     consumer.subscribe([spec["topic"]], on_assign=lambda _c, _p: assigned_at.append(time.time()))
     expect, seen, value_bytes = spec["expect"], 0, 0
+    keep = spec.get("keep_values", False)
+    per_batch = max(1, spec.get("batch_messages", 1) // max(1, spec.get("partitions", 1)))
+    kept: dict[int, list[bytes]] = {}
     last_message = time.monotonic()
     while seen < expect:
         messages = consumer.consume(spec.get("consume_batch", 5000), 0.5)
@@ -35,8 +40,14 @@ def main(spec: dict) -> int:
         last_message = time.monotonic()
         for message in messages:
             if message.error() is None:
-                value_bytes += len(message.value())
+                value = message.value()
+                value_bytes += len(value)
                 seen += 1
+                if keep:
+                    values = kept.setdefault(message.partition(), [])
+                    values.append(value)
+                    if len(values) >= per_batch:
+                        kept[message.partition()] = []
     consumer.commit(asynchronous=False)  # positions of everything consumed
     code = report(assigned_at, seen, expect, value_bytes=value_bytes)
     consumer.close()

@@ -16,7 +16,7 @@ class Rows:
 
     payload: pa.Table
     metadata: pa.Table | None  # _topic, _partition, _offset, _timestamp, _key; None if metadata: false
-    json_lines: list[bytes] | None
+    json_lines: pa.Array | None  # binary, one value per row
 
 
 def encoder_for(fmt: str, codec: str):

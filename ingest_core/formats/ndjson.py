@@ -16,6 +16,7 @@ import json
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..binary import joined, values_buffer
 from . import Rows
 
 
@@ -25,9 +26,12 @@ class NdjsonEncoder:
         self.extension = {"none": ".ndjson", "gzip": ".ndjson.gz", "zstd": ".ndjson.zst"}[codec]
 
     def encode(self, rows: Rows) -> bytes:
-        bodies = rows.json_lines if rows.json_lines is not None else _bodies_from_table(rows.payload)
+        if rows.json_lines is not None:
+            bodies = rows.json_lines
+        else:
+            bodies = pa.array(_bodies_from_table(rows.payload), pa.binary())
         if rows.metadata is None:
-            text = b"\n".join(bodies) + b"\n"
+            text = joined(bodies, b"\n").to_pybytes()
         else:
             try:
                 text = _spliced_columnwise(rows.metadata, bodies)
@@ -35,44 +39,66 @@ class NdjsonEncoder:
                 text = None
             if text is None:
                 prefixes = _metadata_prefixes(rows.metadata)
-                text = b"".join(_splice(prefix, body) for prefix, body in zip(prefixes, bodies))
+                text = b"".join(_splice(prefix, body) for prefix, body in zip(prefixes, bodies.to_pylist()))
         return _compress(text, self.codec)
 
 
 _NEEDS_JSON_ESCAPE = r'[^\x20-\x7e]|["\\]'
+_SHORT = 32  # bytes: a body this short may be an object with no field ("{}", "{ }")
 
 
-def _spliced_columnwise(metadata: pa.Table, bodies: list[bytes]) -> bytes | None:
-    """The same bytes as the per-row splice below, built with Arrow kernels (no Python per row).
-    None when a key or body needs the per-row path (a key that JSON must escape, non-UTF-8)."""
+def _binary(value: bytes) -> pa.Scalar:
+    return pa.scalar(value, pa.binary())
+
+
+def _spliced_columnwise(metadata: pa.Table, bodies: pa.Array) -> bytes | None:
+    """The same bytes as the per-row splice below, built with Arrow kernels (no Python per
+    row, and the GIL released while they run). Each body is a validated JSON object with no
+    whitespace around it ("{" first, "}" last). None when a key needs the per-row path (a
+    key that JSON must escape)."""
     keys = metadata.column("_key").combine_chunks()
-    if pc.any(pc.match_substring_regex(keys, _NEEDS_JSON_ESCAPE)).as_py():
-        return None
-    try:
-        text = pa.array(bodies, pa.binary()).cast(pa.string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    if len(keys) and pc.any(pc.match_substring_regex(keys, _NEEDS_JSON_ESCAPE)).as_py():
         return None
     count = len(bodies)
-    topic = metadata.column("_topic")[0].as_py() if count else ""
-
-    def constant(value: str) -> pa.Array:
-        return pa.array([value] * count, pa.string())
-
-    stamps = pc.utf8_slice_codeunits(
-        pc.strftime(metadata.column("_timestamp").combine_chunks(), format="%Y-%m-%dT%H:%M:%S"), 0, 23)
-    quoted_keys = pc.if_else(pc.is_null(keys), constant("null"),
-                             pc.binary_join_element_wise(constant('"'), keys, constant('"'), ""))
-    inner = pc.utf8_trim_whitespace(pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(text), 1, -1))
-    separator = pc.if_else(pc.equal(pc.utf8_length(inner), 0), constant(""), constant(","))
+    if not count:
+        return b""
+    if not (pc.all(pc.starts_with(bodies, "{")).as_py() and pc.all(pc.ends_with(bodies, "}")).as_py()):
+        return None
+    topic = metadata.column("_topic")[0].as_py()
+    partition = metadata.column("_partition")[0].as_py()
+    quoted_keys = pc.fill_null(pc.binary_join_element_wise(_binary(b'"'), keys.cast(pa.binary()), _binary(b'"'),
+                                                           _binary(b"")), _binary(b"null"))
     lines = pc.binary_join_element_wise(
-        constant(f'{{"_topic":{json.dumps(topic)},"_partition":'),
-        metadata.column("_partition").combine_chunks().cast(pa.string()),
-        constant(',"_offset":'), metadata.column("_offset").combine_chunks().cast(pa.string()),
-        constant(',"_timestamp":"'), stamps, constant('Z","_key":'), quoted_keys,
-        separator, inner, constant("}\n"), "")
-    validity, offsets_buffer, data = lines.buffers()
-    offsets = pa.Array.from_buffers(pa.int32(), len(lines) + 1, [None, offsets_buffer], offset=lines.offset)
-    return data.to_pybytes()[offsets[0].as_py():offsets[-1].as_py()]
+        _binary(f'{{"_topic":{json.dumps(topic)},"_partition":{partition},"_offset":'.encode()),
+        metadata.column("_offset").combine_chunks().cast(pa.string()).cast(pa.binary()),
+        _binary(b',"_timestamp":"'), _iso_millis(metadata.column("_timestamp").combine_chunks()),
+        _binary(b'Z","_key":'), quoted_keys,
+        _field_separators(bodies), pc.binary_slice(bodies, 1, 2**31 - 1),  # the body from after its "{"
+        _binary(b"\n"), _binary(b""))
+    return values_buffer(lines).to_pybytes()
+
+
+def _field_separators(bodies: pa.Array) -> pa.Scalar | pa.Array:
+    """"," between the metadata and the body's fields, "" for a body with no field."""
+    short = pc.indices_nonzero(pc.less_equal(pc.binary_length(bodies), _SHORT)).to_pylist()
+    if not short:
+        return _binary(b",")
+    empty = {i for i in short if not bodies[i].as_py()[1:-1].strip(b" \t")}
+    if not empty:
+        return _binary(b",")
+    return pa.array([b"" if i in empty else b"," for i in range(len(bodies))], pa.binary())
+
+
+def _iso_millis(stamps: pa.Array) -> pa.Array:
+    """'2026-11-23T12:00:00.123' per row (UTC, milliseconds), formatting only the distinct seconds."""
+    millis = stamps.cast(pa.timestamp("ms", tz="UTC"))
+    seconds = pc.floor_temporal(millis, unit="second")
+    distinct = pc.unique(seconds)
+    text = pc.strftime(distinct.cast(pa.timestamp("s", tz="UTC")), format="%Y-%m-%dT%H:%M:%S.")
+    per_row = pc.take(text, pc.index_in(seconds, value_set=distinct))
+    fraction = pc.subtract(millis.cast(pa.int64()), seconds.cast(pa.int64()))
+    digits = pc.utf8_lpad(fraction.cast(pa.string()), width=3, padding="0")
+    return pc.binary_join_element_wise(per_row.cast(pa.binary()), digits.cast(pa.binary()), _binary(b""))
 
 
 def _metadata_prefixes(metadata: pa.Table) -> list[bytes]:
@@ -95,8 +121,9 @@ def _millis(stamp: str) -> str:
 
 
 def _splice(prefix: bytes, body: bytes) -> bytes:
-    inner = body.strip()[1:-1].strip()
-    return prefix + (b"," + inner if inner else b"") + b"}\n"
+    """The same line as `_spliced_columnwise` gives: the body from after its "{", as it is."""
+    body = body.strip(b" \t\r\n")
+    return prefix + (b"," if body[1:-1].strip(b" \t\r\n") else b"") + body[1:] + b"\n"
 
 
 def _bodies_from_table(payload: pa.Table) -> list[bytes]:
