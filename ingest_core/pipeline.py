@@ -158,9 +158,10 @@ class Pipeline:
         while not should_stop():
             messages = self.consumer.consume(self.consume_batch, self.poll_timeout)
             now = self.clock()
-            if messages or not self.states:
-                # Idle counts only while we own partitions: after a crash the dead member may hold
-                # them until its session times out, and that wait is not an empty topic.
+            if messages or not self.states or any(s.paused for s in self.states.values()):
+                # Idle counts only while we own partitions and consume from all of them: after a
+                # crash the dead member may hold them until its session times out, and a partition
+                # we hold back is waiting for the lake; neither is an empty topic.
                 last_message_at = now
                 self.accept(messages, now)
             self.turn(now)
