@@ -107,7 +107,6 @@ class Pipeline:
     observer: PipelineObserver = field(default_factory=PipelineObserver)
     faults: FaultInjector = field(default_factory=FaultInjector)
     states: dict[int, PartitionState] = field(default_factory=dict)
-    crowded: bool = False  # see _crowded: every partition is held back meanwhile
 
     def __post_init__(self) -> None:
         if self.executor is None:
@@ -188,22 +187,7 @@ class Pipeline:
     def turn(self, now: float) -> None:
         for partition, state in list(self.states.items()):
             self._advance(partition, state, now, force=False)
-        self.crowded = self._crowded()
-        for partition, state in list(self.states.items()):
             self._hold_back(partition, state)
-
-    def _crowded(self) -> bool:
-        """True while the bytes held (buffered, plus cut batches not yet published) reach
-        `max_bytes` x owned partitions and a batch is in flight: then every partition waits,
-        so memory follows the batch settings and not how fast the lake takes batches. It
-        clears once the lake has taken a batch's worth (so pause/resume do not flap), and
-        never while nothing is in flight (what is buffered must be cut first)."""
-        in_flight = sum(s.cut.nbytes for s in self.states.values() if s.cut is not None)
-        if not in_flight:
-            return False
-        held = in_flight + sum(s.buffer.nbytes for s in self.states.values())
-        limit = self.policy.max_bytes * len(self.states)
-        return held >= (limit - self.policy.max_bytes if self.crowded else limit)
 
     def shutdown(self, timeout: float) -> bool:
         """Publish and commit everything buffered, retrying storage until `timeout`."""
@@ -453,13 +437,15 @@ class Pipeline:
                     extra={"event": "storage_retry", "partition": partition, "attempt": state.attempts})
 
     def _hold_back(self, partition: int, state: PartitionState) -> None:
-        """Pause the partition while storage is failing, while its buffer is full and its
-        previous batch is still being published, or while the pipeline is crowded (bounded
-        memory); resume otherwise."""
+        """Pause the partition while storage is failing, or while its buffer is full and its
+        previous batch is still being published (bounded memory); resume otherwise.
+        (Pausing every partition while the bytes held reach max_bytes x partitions was tried:
+        librdkafka drops a paused partition's prefetched messages and fetches them again, which
+        cost 25 % of the throughput, and peak RSS did not move; see bench/RESULTS.md.)"""
         buffer = state.buffer
         full = buffer.nbytes >= self.policy.max_bytes or len(buffer.offsets) >= self.policy.max_records
         busy = state.job is not None or state.cut is not None
-        want_paused = state.attempts > 0 or (busy and full) or self.crowded
+        want_paused = state.attempts > 0 or (busy and full)
         if want_paused == state.paused:
             return
         tp = [TopicPartition(self.topic, partition)]

@@ -39,26 +39,6 @@ class ImmediateExecutor(concurrent.futures.Executor):
         return future
 
 
-class GatedExecutor(concurrent.futures.Executor):
-    """Holds storage jobs until `release()` runs them: batches stay in flight meanwhile."""
-
-    def __init__(self):
-        self.waiting: list[tuple[concurrent.futures.Future, object, tuple]] = []
-
-    def submit(self, fn, *args, **kwargs):
-        future = concurrent.futures.Future()
-        self.waiting.append((future, fn, args))
-        return future
-
-    def release(self) -> None:
-        waiting, self.waiting = self.waiting, []
-        for future, fn, args in waiting:
-            try:
-                future.set_result(fn(*args))
-            except BaseException as error:  # noqa: BLE001
-                future.set_exception(error)
-
-
 class FlakyStore(LakeStore):
     broken = False
 
@@ -274,47 +254,3 @@ def test_a_commit_refused_by_a_rebalance_is_retried_while_we_keep_the_partition(
     spin(pipeline, 1)  # no new message: only the retry can commit
     assert consumer.committed_offsets == {0: 10} and pipeline.states[0].commit_due is None
 
-
-def _bytes_of(messages) -> int:
-    return sum(len(m.value()) + len(m.key() or b"") for m in messages)
-
-
-def test_every_partition_waits_while_the_bytes_held_reach_max_bytes_times_partitions(tmp_path):
-    logs = {0: json_messages(TOPIC, 0, 15), 1: json_messages(TOPIC, 1, 15)}
-    gate = GatedExecutor()
-    consumer = FakeConsumer(TOPIC, logs)
-    # max_bytes = 10 messages: two cut batches in flight are the whole budget (2 partitions).
-    pipeline, _ = make(tmp_path, consumer, max_records=10, executor=gate, max_bytes=_bytes_of(logs[0][:10]))
-    spin(pipeline, turns=1)
-    gate.release()  # the partitions' committed offsets and markers are resolved
-    spin(pipeline, turns=1)  # each cuts 10 and submits them; 5 more of each stay buffered
-    assert all(state.cut is not None for state in pipeline.states.values())
-    assert pipeline.crowded and consumer.paused == {0, 1}
-    gate.release()
-    spin(pipeline, turns=1)
-    assert consumer.committed_offsets == {0: 10, 1: 10}
-    assert not pipeline.crowded and consumer.paused == set()
-
-
-def test_waiting_for_the_lake_is_not_idleness(tmp_path):
-    """--exit-when-idle must not stop a consumer whose partitions are held back (here: a
-    batch in flight for 10 s of the clock while the budget is full)."""
-    logs = {0: json_messages(TOPIC, 0, 40), 1: json_messages(TOPIC, 1, 40)}
-    gate, clock = GatedExecutor(), Clock()
-    consumer = FakeConsumer(TOPIC, logs)
-    pipeline, _ = make(tmp_path, consumer, max_records=10, executor=gate, clock=clock,
-                       max_bytes=_bytes_of(logs[0][:10]))
-    pipeline.consume_batch = 5
-    turns = []
-
-    def should_stop():
-        turns.append(clock.now)
-        clock.now += 1.0
-        if len(turns) % 10 == 0:  # the lake takes 10 s per round of jobs
-            gate.release()
-        return len(turns) > 1000
-
-    assert pipeline.run(should_stop, exit_when_idle=3.0, shutdown_timeout=0)
-    assert len(turns) < 1000  # it did exit when idle, in the end
-    assert consumer.committed_offsets == {0: 40, 1: 40}
-    assert landed(tmp_path) == sorted([(0, i) for i in range(40)] + [(1, i) for i in range(40)])
