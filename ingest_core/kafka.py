@@ -21,6 +21,11 @@ _DEFAULTS = {
     # Bound librdkafka's prefetch so memory follows batch.max_bytes, not the backlog.
     "queued.max.messages.kbytes": 32768,
     "fetch.max.bytes": 33554432,
+    # Once that prefetch is full, librdkafka (>= 2.4) waits fetch.queue.backoff.ms before it
+    # fetches again, 1000 ms by default, even if we drained the queue meanwhile: a consumer
+    # that keeps up with the broker then idles most of the time (bench/RESULTS.md, round 4:
+    # 4x the throughput with 10 ms on a backlog).
+    "fetch.queue.backoff.ms": 10,
     "session.timeout.ms": 45000,
 }
 

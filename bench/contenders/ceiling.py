@@ -22,7 +22,8 @@ def main(spec: dict) -> int:
               "auto.offset.reset": "earliest", "enable.auto.commit": False,
               "partition.assignment.strategy": "cooperative-sticky"}
     if not spec.get("librdkafka_defaults"):  # the `ceiling-defaults` contender leaves prefetch at librdkafka's defaults
-        config.update({"queued.max.messages.kbytes": 32768, "fetch.max.bytes": 33554432})
+        config.update({"queued.max.messages.kbytes": 32768, "fetch.max.bytes": 33554432,
+                       "fetch.queue.backoff.ms": 10})
     consumer = Consumer(config)
     assigned_at = []
     consumer.subscribe([spec["topic"]], on_assign=lambda _c, _p: assigned_at.append(time.time()))

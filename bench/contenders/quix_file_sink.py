@@ -20,7 +20,8 @@ def main(spec: dict) -> int:
 
     app = Application(broker_address=spec["bootstrap"], consumer_group=spec["group"],
                       auto_offset_reset="earliest", commit_every=spec["batch_messages"],
-                      commit_interval=3600.0, loglevel="WARNING", auto_create_topics=False)
+                      commit_interval=3600.0, loglevel="WARNING", auto_create_topics=False,
+                      consumer_extra_config=spec.get("librdkafka") or None)
     fmt = ParquetFormat(compression="zstd") if spec["format"] == "parquet" else JSONFormat()
     # FileSink accepts only [a-zA-Z0-9 ._/] in its directory (no '-'): write below the working directory.
     os.chdir(spec["out"])
