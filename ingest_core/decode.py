@@ -147,12 +147,27 @@ def decode_json(values: list[bytes | None], max_depth: int = 64, text_only: bool
             kept.append(index)
             line_list.append(value)
         lines = pa.array(line_list, pa.binary())
-    table = _parse_checked(lines, max_depth, text_only)
+    table = _validated(lines, max_depth) if text_only else _parse_checked(lines, max_depth)
     if table is not None:
-        if text_only:
-            table = table.select([])  # only its row count is used: let go of the columns (memory)
         return Decoded(table, kept, rejects, lines=lines)
     return _decode_one_by_one(kept, lines.to_pylist(), rejects, max_depth, text_only)
+
+
+TEXT_SLICE_BYTES = 16 << 20  # NDJSON validates this much at a time: the parse's memory stays small
+
+
+def _validated(lines: pa.Array, max_depth: int) -> pa.Table | None:
+    """For NDJSON: a table with one row per line and no columns when every line is an object
+    pyarrow.json parses without loss (checked slice by slice, so the parser never holds more
+    than a few MiB); None when some slice is not (then the lines are parsed one by one)."""
+    count = len(lines)
+    if count:
+        per_row = max(1, len(values_buffer(lines)) // count)
+        step = max(1, TEXT_SLICE_BYTES // per_row)
+        for start in range(0, count, step):
+            if _parse_checked(lines.slice(start, step), max_depth, text_only=True) is None:
+                return None
+    return pa.table({"rows": pa.nulls(count)}).select([])
 
 
 def _plain_lines(values: list[bytes | None]) -> pa.Array | None:

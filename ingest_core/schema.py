@@ -290,9 +290,12 @@ class _Fixer:
     def table(self, table: pa.Table, keep: Iterable[str] = ()) -> pa.Table:
         arrays, names = [], []
         for name, column in zip(table.column_names, table.columns):
-            fixed = self.array(column.combine_chunks() if column.num_chunks != 1 else column.chunk(0), name)
-            if fixed is not None:
-                arrays.append(fixed)
+            # Chunk by chunk: pyarrow.json gives one chunk per MiB parsed, and combining them
+            # first would copy the whole table. The fixes depend only on the type, so every
+            # chunk comes out with the same type (or every chunk is left out).
+            chunks = [self.array(chunk, name) for chunk in column.chunks or [pa.array([], column.type)]]
+            if chunks[0] is not None:
+                arrays.append(pa.chunked_array(chunks, type=chunks[0].type))
                 names.append(name)
         new_names = spark_names(names, keep)
         for old, new in zip(names, new_names):

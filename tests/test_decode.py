@@ -235,3 +235,17 @@ def test_values_that_are_not_one_clean_line_become_one(value, line):
     for text_only in (False, True):
         decoded = decode_json(clean + [value], text_only=text_only)
         assert decoded.lines.to_pylist() == clean + [line] and not decoded.rejects
+
+
+def test_ndjson_validation_in_slices_finds_a_bad_line_in_any_slice(monkeypatch):
+    import ingest_core.decode as decode
+
+    monkeypatch.setattr(decode, "TEXT_SLICE_BYTES", 40)  # a few lines per slice
+    values = [b'{"id": %d, "s": "x"}' % i for i in range(50)]
+    values[37] = b'{"id": 37, "s": -NaN}'
+    values[44] = b'{"id": 44 "s": 1}'
+    decoded = decode_json(values, text_only=True)
+    assert sorted(decoded.rejects) == [37, 44] and decoded.kept == [i for i in range(50) if i not in (37, 44)]
+    assert decoded.table.num_rows == 48
+    clean = decode_json([v for i, v in enumerate(values) if i not in (37, 44)], text_only=True)
+    assert not clean.rejects and clean.table.num_rows == 48 and clean.table.num_columns == 0

@@ -104,3 +104,24 @@ def test_sliced_struct_arrays_are_rebuilt_correctly():
                      pa.struct([("a", pa.int64()), ("n", pa.null())])).slice(1)
     fixed, _ = spark_readable(pa.table({"s": array}))
     assert fixed.column("s").to_pylist() == [None, {"a": 3}]
+
+
+def test_a_table_of_many_chunks_is_fixed_chunk_by_chunk_like_one_chunk():
+    """pyarrow.json gives a chunk per MiB parsed; fixing each chunk must equal fixing the whole."""
+    from ingest_core.schema import spark_readable
+
+    def chunk(start):
+        return pa.table({
+            "u": pa.array(range(start, start + 3), pa.uint64()),
+            "gone": pa.nulls(3),
+            "s": pa.array([{"Key": i, "key": None} for i in range(3)],
+                          pa.struct([("Key", pa.int64()), ("key", pa.string())])),
+            "ok": pa.array(["a", "b", "c"]),
+        })
+
+    chunked = pa.concat_tables([chunk(0), chunk(3), chunk(6)])
+    assert chunked.column("u").num_chunks == 3
+    fixed, renamed = spark_readable(chunked)
+    whole, renamed_whole = spark_readable(chunked.combine_chunks())
+    assert fixed.equals(whole) and renamed == renamed_whole
+    assert "gone" not in fixed.column_names and fixed.schema.field("u").type == pa.decimal128(20, 0)

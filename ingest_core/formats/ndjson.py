@@ -33,10 +33,7 @@ class NdjsonEncoder:
         if rows.metadata is None:
             text = joined(bodies, b"\n").to_pybytes()
         else:
-            try:
-                text = _spliced_columnwise(rows.metadata, bodies)
-            except pa.ArrowCapacityError:  # over 2 GiB of text in one file: the per-row path copes
-                text = None
+            text = _spliced_in_slices(rows.metadata, bodies)
             if text is None:
                 prefixes = _metadata_prefixes(rows.metadata)
                 text = b"".join(_splice(prefix, body) for prefix, body in zip(prefixes, bodies.to_pylist()))
@@ -51,7 +48,24 @@ def _binary(value: bytes) -> pa.Scalar:
     return pa.scalar(value, pa.binary())
 
 
-def _spliced_columnwise(metadata: pa.Table, bodies: pa.Array) -> bytes | None:
+SLICE_ROWS = 16384  # rows spliced at a time (≈ 16 MiB of 1 KiB values): the intermediate arrays stay small
+
+
+def _spliced_in_slices(metadata: pa.Table, bodies: pa.Array) -> bytes | None:
+    """`_spliced_columnwise` over slices of the rows, joined once at the end."""
+    pieces = []
+    for start in range(0, len(bodies), SLICE_ROWS):
+        try:
+            piece = _spliced_columnwise(metadata.slice(start, SLICE_ROWS), bodies.slice(start, SLICE_ROWS))
+        except pa.ArrowCapacityError:  # over 2 GiB of text in one slice: the per-row path copes
+            piece = None
+        if piece is None:
+            return None
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+def _spliced_columnwise(metadata: pa.Table, bodies: pa.Array) -> pa.Buffer | bytes | None:
     """The same bytes as the per-row splice below, built with Arrow kernels (no Python per
     row, and the GIL released while they run). Each body is a validated JSON object with no
     whitespace around it ("{" first, "}" last). None when a key needs the per-row path (a
@@ -75,7 +89,7 @@ def _spliced_columnwise(metadata: pa.Table, bodies: pa.Array) -> bytes | None:
         _binary(b'Z","_key":'), quoted_keys,
         _field_separators(bodies), pc.binary_slice(bodies, 1, 2**31 - 1),  # the body from after its "{"
         _binary(b"\n"), _binary(b""))
-    return values_buffer(lines).to_pybytes()
+    return values_buffer(lines)
 
 
 def _field_separators(bodies: pa.Array) -> pa.Scalar | pa.Array:
