@@ -135,12 +135,11 @@ def decode_json(values: list[bytes | None], max_depth: int = 64, text_only: bool
         # parser as one Arrow array, with no Python work per message.
         kept, lines = list(range(len(values))), plain
     else:
-        odd = [i for i, v in enumerate(values)
-               if v is None or v[:1] != b"{" or v[-1:] != b"}" or b"\n" in v or b"\r" in v]
+        odd = {i for i, v in enumerate(values)
+               if v is None or v[:1] != b"{" or v[-1:] != b"}" or b"\n" in v or b"\r" in v}
         kept, line_list = [], []
-        odd_set = set(odd)
         for index, value in enumerate(values):
-            if index in odd_set:
+            if index in odd:
                 value = _normalise(index, value, rejects, max_depth)
                 if value is None:
                     continue
