@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from .binary import values_buffer
+from .binary import joined, values_buffer
 from .schema import INT64_MAX, INT64_MIN, NumberText, exceeds_depth, rows_to_table, schema_has, type_depth
 
 _MIN_BLOCK = 1 << 20
@@ -252,16 +252,15 @@ def _parse_lines(lines: pa.Array, text_only: bool) -> tuple[pa.Table | None, pa.
     the same fields in the same order, the same types (pyarrow.json refuses, rather than
     converts, a value that does not fit an explicit type)."""
     try:
-        with_newlines = pc.binary_join_element_wise(lines, pa.scalar(b"\n", pa.binary()), pa.scalar(b"", pa.binary()))
-        data = values_buffer(with_newlines)
+        data = joined(lines, b"\n")
     except pa.ArrowCapacityError:  # over 2 GiB in one batch
-        with_newlines, data = None, pa.py_buffer(b"\n".join(lines.to_pylist()) + b"\n")
+        data = pa.py_buffer(b"\n".join(lines.to_pylist()) + b"\n")
     block = max(_MIN_BLOCK, pc.max(pc.binary_length(lines)).as_py() + 2)
     if text_only:
         return _read(data, block), data
     explicit = None
-    if with_newlines is not None and len(lines) > 2 * _SAMPLE_ROWS:
-        sample = _read(values_buffer(with_newlines.slice(0, _SAMPLE_ROWS)), block)
+    if len(lines) > 2 * _SAMPLE_ROWS:
+        sample = _read(joined(lines.slice(0, _SAMPLE_ROWS), b"\n"), block)
         if sample is not None and schema_has(pa.struct(list(sample.schema)), pa.types.is_timestamp):
             explicit = _text_schema(sample.schema)
     table = _read(data, block, explicit)

@@ -125,10 +125,7 @@ class Pipeline:
     def on_revoke(self, _consumer, partitions: list[TopicPartition]) -> None:
         """We still own the partitions here: publish and commit what we can in time, drop the rest."""
         deadline = self.clock() + self.revoke_timeout
-        for tp in partitions:  # start every last batch, so they encode in parallel
-            state = self.states.get(tp.partition)
-            if state is not None:
-                self._advance(tp.partition, state, self.clock(), force=True)
+        self._start_last_batches([tp.partition for tp in partitions])
         for tp in partitions:
             state = self.states.get(tp.partition)
             if state is not None:
@@ -193,13 +190,20 @@ class Pipeline:
         """Publish and commit everything buffered, retrying storage until `timeout`."""
         deadline = self.clock() + timeout
         clean = True
-        for partition, state in list(self.states.items()):  # start every last batch, so they encode in parallel
-            self._advance(partition, state, self.clock(), force=True)
+        self._start_last_batches(list(self.states))
         for partition, state in list(self.states.items()):
             clean &= self._drain(partition, state, deadline)
         self.states.clear()
         self.executor.shutdown(wait=False, cancel_futures=True)
         return clean
+
+    def _start_last_batches(self, partitions: list[int]) -> None:
+        """Cut and submit every partition's last batch before waiting for any, so they encode
+        in parallel instead of one after the other."""
+        for partition in partitions:
+            state = self.states.get(partition)
+            if state is not None:
+                self._advance(partition, state, self.clock(), force=True)
 
     # ---- one partition's progress ----
 
