@@ -26,7 +26,7 @@ def dead_letter_rows(batch: Batch, rejects: list[Reject]) -> list[dict]:
     rows = []
     for reject in rejects:
         i = reject.index
-        key, value = batch.keys[i], batch.values[i]
+        key, value = batch.keys[i], batch.value(i)
         rows.append({
             "topic": batch.topic,
             "partition": batch.partition,
@@ -83,10 +83,10 @@ class DeadLetterTopic:
             return delivered
 
         for reject in rejects:
-            self._produce(batch, reject, batch.values[reject.index], [], on_delivery(reject), too_large)
+            self._produce(batch, reject, batch.value(reject.index), [], on_delivery(reject), too_large)
         remaining = self.producer.flush(30)
         for reject in list(too_large):
-            size = len(batch.values[reject.index] or b"")
+            size = len(batch.value(reject.index) or b"")
             log.warning("dead letter of %s[%d]@%d is too large for topic %s (%d bytes): produced without its value",
                         batch.topic, batch.partition, batch.offsets[reject.index], self.topic, size,
                         extra={"event": "dead_letter_value_omitted", "bytes": size})

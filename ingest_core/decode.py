@@ -82,20 +82,20 @@ class Decoder:
     def from_settings(cls, decode, text_only: bool = False) -> "Decoder":
         return cls(decode.format, decode.tombstones, decode.max_depth, decode.schema_registry, text_only=text_only)
 
-    def decode(self, values: list[bytes | None]) -> Decoded:
+    def decode(self, values: pa.Array | list[bytes | None]) -> Decoded:
+        values = as_binary_array(values)
         rejects: dict[int, str] = {}
         skipped = 0
         positions: list[int] | None = None
-        if self.tombstones != "row" and any(v is None for v in values):
-            positions = []
-            for index, value in enumerate(values):
-                if value is not None:
-                    positions.append(index)
-                elif self.tombstones == "skip":
+        if self.tombstones != "row" and values.null_count:
+            present = values.is_valid()
+            positions = pc.indices_nonzero(present).to_pylist()
+            for index in pc.indices_nonzero(pc.invert(present)).to_pylist():
+                if self.tombstones == "skip":
                     skipped += 1
                 else:
                     rejects[index] = TOMBSTONE_REASON
-            values = [values[i] for i in positions]
+            values = values.filter(present)
         decoded = self._decode_present(values)
         if positions is not None:
             decoded.kept = [positions[i] for i in decoded.kept]
@@ -104,13 +104,18 @@ class Decoder:
         decoded.skipped = skipped
         return decoded
 
-    def _decode_present(self, values: list[bytes | None]) -> Decoded:
-        """Values here are messages to land; a None is a tombstone to land as an empty row."""
+    def _decode_present(self, values: pa.Array) -> Decoded:
+        """Values here are messages to land; a null is a tombstone to land as an empty row."""
         if self.format == "json":
             return decode_json(values, self.max_depth, self.text_only)
         if self.format == "raw":
             return decode_raw(values)
-        return self.avro.decode(values)
+        return self.avro.decode(values.to_pylist())
+
+
+def as_binary_array(values: pa.Array | list[bytes | None]) -> pa.Array:
+    """Message values as an Arrow binary array (a batch's already is; tests and tools pass lists)."""
+    return values if isinstance(values, pa.Array) else pa.array(values, pa.binary())
 
 
 def decode_batch(fmt: str, values: list[bytes | None], tombstones: str = "dead_letter") -> Decoded:
@@ -118,16 +123,20 @@ def decode_batch(fmt: str, values: list[bytes | None], tombstones: str = "dead_l
     return Decoder(fmt, tombstones).decode(values)
 
 
-def decode_raw(values: list[bytes | None]) -> Decoded:
-    return Decoded(pa.table({"value": pa.array(values, pa.binary())}), list(range(len(values))))
+def decode_raw(values: pa.Array | list[bytes | None]) -> Decoded:
+    values = as_binary_array(values)
+    if pa.types.is_large_binary(values.type):
+        values = values.cast(pa.binary())  # over 2 GiB: raises, as building the array did before
+    return Decoded(pa.table({"value": values}), list(range(len(values))))
 
 
 # ---------------------------------------------------------------- JSON
 
-def decode_json(values: list[bytes | None], max_depth: int = 64, text_only: bool = False) -> Decoded:
+def decode_json(values: pa.Array | list[bytes | None], max_depth: int = 64, text_only: bool = False) -> Decoded:
     """`text_only`: the rows will be written as their JSON text (NDJSON output), so the
     table only proves each line is an object; it may then hold timestamps where the text
     had strings and doubles rounded from long integers (neither is ever written)."""
+    values = as_binary_array(values)
     rejects: dict[int, str] = {}
     plain = _plain_lines(values)
     if plain is not None:
@@ -135,10 +144,11 @@ def decode_json(values: list[bytes | None], max_depth: int = 64, text_only: bool
         # parser as one Arrow array, with no Python work per message.
         kept, lines = list(range(len(values))), plain
     else:
-        odd = {i for i, v in enumerate(values)
+        value_list = values.to_pylist()
+        odd = {i for i, v in enumerate(value_list)
                if v is None or v[:1] != b"{" or v[-1:] != b"}" or b"\n" in v or b"\r" in v}
         kept, line_list = [], []
-        for index, value in enumerate(values):
+        for index, value in enumerate(value_list):
             if index in odd:
                 value = _normalise(index, value, rejects, max_depth)
                 if value is None:
@@ -169,29 +179,29 @@ def _validated(lines: pa.Array, max_depth: int) -> pa.Table | None:
     return pa.table({"rows": pa.nulls(count)}).select([])
 
 
-def _plain_lines(values: list[bytes | None]) -> pa.Array | None:
-    """`values` as one binary array when each is a single line that starts with "{", ends
-    with "}" and is valid UTF-8; None when some value needs a look of its own. Vectorised:
-    the kernels run without the GIL, so the consume loop keeps going meanwhile."""
-    if not values:
+def _plain_lines(values: pa.Array) -> pa.Array | None:
+    """`values` when each is a single line that starts with "{", ends with "}" and is valid
+    UTF-8; None when some value needs a look of its own. Vectorised: the kernels run
+    without the GIL, so the consume loop keeps going meanwhile."""
+    if not len(values) or values.null_count:
+        return None
+    if not pa.types.is_binary(values.type):
+        try:
+            values = values.cast(pa.binary())
+        except (pa.ArrowInvalid, pa.ArrowCapacityError):  # over 2 GiB in one batch
+            return None
+    if not pc.all(pc.starts_with(values, "{")).as_py() or not pc.all(pc.ends_with(values, "}")).as_py():
         return None
     try:
-        array = pa.array(values, pa.binary())
-    except (TypeError, pa.ArrowInvalid, pa.ArrowCapacityError):
-        return None
-    if array.null_count or not pc.all(pc.starts_with(array, "{")).as_py() \
-            or not pc.all(pc.ends_with(array, "}")).as_py():
-        return None
-    try:
-        text = array.cast(pa.string())  # checks UTF-8 (fast when it is ASCII)
+        text = values.cast(pa.string())  # checks UTF-8 (fast when it is ASCII)
     except pa.ArrowInvalid:
         return None
     if not pc.all(pc.ascii_is_printable(text)).as_py():
         # Non-ASCII text or a tab: look for line breaks in the bytes themselves.
-        data = memoryview(values_buffer(array))
+        data = memoryview(values_buffer(values))
         if _LF.search(data) or _CR.search(data):
             return None
-    return array
+    return values
 
 
 _LF = re.compile(rb"\n")  # single-byte literals: re scans for them at memchr speed

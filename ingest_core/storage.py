@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 
 import fsspec
+import pyarrow as pa
 
 from .settings import is_secret_key
 
@@ -85,12 +86,14 @@ class LakeStore:
     def full_path(self, relative: str) -> str:
         return f"{self.root}/{relative}"
 
-    def publish(self, relative: str, data: bytes) -> bool:
-        """Create `relative` with `data`, atomically. True if created, False if it already existed."""
+    def publish(self, relative: str, data: bytes | pa.Buffer) -> bool:
+        """Create `relative` with `data`, atomically. True if created, False if it already existed.
+        `data` may be an Arrow buffer (NDJSON text): written as it is locally, as bytes elsewhere."""
         path = self.full_path(relative)
         try:
             if self.is_local:
                 return _publish_local(path, data)
+            data = data if isinstance(data, bytes) else data.to_pybytes()  # the HTTP clients want bytes
             try:
                 # mode="create" sends If-None-Match: * (S3) / If-None-Match on the commit (Azure),
                 # and aborts a failed multipart upload instead of leaving it behind.
@@ -185,7 +188,7 @@ def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return "file" in protocols or "local" in protocols
 
 
-def _publish_local(path: str, data: bytes) -> bool:
+def _publish_local(path: str, data: bytes | pa.Buffer) -> bool:
     folder, name = os.path.split(path)
     os.makedirs(folder, exist_ok=True)
     temp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")

@@ -126,7 +126,8 @@ def test_raw_lands_bytes_in_parquet_and_base64_in_ndjson():
     assert table.column("value").to_pylist() == [b"\x00\xff", b"t"] and table.schema.field("value").type == pa.binary()
     nd = Settings.model_validate({"topic": "orders", "decode": {"format": "raw"},
                                   "output": {"url": "file:///tmp/x", "format": "ndjson", "compression": "none"}})
-    rows = [json.loads(line) for line in BatchEncoder(nd).encode(batch([b"\x00\xff"])).files[0].data.splitlines()]
+    data = BatchEncoder(nd).encode(batch([b"\x00\xff"])).files[0].data  # uncompressed NDJSON: an Arrow buffer
+    rows = [json.loads(line) for line in bytes(data).splitlines()]
     assert rows[0]["value"] == "AP8=" and rows[0]["_offset"] == 100
 
 

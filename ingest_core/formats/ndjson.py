@@ -25,13 +25,13 @@ class NdjsonEncoder:
         self.codec = codec
         self.extension = {"none": ".ndjson", "gzip": ".ndjson.gz", "zstd": ".ndjson.zst"}[codec]
 
-    def encode(self, rows: Rows) -> bytes:
+    def encode(self, rows: Rows) -> bytes | pa.Buffer:
         if rows.json_lines is not None:
             bodies = rows.json_lines
         else:
             bodies = pa.array(_bodies_from_table(rows.payload), pa.binary())
         if rows.metadata is None:
-            text = joined(bodies, b"\n").to_pybytes()
+            text = joined(bodies, b"\n")
         else:
             text = _spliced_in_slices(rows.metadata, bodies)
             if text is None:
@@ -51,8 +51,9 @@ def _binary(value: bytes) -> pa.Scalar:
 SLICE_ROWS = 16384  # rows spliced at a time (≈ 16 MiB of 1 KiB values): the intermediate arrays stay small
 
 
-def _spliced_in_slices(metadata: pa.Table, bodies: pa.Array) -> bytes | None:
-    """`_spliced_columnwise` over slices of the rows, joined once at the end."""
+def _spliced_in_slices(metadata: pa.Table, bodies: pa.Array) -> pa.Buffer | bytes | None:
+    """`_spliced_columnwise` over slices of the rows, concatenated once at the end (by Arrow,
+    which lets go of the GIL while it copies; `b"".join` held it for a tenth of the encode)."""
     pieces = []
     for start in range(0, len(bodies), SLICE_ROWS):
         try:
@@ -62,20 +63,24 @@ def _spliced_in_slices(metadata: pa.Table, bodies: pa.Array) -> bytes | None:
         if piece is None:
             return None
         pieces.append(piece)
-    return b"".join(pieces)
+    if not pieces:
+        return b""
+    try:
+        return values_buffer(pa.concat_arrays(pieces))
+    except pa.ArrowCapacityError:  # over 2 GiB in all: Python bytes have no such limit
+        return b"".join(values_buffer(piece) for piece in pieces)
 
 
-def _spliced_columnwise(metadata: pa.Table, bodies: pa.Array) -> pa.Buffer | bytes | None:
-    """The same bytes as the per-row splice below, built with Arrow kernels (no Python per
+def _spliced_columnwise(metadata: pa.Table, bodies: pa.Array) -> pa.Array | None:
+    """The lines (each ending in a newline) of the per-row splice below, built with Arrow kernels (no Python per
     row, and the GIL released while they run). Each body is a validated JSON object with no
     whitespace around it ("{" first, "}" last). None when a key needs the per-row path (a
     key that JSON must escape)."""
     keys = metadata.column("_key").combine_chunks()
     if len(keys) and pc.any(pc.match_substring_regex(keys, _NEEDS_JSON_ESCAPE)).as_py():
         return None
-    count = len(bodies)
-    if not count:
-        return b""
+    if not len(bodies):
+        return pa.array([], pa.binary())
     if not (pc.all(pc.starts_with(bodies, "{")).as_py() and pc.all(pc.ends_with(bodies, "}")).as_py()):
         return None
     topic = metadata.column("_topic")[0].as_py()
@@ -89,7 +94,7 @@ def _spliced_columnwise(metadata: pa.Table, bodies: pa.Array) -> pa.Buffer | byt
         _binary(b'Z","_key":'), quoted_keys,
         _field_separators(bodies), pc.binary_slice(bodies, 1, 2**31 - 1),  # the body from after its "{"
         _binary(b"\n"), _binary(b""))
-    return values_buffer(lines)
+    return lines
 
 
 def _field_separators(bodies: pa.Array) -> pa.Scalar | pa.Array:
@@ -159,7 +164,7 @@ def _jsonable(value):
     raise TypeError(f"cannot write a {type(value).__name__} as JSON")
 
 
-def _compress(data: bytes, codec: str) -> bytes:
+def _compress(data: bytes | pa.Buffer, codec: str) -> bytes | pa.Buffer:
     if codec == "gzip":
         return gzip.compress(data, compresslevel=6, mtime=0)  # mtime=0 keeps bytes deterministic
     if codec == "zstd":

@@ -1,0 +1,78 @@
+"""PartitionBuffer: values kept back to back in one column and cut into batches without a copy."""
+from __future__ import annotations
+
+import pyarrow as pa
+
+from ingest_core.batch import Batch, PartitionBuffer, ValueColumn
+
+from fakes import FakeMessage
+
+
+def _buffer_with(values: list[bytes | None], keys: list[bytes | None] | None = None, start: int = 10) -> PartitionBuffer:
+    buffer = PartitionBuffer("orders", 0)
+    keys = keys or [None] * len(values)
+    for i, (value, key) in enumerate(zip(values, keys)):
+        buffer.append(FakeMessage("orders", 0, start + 2 * i, value, key, 1_700_000_000_000 + i), now=1.0)
+    return buffer
+
+
+def test_a_full_cut_hands_the_values_over_as_one_binary_array_with_nulls_kept():
+    values = [b'{"a":1}', None, b"", b'{"b":"x"}']
+    buffer = _buffer_with(values, keys=[b"k", None, None, b"kk"])
+    batch = buffer.take()
+    assert batch.values.type == pa.binary()
+    assert batch.values.to_pylist() == values
+    assert [batch.value(i) for i in range(4)] == values
+    assert batch.nbytes == sum(len(v) for v in values if v) + 3
+    assert list(batch.offsets) == [10, 12, 14, 16] and batch.end == 16 and batch.base == 10
+    assert list(batch.timestamps) == [1_700_000_000_000 + i for i in range(4)]
+    assert len(buffer) == 0 and buffer.nbytes == 0 and buffer.base == 17
+
+
+def test_the_buffer_fills_again_after_a_cut_while_the_batch_still_holds_its_values():
+    buffer = _buffer_with([b"one", b"two"])
+    first = buffer.take()
+    for i, value in enumerate([b"three", b"four"]):
+        buffer.append(FakeMessage("orders", 0, 20 + i, value, None, 5), now=2.0)
+    second = buffer.take()
+    assert first.values.to_pylist() == [b"one", b"two"]
+    assert second.values.to_pylist() == [b"three", b"four"]
+    assert second.base == 13 and list(second.offsets) == [20, 21]
+
+
+def test_a_partial_cut_leaves_the_later_messages_in_the_buffer_in_order():
+    values = [b"a" * n for n in range(1, 8)] + [None, b"last"]
+    buffer = _buffer_with(values)
+    batch = buffer.take(through_offset=18)  # offsets 10, 12, ..., 26: five of them are <= 18
+    assert batch.values.to_pylist() == values[:5]
+    assert batch.nbytes == sum(range(1, 6))
+    assert list(buffer.offsets) == [20, 22, 24, 26]
+    rest = buffer.take()
+    assert rest.values.to_pylist() == values[5:]
+    assert rest.base == 19 and rest.nbytes == 6 + 7 + 4
+
+
+def test_restore_puts_a_cut_batch_back_in_front_of_what_came_since():
+    buffer = _buffer_with([b"x1", None, b"x3"], keys=[b"k1", None, None])
+    batch = buffer.take()
+    buffer.append(FakeMessage("orders", 0, 30, b"later", None, 9), now=3.0)
+    buffer.restore(batch)
+    assert buffer.base == 10
+    again = buffer.take()
+    assert again.values.to_pylist() == [b"x1", None, b"x3", b"later"]
+    assert list(again.offsets) == [10, 12, 14, 30]
+    assert again.keys == [b"k1", None, None, None]
+    assert again.nbytes == 2 + 2 + 5 + 2
+
+
+def test_a_batch_built_from_lists_converts_its_values():
+    batch = Batch("t", 1, 0, [0, 1], [5, 6], [None, None], [b"v", None], [None, None])
+    assert batch.values.type == pa.binary() and batch.values.to_pylist() == [b"v", None]
+
+
+def test_value_column_array_shares_the_column_memory():
+    column = ValueColumn()
+    column.extend([b"abc", b"de"])
+    array = column.array()
+    assert array.to_pylist() == [b"abc", b"de"]
+    assert array.buffers()[2].address == pa.py_buffer(column.data).address
