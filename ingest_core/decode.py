@@ -34,7 +34,7 @@ _BOM = b"\xef\xbb\xbf"
 TOMBSTONE_REASON = "tombstone: the message has no value"
 # 16+ digits may be an integer a double cannot hold exactly; pyarrow.json silently makes
 # integers beyond int64, and any integer in a column that also holds fractions, doubles.
-_LONG_DIGITS = re.compile(rb"\d{16,}")
+_LONG_DIGITS = r"\d{16,}"  # RE2, for pc.match_substring_regex
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _FIRST_CHAR = re.compile(rb"[ \t\r\n]*([^ \t\r\n])")
 
@@ -206,7 +206,6 @@ def _plain_lines(values: pa.Array) -> pa.Array | None:
 
 _LF = re.compile(rb"\n")  # single-byte literals: re scans for them at memchr speed
 _CR = re.compile(rb"\r")
-_MINUS_NAN = re.compile(rb"-NaN")
 
 
 def _normalise(index: int, value: bytes | None, rejects: dict[int, str], max_depth: int) -> bytes | None:
@@ -250,8 +249,8 @@ def _read(data: pa.Buffer, block: int, schema: pa.Schema | None = None) -> pa.Ta
         return None
 
 
-def _parse_lines(lines: pa.Array, text_only: bool) -> tuple[pa.Table | None, pa.Buffer]:
-    """pyarrow.json's table of `lines` (a binary array), and the newline-joined text parsed.
+def _parse_lines(lines: pa.Array, text_only: bool) -> pa.Table | None:
+    """pyarrow.json's table of `lines` (a binary array), parsed as one newline-joined text.
 
     Strings that look like dates become timestamps in pyarrow.json; unless `text_only`, they
     are kept as text (their exact form, and the same type as in a batch where one value does
@@ -267,7 +266,7 @@ def _parse_lines(lines: pa.Array, text_only: bool) -> tuple[pa.Table | None, pa.
         data = pa.py_buffer(b"\n".join(lines.to_pylist()) + b"\n")
     block = max(_MIN_BLOCK, pc.max(pc.binary_length(lines)).as_py() + 2)
     if text_only:
-        return _read(data, block), data
+        return _read(data, block)
     explicit = None
     if len(lines) > 2 * _SAMPLE_ROWS:
         sample = _read(joined(lines.slice(0, _SAMPLE_ROWS), b"\n"), block)
@@ -278,7 +277,7 @@ def _parse_lines(lines: pa.Array, text_only: bool) -> tuple[pa.Table | None, pa.
         table = _read(data, block)  # the first rows' types do not fit the batch: infer them all
     if table is not None and schema_has(pa.struct(list(table.schema)), pa.types.is_timestamp):
         table = _read(data, block, _text_schema(table.schema))
-    return table, data
+    return table
 
 
 def _text_schema(schema: pa.Schema) -> pa.Schema:
@@ -294,17 +293,17 @@ def _parse_checked(lines: pa.Array, max_depth: int, text_only: bool = False) -> 
         lines.cast(pa.string())  # pyarrow.json does not check UTF-8 inside strings
     except pa.ArrowInvalid:
         return None
-    table, data = _parse_lines(lines, text_only)
+    table = _parse_lines(lines, text_only)
     if table is None or table.num_rows != len(lines):
         return None
     schema_type = pa.struct(list(table.schema))
     if type_depth(schema_type, max_depth) > max_depth:
         return None
     if schema_has(schema_type, pa.types.is_floating):
-        buffer = memoryview(data)
-        if _MINUS_NAN.search(buffer):
+        # Kernels over the lines, not `re` over the joined text: they let go of the GIL.
+        if pc.any(pc.match_substring(lines, "-NaN")).as_py():
             return None  # pyarrow takes "-NaN"; Python's parser (the per-message path) refuses it
-        if not text_only and _has_large_double(table) and _LONG_DIGITS.search(buffer):
+        if not text_only and _has_large_double(table) and pc.any(pc.match_substring_regex(lines, _LONG_DIGITS)).as_py():
             return None  # an integer literal that may have been rounded into a double
     return table
 

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from .batch import Batch
 from .decode import DecodeUnavailable, Decoder  # noqa: F401 - DecodeUnavailable is part of encode()'s contract
-from .formats import Rows, encoder_for
+from .formats import FileData, Rows, encoder_for
 from .paths import PartitionTemplate, data_file_name
 from .settings import Settings
 
@@ -27,7 +27,7 @@ from .settings import Settings
 @dataclass(frozen=True)
 class OutputFile:
     path: str  # relative to output.url
-    data: bytes | pa.Buffer  # NDJSON text stays in the Arrow buffer it was built in
+    data: FileData  # bytes, or for NDJSON text the Arrow buffers it was built in
     rows: int
     first_offset: int
     last_offset: int

@@ -14,8 +14,8 @@ import uuid
 from dataclasses import dataclass
 
 import fsspec
-import pyarrow as pa
 
+from .formats import FileData, data_bytes
 from .settings import is_secret_key
 
 log = logging.getLogger("ingest.storage")
@@ -86,14 +86,14 @@ class LakeStore:
     def full_path(self, relative: str) -> str:
         return f"{self.root}/{relative}"
 
-    def publish(self, relative: str, data: bytes | pa.Buffer) -> bool:
+    def publish(self, relative: str, data: FileData) -> bool:
         """Create `relative` with `data`, atomically. True if created, False if it already existed.
-        `data` may be an Arrow buffer (NDJSON text): written as it is locally, as bytes elsewhere."""
+        `data` may be Arrow buffers (NDJSON text): written as they are locally, as bytes elsewhere."""
         path = self.full_path(relative)
         try:
             if self.is_local:
                 return _publish_local(path, data)
-            data = data if isinstance(data, bytes) else data.to_pybytes()  # the HTTP clients want bytes
+            data = data_bytes(data)  # the HTTP clients want one bytes object
             try:
                 # mode="create" sends If-None-Match: * (S3) / If-None-Match on the commit (Azure),
                 # and aborts a failed multipart upload instead of leaving it behind.
@@ -188,12 +188,13 @@ def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return "file" in protocols or "local" in protocols
 
 
-def _publish_local(path: str, data: bytes | pa.Buffer) -> bool:
+def _publish_local(path: str, data: FileData) -> bool:
     folder, name = os.path.split(path)
     os.makedirs(folder, exist_ok=True)
     temp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
     with open(temp, "wb") as handle:
-        handle.write(data)
+        for piece in data if isinstance(data, list) else [data]:
+            handle.write(piece)
         handle.flush()
         os.fsync(handle.fileno())
     try:

@@ -8,6 +8,7 @@ import pytest
 
 from ingest_core.batch import Batch
 from ingest_core.encode import BatchEncoder
+from ingest_core.formats import data_bytes
 from ingest_core.settings import Settings
 
 HOUR_MS = 3_600_000
@@ -126,8 +127,8 @@ def test_raw_lands_bytes_in_parquet_and_base64_in_ndjson():
     assert table.column("value").to_pylist() == [b"\x00\xff", b"t"] and table.schema.field("value").type == pa.binary()
     nd = Settings.model_validate({"topic": "orders", "decode": {"format": "raw"},
                                   "output": {"url": "file:///tmp/x", "format": "ndjson", "compression": "none"}})
-    data = BatchEncoder(nd).encode(batch([b"\x00\xff"])).files[0].data  # uncompressed NDJSON: an Arrow buffer
-    rows = [json.loads(line) for line in bytes(data).splitlines()]
+    data = BatchEncoder(nd).encode(batch([b"\x00\xff"])).files[0].data  # uncompressed NDJSON: Arrow buffers
+    rows = [json.loads(line) for line in data_bytes(data).splitlines()]
     assert rows[0]["value"] == "AP8=" and rows[0]["_offset"] == 100
 
 
@@ -155,7 +156,7 @@ def test_columnwise_ndjson_splice_gives_the_same_bytes_as_the_per_row_one(monkey
     values = [b'{"a": 1}', b' {} ', b'{ "b" : [1, {"c": "x"}] }  ', b'{"s": "caf\xc3\xa9"}'] * 5
     keys = [b"k1", None, b"plain-key", b"k4"] * 5
     encoded = BatchEncoder(settings(format="ndjson", compression="none")).encode(batch(values, keys=keys))
-    table_rows = encoded.files[0].data
+    table_rows = data_bytes(encoded.files[0].data)
     # Rebuild with the per-row path for comparison.
     decoded_lines = [v.strip() if v.strip() else v for v in values]
     import pyarrow as pa
@@ -166,17 +167,40 @@ def test_columnwise_ndjson_splice_gives_the_same_bytes_as_the_per_row_one(monkey
         "_key": pa.array([None if k is None else k.decode() for k in keys], pa.string()),
     })
     per_row = b"".join(ndjson._splice(p, b) for p, b in zip(ndjson._metadata_prefixes(metadata), decoded_lines))
-    assert ndjson._spliced_in_slices(metadata, pa.array(decoded_lines, pa.binary())) == per_row == table_rows
+    assert data_bytes(ndjson._spliced_in_slices(metadata, pa.array(decoded_lines, pa.binary()))) == per_row == table_rows
     # Timestamps over several seconds (and before 1970): formatted per distinct second, the same text.
     stamps = [BASE_TS, BASE_TS + 1, BASE_TS + 999, BASE_TS + 1000, BASE_TS - 1, -1, 0, 5, -86_400_001, BASE_TS + 61_007,
               BASE_TS + 3_600_000, 1, 2, 3, 4, 999, 1000, 1001, -999, -1000]
     metadata = metadata.set_column(3, "_timestamp", pa.array(stamps, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
                                    .cast(pa.timestamp("us", tz="UTC")))
     per_row = b"".join(ndjson._splice(p, b) for p, b in zip(ndjson._metadata_prefixes(metadata), decoded_lines))
-    assert ndjson._spliced_in_slices(metadata, pa.array(decoded_lines, pa.binary())) == per_row
+    assert data_bytes(ndjson._spliced_in_slices(metadata, pa.array(decoded_lines, pa.binary()))) == per_row
     # Spliced a few rows at a time (a 64 MiB batch goes in slices of SLICE_ROWS): the same bytes.
     monkeypatch.setattr(ndjson, "SLICE_ROWS", 3)
-    assert ndjson._spliced_in_slices(metadata, pa.array(decoded_lines, pa.binary())) == per_row
+    assert data_bytes(ndjson._spliced_in_slices(metadata, pa.array(decoded_lines, pa.binary()))) == per_row
     # A key JSON must escape takes the per-row path and stays valid JSON.
     quoted = BatchEncoder(settings(format="ndjson", compression="none")).encode(batch([b'{"a":1}'], keys=[b'say "hi"\xc3\xa9']))
-    assert json.loads(quoted.files[0].data)["_key"] == 'say "hi"é'
+    assert json.loads(data_bytes(quoted.files[0].data))["_key"] == 'say "hi"é'
+
+
+def test_ndjson_in_many_pieces_is_the_same_text_with_every_codec(monkeypatch):
+    """The splice's pieces are written (none) or compressed (gzip, zstd) one after the other,
+    never joined first: each codec must still give the one text, and the same bytes twice."""
+    from ingest_core.formats import ndjson
+    values = [json.dumps({"i": i, "s": "x" * (i % 7)}).encode() for i in range(10)]
+    expected = None
+    for slice_rows in (3, 1000):
+        monkeypatch.setattr(ndjson, "SLICE_ROWS", slice_rows)
+        for codec in ("none", "gzip", "zstd"):
+            encoder = BatchEncoder(settings(format="ndjson", compression=codec, partition_by=""))
+            one, two = encoder.encode(batch(values)), encoder.encode(batch(values))
+            data = data_bytes(one.files[0].data)
+            assert data == data_bytes(two.files[0].data)
+            if codec == "gzip":
+                data = gzip.decompress(data)
+            elif codec == "zstd":
+                data = pa.CompressedInputStream(pa.BufferReader(data), "zstd").read()
+            rows = [json.loads(line) for line in data.splitlines()]
+            assert [r["i"] for r in rows] == list(range(10)) and [r["_offset"] for r in rows] == list(range(100, 110))
+            expected = expected or data
+            assert data == expected
