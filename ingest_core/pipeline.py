@@ -81,6 +81,7 @@ class PartitionState:
     attempts: int = 0
     retry_at: float = 0.0
     paused: bool = False
+    due_since: float | None = None  # a batch is due but every publish slot is taken: since when
 
     @property
     def settled(self) -> bool:
@@ -99,6 +100,7 @@ class Pipeline:
     dead_letters: object
     policy: FlushPolicy
     executor: concurrent.futures.Executor | None = None
+    publish_slots: int = 2  # batches cut and not yet committed, over all partitions (the executor's workers)
     clock: Callable[[], float] = time.monotonic
     backoff: Backoff = field(default_factory=Backoff)
     consume_batch: int = 5000
@@ -112,7 +114,7 @@ class Pipeline:
     def __post_init__(self) -> None:
         if self.executor is None:
             # Two workers: two batches encode at once on two cores; more would only hold more memory.
-            self.executor = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="publisher")
+            self.executor = concurrent.futures.ThreadPoolExecutor(self.publish_slots, thread_name_prefix="publisher")
 
     # ---- rebalance callbacks (librdkafka calls them from inside consume()) ----
 
@@ -153,7 +155,7 @@ class Pipeline:
         Returns False when storage still failed at shutdown (those offsets stay uncommitted)."""
         last_message_at = self.clock()
         while not should_stop():
-            messages = self.consumer.consume(self.consume_batch, self.poll_timeout)
+            messages = self._poll()
             now = self.clock()
             if messages or not self.states or any(s.paused for s in self.states.values()):
                 # Idle counts only while we own partitions and consume from all of them: after a
@@ -167,6 +169,17 @@ class Pipeline:
                 log.info("no message for %.0f s; stopping", exit_when_idle, extra={"event": "idle_exit"})
                 break
         return self.shutdown(shutdown_timeout)
+
+    def _poll(self) -> list:
+        """The next messages. While every partition is paused and a batch is being published,
+        nothing can arrive: wait for that job instead (consume() would sleep its whole timeout
+        and leave the publisher idle after the job ended), then consume without waiting, which
+        still serves rebalances and keeps us in the group."""
+        jobs = [s.job for s in self.states.values() if s.job is not None]
+        if jobs and all(s.paused for s in self.states.values()):
+            concurrent.futures.wait(jobs, timeout=self.poll_timeout, return_when=concurrent.futures.FIRST_COMPLETED)
+            return self.consumer.consume(self.consume_batch, 0)
+        return self.consumer.consume(self.consume_batch, self.poll_timeout)
 
     def accept(self, messages, now: float) -> None:
         states = self.states
@@ -326,13 +339,32 @@ class Pipeline:
                 return None
             state.forced_end = None
             state.flush_reason = "replay"
+            state.due_since = None
             return buffer.take(through_offset=end)
         reason = self.policy.reason(buffer, now) or ("shutdown" if force else None)
         if reason is None:
             return None
+        if not force and not self._slot_free(state, now):
+            return None
         state.flush_reason = reason
+        state.due_since = None
         through = buffer.offsets[self.policy.max_records - 1] if len(buffer) > self.policy.max_records else None
         return buffer.take(through_offset=through)
+
+    def _slot_free(self, state: PartitionState, now: float) -> bool:
+        """May this due batch be cut now? Only while fewer than `publish_slots` batches are cut
+        and not yet committed, and no other due batch has waited longer (first come, first
+        served, so a partition that just published cannot take the slot from one waiting).
+        A batch cut with no worker free would only wait in memory, a second copy of a full
+        buffer, while its partition filled another."""
+        cut = sum(1 for s in self.states.values() if s.cut is not None)
+        if cut < self.publish_slots and not any(
+                s.due_since is not None and (state.due_since is None or s.due_since < state.due_since)
+                for s in self.states.values() if s is not state):
+            return True
+        if state.due_since is None:
+            state.due_since = now
+        return False
 
     def _encode_and_store(self, batch: Batch, encoded: EncodedBatch | None):
         """Publisher thread: encode (unless a failed attempt already did) and store. Encoding here,
@@ -449,7 +481,7 @@ class Pipeline:
         cost 25 % of the throughput, and peak RSS did not move; see bench/RESULTS.md.)"""
         buffer = state.buffer
         full = buffer.nbytes >= self.policy.max_bytes or len(buffer.offsets) >= self.policy.max_records
-        busy = state.job is not None or state.cut is not None
+        busy = state.job is not None or state.cut is not None or state.due_since is not None
         want_paused = state.attempts > 0 or (busy and full)
         if want_paused == state.paused:
             return

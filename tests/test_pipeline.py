@@ -254,3 +254,60 @@ def test_a_commit_refused_by_a_rebalance_is_retried_while_we_keep_the_partition(
     spin(pipeline, 1)  # no new message: only the retry can commit
     assert consumer.committed_offsets == {0: 10} and pipeline.states[0].commit_due is None
 
+
+
+def test_no_more_batches_are_cut_than_there_are_publish_slots(tmp_path):
+    """Four partitions due at once and two slots: two batches are cut, the other two wait
+    uncut and, once full, paused; nothing is lost or landed twice when the store comes back."""
+    consumer = FakeConsumer(TOPIC, {p: [] for p in range(4)}, committed_offsets={p: 0 for p in range(4)})
+    pool = concurrent.futures.ThreadPoolExecutor(2)
+    pipeline, store = make(tmp_path, consumer, max_records=10, executor=pool)
+    states = pipeline.states
+    spin_until(pipeline, lambda: all(s.resolved for s in states.values()), 10)  # before the workers block
+    store.__class__ = BlockingStore
+    BlockingStore.release.clear()
+    for p in range(4):
+        consumer.log[p] = json_messages(TOPIC, p, 25)
+    spin_until(pipeline, lambda: sum(s.cut is not None for s in states.values()) == 2, 10)
+    spin_until(pipeline, lambda: False, 0.5)
+    assert sum(s.cut is not None for s in states.values()) == 2
+    waiting = [p for p, s in states.items() if s.cut is None]
+    assert len(waiting) == 2 and all(states[p].due_since is not None for p in waiting)
+    assert consumer.paused == set(states)  # all full: two wait for their publish, two for a slot
+    BlockingStore.release.set()
+    spin_until(pipeline, lambda: consumer.committed_offsets == {p: 20 for p in range(4)}, 10)
+    assert consumer.committed_offsets == {p: 20 for p in range(4)}
+    assert pipeline.shutdown(timeout=5)
+    assert landed(tmp_path) == [(p, i) for p in range(4) for i in range(25)]
+    pool.shutdown()
+
+
+def test_a_freed_slot_goes_to_the_batch_that_waited_longest(tmp_path):
+    consumer = FakeConsumer(TOPIC, {p: json_messages(TOPIC, p, 1) for p in range(3)})
+    pipeline, _ = make(tmp_path, consumer)
+    pipeline.publish_slots = 1
+    first, second, third = (pipeline.states[p] for p in range(3))
+    first.cut = object()  # holding the only slot
+    assert not pipeline._slot_free(third, 10.0) and third.due_since == 10.0
+    first.cut = None  # published: the slot is free, and the first partition is due again
+    assert not pipeline._slot_free(first, 11.0) and not pipeline._slot_free(second, 12.0)
+    assert pipeline._slot_free(third, 13.0)
+
+
+def test_with_every_partition_paused_the_loop_waits_for_the_publish_not_for_consume(tmp_path):
+    """consume() cannot return anything while all partitions are paused; waiting in it for
+    poll_timeout would leave the publisher idle after its job ends."""
+    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 3)})
+    timeouts = []
+    plain_consume = consumer.consume
+    consumer.consume = lambda n=1, timeout=0: timeouts.append(timeout) or plain_consume(n, timeout)
+    pipeline, _ = make(tmp_path, consumer)
+    pipeline.poll_timeout = 30.0
+    state = pipeline.states[0]
+    job = concurrent.futures.Future()
+    state.job, state.paused, consumer.paused = job, True, {0}
+    threading.Timer(0.05, job.set_result, args=[None]).start()
+    assert pipeline._poll() == [] and job.done() and timeouts == [0]
+    state.paused = False
+    pipeline._poll()
+    assert timeouts == [0, 30.0]
