@@ -11,7 +11,6 @@ encoded again after a backoff, as after a storage outage.
 from __future__ import annotations
 
 import base64
-from array import array
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -72,8 +71,8 @@ class BatchEncoder:
         if not decoded.kept:
             return EncodedBatch(batch, [], rejects, decoded.widened, decoded.skipped)
         kept = pa.array(decoded.kept, pa.int64())
-        offsets = int64s(batch.offsets).take(kept)
-        stamps = int64s(batch.timestamps).take(kept)
+        offsets = pa.array(batch.offsets, pa.int64()).take(kept)
+        stamps = pa.array(batch.timestamps, pa.int64()).take(kept)
         metadata = _metadata_table(batch, kept) if self.with_metadata else None
         folders = self.template.folders(stamps, decoded.table)
         files = []
@@ -111,22 +110,14 @@ def _return_freed_arrow_memory() -> None:
         release()
 
 
-def int64s(numbers) -> pa.Array:
-    """An int64 Arrow array of a batch's offsets or timestamps (an `array('q')` from a buffer:
-    its memory is read as it is, no Python int per message)."""
-    if isinstance(numbers, array) and numbers.typecode == "q":
-        return pa.Array.from_buffers(pa.int64(), len(numbers), [None, pa.py_buffer(numbers)])
-    return pa.array(numbers, pa.int64())
-
-
 def _metadata_table(batch: Batch, kept: pa.Array) -> pa.Table:
     count = len(kept)
     keys = pa.array(batch.keys, pa.binary()).take(kept)
     return pa.table({
         "_topic": pa.array([batch.topic] * count, pa.string()),
         "_partition": pa.array([batch.partition] * count, pa.int32()),
-        "_offset": int64s(batch.offsets).take(kept),
-        "_timestamp": int64s(batch.timestamps).take(kept).cast(pa.timestamp("ms", tz="UTC")).cast(pa.timestamp("us", tz="UTC")),
+        "_offset": pa.array(batch.offsets, pa.int64()).take(kept),
+        "_timestamp": pa.array(batch.timestamps, pa.int64()).take(kept).cast(pa.timestamp("ms", tz="UTC")).cast(pa.timestamp("us", tz="UTC")),
         "_key": _keys_as_text(keys),
     })
 

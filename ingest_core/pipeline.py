@@ -184,15 +184,22 @@ class Pipeline:
     def accept(self, messages, now: float) -> None:
         states = self.states
         before = sum(s.buffer.nbytes for s in states.values())
+        by_partition: dict[int, list] = {}
         for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() != -191:  # _PARTITION_EOF is information, not an error
                     log.warning("consume error: %s", error.str(), extra={"event": "consume_error"})
                 continue
-            state = states.get(message.partition())
+            partition = message.partition()
+            group = by_partition.get(partition)
+            if group is None:
+                group = by_partition[partition] = []
+            group.append(message)
+        for partition, group in by_partition.items():
+            state = states.get(partition)
             if state is not None:
-                state.buffer.append(message, now)
+                state.buffer.extend(group, now)
         self.observer.consumed(len(messages), sum(s.buffer.nbytes for s in states.values()) - before)
 
     def turn(self, now: float) -> None:

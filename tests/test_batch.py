@@ -76,3 +76,14 @@ def test_value_column_array_shares_the_column_memory():
     array = column.array()
     assert array.to_pylist() == [b"abc", b"de"]
     assert array.buffers()[2].address == pa.py_buffer(column.data).address
+
+
+def test_extend_takes_a_consume_batch_at_once_nulls_and_empty_values_included():
+    buffer = PartitionBuffer("orders", 0)
+    buffer.extend([FakeMessage("orders", 0, 5, b"ab")], now=1.0)
+    values = [b"c", None, b"", b"def", None]
+    buffer.extend([FakeMessage("orders", 0, 6 + i, v, b"key" if i == 0 else None) for i, v in enumerate(values)], now=2.0)
+    assert buffer.nbytes == 2 + 1 + 3 + 3 and buffer.opened_at == 1.0 and buffer.base == 5
+    batch = buffer.take()
+    assert batch.values.to_pylist() == [b"ab"] + values
+    assert batch.values.null_count == 2 and list(batch.offsets) == list(range(5, 11))
