@@ -1,15 +1,17 @@
 """Per-partition buffers and the policy that decides when one is flushed.
 
 A buffer holds the consumed messages of one partition column by column (offsets,
-timestamps, keys, values, headers), so the encoders can work on whole arrays.
+timestamps, keys, values, headers), so the encoders can work on whole arrays; the values
+are kept back to back in one bytearray, which a cut hands over as an Arrow binary array.
 `FlushPolicy.reason()` is a pure function of a buffer and the clock.
 """
 from __future__ import annotations
 
 import bisect
-from itertools import accumulate, islice
+from array import array
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol
+from itertools import accumulate, islice
+from typing import Any, Protocol, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,8 +39,8 @@ class Batch:
     topic: str
     partition: int
     base: int
-    offsets: list[int]
-    timestamps: list[int]  # milliseconds since the epoch, UTC
+    offsets: Sequence[int]  # array('q') when cut from a buffer
+    timestamps: Sequence[int]  # milliseconds since the epoch, UTC
     keys: list[bytes | None]
     values: pa.Array
     headers: list[Any]
@@ -65,14 +67,13 @@ class ValueColumn:
     buffers of an Arrow binary array, so a cut gives the encoder its array without a copy.
     (Holding 65,000 Python `bytes` and copying them into an array at encode time cost a
     quarter of the encode, with the GIL held, and a second copy of the batch in memory.)
-    Values arrive a consume() batch at a time: one join and one running sum per batch.
-    `ends` is a plain list: `array('q')` converts each int more slowly."""
+    Values arrive a consume() batch at a time: one join and one running sum per batch."""
 
     __slots__ = ("data", "ends", "nulls")
 
     def __init__(self, values: list[bytes | None] | None = None) -> None:
         self.data = bytearray()
-        self.ends = [0]  # value i is data[ends[i]:ends[i + 1]]
+        self.ends = array("q", [0])  # value i is data[ends[i]:ends[i + 1]]
         self.nulls: list[int] = []  # positions of messages without a value
         if values:
             self.extend(values)
@@ -93,7 +94,7 @@ class ValueColumn:
                     lengths.append(len(value))
             values = [v for v in values if v is not None]
         self.data += b"".join(values)
-        self.ends += islice(accumulate(lengths, initial=start), 1, None)  # where each new value ends
+        self.ends.fromlist(list(islice(accumulate(lengths, initial=start), 1, None)))  # where each new value ends
         return len(self.data) - start
 
     def __len__(self) -> int:
@@ -109,8 +110,8 @@ class ValueColumn:
             for position in self.nulls:
                 present[position] = False
             validity = pa.array(present, pa.bool_()).buffers()[1]
-        ends = pa.array(self.ends, pa.int64()).buffers()[1]
-        values = pa.Array.from_buffers(pa.large_binary(), count, [validity, ends, pa.py_buffer(self.data)],
+        values = pa.Array.from_buffers(pa.large_binary(), count,
+                                       [validity, pa.py_buffer(self.ends), pa.py_buffer(self.data)],
                                        null_count=len(self.nulls))
         if len(self.data) < 2**31:
             return values.cast(pa.binary())  # new 32-bit offsets; the bytes stay where they are
@@ -122,8 +123,9 @@ class PartitionBuffer:
     topic: str
     partition: int
     base: int | None = None  # next offset to commit; None until the first message or assignment says
-    offsets: list[int] = field(default_factory=list)
-    timestamps: list[int] = field(default_factory=list)
+    # 8 bytes a number in array('q'), where a list holds a 32-byte int object and a pointer
+    offsets: array = field(default_factory=lambda: array("q"))
+    timestamps: array = field(default_factory=lambda: array("q"))
     keys: list[bytes | None] = field(default_factory=list)
     values: ValueColumn = field(default_factory=ValueColumn)
     headers: list[Any] = field(default_factory=list)
@@ -147,8 +149,8 @@ class PartitionBuffer:
                 self.base = messages[0].offset()
         values = [m.value() for m in messages]
         keys = [m.key() for m in messages]
-        self.offsets += [m.offset() for m in messages]
-        self.timestamps += [m.timestamp()[1] for m in messages]
+        self.offsets.fromlist([m.offset() for m in messages])
+        self.timestamps.fromlist([m.timestamp()[1] for m in messages])
         self.keys += keys
         self.headers += [m.headers() for m in messages]
         self.nbytes += self.values.extend(values) + sum(len(k) for k in keys if k)
@@ -163,7 +165,7 @@ class PartitionBuffer:
         if count == len(self.offsets):  # the usual cut, everything: hand the columns over, no copy
             batch = Batch(self.topic, self.partition, self.base, self.offsets, self.timestamps, self.keys,
                           values, self.headers, self.nbytes)
-            self.offsets, self.timestamps, self.keys, self.headers = [], [], [], []
+            self.offsets, self.timestamps, self.keys, self.headers = array("q"), array("q"), [], []
             self.values = ValueColumn()
         else:
             keys = self.keys[:count]
@@ -179,8 +181,8 @@ class PartitionBuffer:
 
     def restore(self, batch: Batch) -> None:
         """Put a cut batch back in front of the buffer (its boundaries must be cut again)."""
-        self.offsets[:0] = batch.offsets
-        self.timestamps[:0] = batch.timestamps
+        self.offsets[:0] = array("q", batch.offsets)
+        self.timestamps[:0] = array("q", batch.timestamps)
         self.keys[:0] = batch.keys
         self.values = ValueColumn(batch.values.to_pylist() + self.values.array().to_pylist())
         self.headers[:0] = batch.headers
@@ -189,7 +191,7 @@ class PartitionBuffer:
 
     def clear(self) -> None:
         """Forget the buffered messages (partition lost or flush abandoned)."""
-        self.offsets, self.timestamps, self.keys, self.headers = [], [], [], []
+        self.offsets, self.timestamps, self.keys, self.headers = array("q"), array("q"), [], []
         self.values = ValueColumn()
         self.nbytes = 0
         self.opened_at = None

@@ -11,6 +11,7 @@ encoded again after a backoff, as after a storage outage.
 from __future__ import annotations
 
 import base64
+from array import array
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -71,8 +72,8 @@ class BatchEncoder:
         if not decoded.kept:
             return EncodedBatch(batch, [], rejects, decoded.widened, decoded.skipped)
         kept = pa.array(decoded.kept, pa.int64())
-        offsets = pa.array(batch.offsets, pa.int64()).take(kept)
-        stamps = pa.array(batch.timestamps, pa.int64()).take(kept)
+        offsets = int64s(batch.offsets).take(kept)
+        stamps = int64s(batch.timestamps).take(kept)
         metadata = _metadata_table(batch, kept) if self.with_metadata else None
         folders = self.template.folders(stamps, decoded.table)
         files = []
@@ -110,14 +111,22 @@ def _return_freed_arrow_memory() -> None:
         release()
 
 
+def int64s(numbers) -> pa.Array:
+    """A batch's offsets or timestamps as an int64 Arrow array (from a buffer's `array('q')`
+    without a copy; the batch never changes them)."""
+    if isinstance(numbers, array) and numbers.typecode == "q":
+        return pa.Array.from_buffers(pa.int64(), len(numbers), [None, pa.py_buffer(numbers)])
+    return pa.array(numbers, pa.int64())
+
+
 def _metadata_table(batch: Batch, kept: pa.Array) -> pa.Table:
     count = len(kept)
     keys = pa.array(batch.keys, pa.binary()).take(kept)
     return pa.table({
         "_topic": pa.array([batch.topic] * count, pa.string()),
         "_partition": pa.array([batch.partition] * count, pa.int32()),
-        "_offset": pa.array(batch.offsets, pa.int64()).take(kept),
-        "_timestamp": pa.array(batch.timestamps, pa.int64()).take(kept).cast(pa.timestamp("ms", tz="UTC")).cast(pa.timestamp("us", tz="UTC")),
+        "_offset": int64s(batch.offsets).take(kept),
+        "_timestamp": int64s(batch.timestamps).take(kept).cast(pa.timestamp("ms", tz="UTC")).cast(pa.timestamp("us", tz="UTC")),
         "_key": _keys_as_text(keys),
     })
 

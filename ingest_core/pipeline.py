@@ -9,8 +9,10 @@ the publisher threads, and commit `end + 1` once that work is done.
 Why threads: storage calls can block for as long as an outage lasts; doing them off
 the main thread keeps `consume()` being called, so the member stays in its group past
 `max.poll.interval.ms`. A partition has at most one storage job in flight, so its
-batches stay in order; commits happen only on the main thread, only for partitions we
-still own. A job abandoned on revoke is harmless: its files are exactly those the next
+batches stay in order; over all partitions at most `publish_slots` batches are cut and
+not yet committed (a due batch waits in its buffer, which is paused once full), so memory
+holds at most (partitions + publish_slots) x batch.max_bytes of messages. Commits happen
+only on the main thread, only for partitions we still own. A job abandoned on revoke is harmless: its files are exactly those the next
 owner's replay produces (see ledger.py).
 """
 from __future__ import annotations
