@@ -79,7 +79,7 @@ class DeadLetterSettings(_Section):
 
 class ResourceSettings(_Section):
     cpu: str = "500m"
-    memory: str = "2Gi"  # measured peak RSS on a 1 KiB backlog is 1.3-1.7 GiB at 64 MiB x 4 partitions (bench/RESULTS.md)
+    memory: str = "2Gi"  # measured peak RSS on a 1 KiB backlog: 0.85-1.0 GiB at 64 MiB x 4 partitions (bench/RESULTS.md)
 
 
 class KedaSettings(_Section):
