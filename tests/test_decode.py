@@ -249,3 +249,14 @@ def test_ndjson_validation_in_slices_finds_a_bad_line_in_any_slice(monkeypatch):
     assert decoded.table.num_rows == 48
     clean = decode_json([v for i, v in enumerate(values) if i not in (37, 44)], text_only=True)
     assert not clean.rejects and clean.table.num_rows == 48 and clean.table.num_columns == 0
+
+
+def test_minus_nan_is_found_nested_and_the_text_is_searched_only_when_a_double_is_nan():
+    values = [b'{"id": %d, "xs": [1.5, 2.5], "s": "-NaN in a string is text"}' % i for i in range(20)]
+    clean = decode_json(values)
+    assert not clean.rejects and clean.table.num_rows == 20
+    values[7] = b'{"id": 7, "xs": [1.5, -NaN], "s": "t"}'
+    values[9] = b'{"id": 9, "xs": [NaN], "s": "t"}'  # NaN itself is accepted (Spark reads it)
+    decoded = decode_json(values)
+    assert sorted(decoded.rejects) == [7] and "invalid JSON" in decoded.rejects[7]
+    assert decoded.table.num_rows == 19
