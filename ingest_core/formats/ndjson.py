@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..binary import joined, values_buffer
-from . import Rows
+from . import FileData, Rows
 
 
 class NdjsonEncoder:
@@ -25,7 +25,7 @@ class NdjsonEncoder:
         self.codec = codec
         self.extension = {"none": ".ndjson", "gzip": ".ndjson.gz", "zstd": ".ndjson.zst"}[codec]
 
-    def encode(self, rows: Rows) -> bytes | pa.Buffer:
+    def encode(self, rows: Rows) -> FileData:
         if rows.json_lines is not None:
             bodies = rows.json_lines
         else:
@@ -66,10 +66,10 @@ def _spliced_in_slices(metadata: pa.Table, bodies: pa.Array) -> list[pa.Buffer] 
 
 
 def _spliced_columnwise(metadata: pa.Table, bodies: pa.Array) -> pa.Array | None:
-    """The lines (each ending in a newline) of the per-row splice below, built with Arrow kernels (no Python per
-    row, and the GIL released while they run). Each body is a validated JSON object with no
-    whitespace around it ("{" first, "}" last). None when a key needs the per-row path (a
-    key that JSON must escape)."""
+    """The lines (each ending in a newline) of the per-row splice below, built with Arrow
+    kernels (no Python per row, and the GIL released while they run). Each body is a validated
+    JSON object with no whitespace around it ("{" first, "}" last). None when a key needs the
+    per-row path (a key that JSON must escape)."""
     keys = metadata.column("_key").combine_chunks()
     if len(keys) and pc.any(pc.match_substring_regex(keys, _NEEDS_JSON_ESCAPE)).as_py():
         return None
@@ -158,7 +158,7 @@ def _jsonable(value):
     raise TypeError(f"cannot write a {type(value).__name__} as JSON")
 
 
-def _compress(data: bytes | pa.Buffer | list[pa.Buffer], codec: str) -> bytes | pa.Buffer | list[pa.Buffer]:
+def _compress(data: FileData, codec: str) -> FileData:
     """The file's bytes; its pieces are compressed as a stream (never joined first)."""
     pieces = data if isinstance(data, list) else [data]
     if codec == "gzip":
