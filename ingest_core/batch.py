@@ -165,13 +165,11 @@ class PartitionBuffer:
         if count == len(self.offsets):  # the usual cut, everything: hand the columns over, no copy
             batch = Batch(self.topic, self.partition, self.base, self.offsets, self.timestamps, self.keys,
                           values, self.headers, self.nbytes)
-            self.offsets, self.timestamps, self.keys, self.headers = array("q"), array("q"), [], []
-            self.values = ValueColumn()
+            self._empty_columns()
         else:
-            keys = self.keys[:count]
+            keys, cut_values = self.keys[:count], values.slice(0, count)
             batch = Batch(self.topic, self.partition, self.base, self.offsets[:count], self.timestamps[:count],
-                          keys, values.slice(0, count), self.headers[:count],
-                          _size(values.slice(0, count), keys))
+                          keys, cut_values, self.headers[:count], _size(cut_values, keys))
             self.values = ValueColumn(values.slice(count).to_pylist())  # the few messages past the cut
             del self.offsets[:count], self.timestamps[:count], self.keys[:count], self.headers[:count]
         self.nbytes -= batch.nbytes
@@ -191,10 +189,14 @@ class PartitionBuffer:
 
     def clear(self) -> None:
         """Forget the buffered messages (partition lost or flush abandoned)."""
-        self.offsets, self.timestamps, self.keys, self.headers = array("q"), array("q"), [], []
-        self.values = ValueColumn()
+        self._empty_columns()
         self.nbytes = 0
         self.opened_at = None
+
+    def _empty_columns(self) -> None:
+        """New, empty columns (a cut hands the old ones to its batch)."""
+        self.offsets, self.timestamps, self.keys, self.headers = array("q"), array("q"), [], []
+        self.values = ValueColumn()
 
 
 def _size(values: pa.Array, keys: list[bytes | None]) -> int:
