@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import fsspec
 
-from .formats import FileData, data_bytes
+from .formats import FileData, data_bytes, pieces_of
 from .settings import is_secret_key
 
 log = logging.getLogger("ingest.storage")
@@ -88,7 +88,7 @@ class LakeStore:
 
     def publish(self, relative: str, data: FileData) -> bool:
         """Create `relative` with `data`, atomically. True if created, False if it already existed.
-        `data` may be Arrow buffers (NDJSON text): written as they are locally, as bytes elsewhere."""
+        `data` may be pieces (NDJSON text): written one by one locally, joined into bytes elsewhere."""
         path = self.full_path(relative)
         try:
             if self.is_local:
@@ -193,7 +193,7 @@ def _publish_local(path: str, data: FileData) -> bool:
     os.makedirs(folder, exist_ok=True)
     temp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
     with open(temp, "wb") as handle:
-        for piece in data if isinstance(data, list) else [data]:
+        for piece in pieces_of(data):
             handle.write(piece)
         handle.flush()
         os.fsync(handle.fileno())

@@ -49,7 +49,7 @@ def test_encoding_is_deterministic():
     for fmt in ("parquet", "ndjson"):
         one = BatchEncoder(settings(format=fmt)).encode(batch(values))
         two = BatchEncoder(settings(format=fmt)).encode(batch(values))
-        assert [f.data for f in one.files] == [f.data for f in two.files]
+        assert [data_bytes(f.data) for f in one.files] == [data_bytes(f.data) for f in two.files]
 
 
 def test_ndjson_gzip_lines_carry_metadata_and_payload():
@@ -167,17 +167,17 @@ def test_columnwise_ndjson_splice_gives_the_same_bytes_as_the_per_row_one(monkey
         "_key": pa.array([None if k is None else k.decode() for k in keys], pa.string()),
     })
     per_row = b"".join(ndjson._splice(p, b) for p, b in zip(ndjson._metadata_prefixes(metadata), decoded_lines))
-    assert data_bytes(ndjson._spliced_in_slices(metadata, pa.array(decoded_lines, pa.binary()))) == per_row == table_rows
+    assert data_bytes(list(ndjson.text_slices(metadata, pa.array(decoded_lines, pa.binary())))) == per_row == table_rows
     # Timestamps over several seconds (and before 1970): formatted per distinct second, the same text.
     stamps = [BASE_TS, BASE_TS + 1, BASE_TS + 999, BASE_TS + 1000, BASE_TS - 1, -1, 0, 5, -86_400_001, BASE_TS + 61_007,
               BASE_TS + 3_600_000, 1, 2, 3, 4, 999, 1000, 1001, -999, -1000]
     metadata = metadata.set_column(3, "_timestamp", pa.array(stamps, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
                                    .cast(pa.timestamp("us", tz="UTC")))
     per_row = b"".join(ndjson._splice(p, b) for p, b in zip(ndjson._metadata_prefixes(metadata), decoded_lines))
-    assert data_bytes(ndjson._spliced_in_slices(metadata, pa.array(decoded_lines, pa.binary()))) == per_row
+    assert data_bytes(list(ndjson.text_slices(metadata, pa.array(decoded_lines, pa.binary())))) == per_row
     # Spliced a few rows at a time (a 64 MiB batch goes in slices of SLICE_ROWS): the same bytes.
     monkeypatch.setattr(ndjson, "SLICE_ROWS", 3)
-    assert data_bytes(ndjson._spliced_in_slices(metadata, pa.array(decoded_lines, pa.binary()))) == per_row
+    assert data_bytes(list(ndjson.text_slices(metadata, pa.array(decoded_lines, pa.binary())))) == per_row
     # A key JSON must escape takes the per-row path and stays valid JSON.
     quoted = BatchEncoder(settings(format="ndjson", compression="none")).encode(batch([b'{"a":1}'], keys=[b'say "hi"\xc3\xa9']))
     assert json.loads(data_bytes(quoted.files[0].data))["_key"] == 'say "hi"é'
@@ -204,3 +204,33 @@ def test_ndjson_in_many_pieces_is_the_same_text_with_every_codec(monkeypatch):
             assert [r["i"] for r in rows] == list(range(10)) and [r["_offset"] for r in rows] == list(range(100, 110))
             expected = expected or data
             assert data == expected
+
+
+def test_uncompressed_ndjson_is_made_while_it_is_written_and_again_for_a_retry(monkeypatch, tmp_path):
+    """Uncompressed NDJSON is `Pieces`: one slice of text at a time, made when the file is
+    written. A slice the columnar splice cannot do (here a key JSON must escape) goes the
+    per-row way alone; the other slices stay columnar; the text is the same either way, and
+    a second write (a retried publish) gives the same bytes."""
+    from ingest_core.formats import Pieces, data_size, ndjson
+    from ingest_core.storage import LakeStore
+
+    values = [json.dumps({"i": i}).encode() for i in range(10)]
+    keys = [b"k"] * 10
+    keys[7] = b'say "hi"'
+    per_row_slices = []
+    real_prefixes = ndjson._metadata_prefixes
+    monkeypatch.setattr(ndjson, "_metadata_prefixes", lambda m: per_row_slices.append(len(m)) or real_prefixes(m))
+    monkeypatch.setattr(ndjson, "SLICE_ROWS", 3)
+    encoded = BatchEncoder(settings(format="ndjson", compression="none", partition_by="")).encode(batch(values, keys=keys))
+    data = encoded.files[0].data
+    assert isinstance(data, Pieces) and per_row_slices == []  # nothing made yet
+    first = data_bytes(data)
+    assert per_row_slices == [3]  # rows 6..8 only
+    assert data.size == len(first) == data_size(data)
+    rows = [json.loads(line) for line in first.splitlines()]
+    assert [r["i"] for r in rows] == list(range(10)) and rows[7]["_key"] == 'say "hi"'
+    store = LakeStore.open(str(tmp_path))
+    assert store.publish("a.ndjson", data) and (tmp_path / "a.ndjson").read_bytes() == first
+    # metadata: false writes the bodies alone, slice by slice.
+    plain = BatchEncoder(settings(format="ndjson", compression="none", partition_by="", metadata=False)).encode(batch(values))
+    assert data_bytes(plain.files[0].data) == b"".join(v + b"\n" for v in values)

@@ -1,14 +1,15 @@
 """File formats: each turns a set of rows into the bytes of one file, without I/O.
 
-A file's data is bytes, an Arrow buffer, or a list of buffers written back to back (large
-NDJSON: joining the pieces would copy the whole file once more, with the GIL held).
+A file's data is bytes, an Arrow buffer, a list of buffers written back to back, or
+`Pieces` that make themselves while the file is written (uncompressed NDJSON: only one
+slice of the file's text exists at a time, instead of the whole file next to its batch).
 
 A format is one small module exposing an encoder with `extension` and `encode(rows)`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import Callable, Iterable, Iterator, Union
 
 import pyarrow as pa
 
@@ -23,17 +24,41 @@ class Rows:
     json_lines: pa.Array | None  # binary, one value per row
 
 
-FileData = Union[bytes, pa.Buffer, list[pa.Buffer]]  # a list: the file is its pieces, back to back
+class Pieces:
+    """A file's data as pieces made when they are read, in order. Each iteration makes them
+    again (a publish retried after an outage writes the same bytes); `size` is known once one
+    iteration has finished."""
+
+    def __init__(self, make: Callable[[], Iterator[bytes | pa.Buffer]]):
+        self._make = make
+        self.size: int | None = None
+
+    def __iter__(self) -> Iterator[bytes | pa.Buffer]:
+        size = 0
+        for piece in self._make():
+            size += len(piece)
+            yield piece
+        self.size = size
+
+
+FileData = Union[bytes, pa.Buffer, list[pa.Buffer], Pieces]  # list / Pieces: the file is its pieces, back to back
+
+
+def pieces_of(data: FileData) -> Iterable[bytes | pa.Buffer]:
+    """A file's data as pieces to write one after the other."""
+    return data if isinstance(data, (list, Pieces)) else [data]
 
 
 def data_size(data: FileData) -> int:
     """The size in bytes of a file's data (`FileData`)."""
-    return sum(len(piece) for piece in data) if isinstance(data, list) else len(data)
+    if isinstance(data, Pieces) and data.size is not None:
+        return data.size
+    return sum(len(piece) for piece in pieces_of(data))
 
 
 def data_bytes(data: FileData) -> bytes:
     """A file's data (`FileData`) as one bytes object (a copy unless it already is one)."""
-    if isinstance(data, list):
+    if isinstance(data, (list, Pieces)):
         return b"".join(piece.to_pybytes() if isinstance(piece, pa.Buffer) else piece for piece in data)
     return data if isinstance(data, bytes) else data.to_pybytes()
 

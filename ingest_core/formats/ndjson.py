@@ -12,12 +12,13 @@ import datetime
 import decimal
 import json
 import zlib
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..binary import joined, values_buffer
-from . import FileData, Rows
+from . import FileData, Pieces, Rows
 
 
 class NdjsonEncoder:
@@ -30,14 +31,8 @@ class NdjsonEncoder:
             bodies = rows.json_lines
         else:
             bodies = pa.array(_bodies_from_table(rows.payload), pa.binary())
-        if rows.metadata is None:
-            text = joined(bodies, b"\n")
-        else:
-            text = _spliced_in_slices(rows.metadata, bodies)
-            if text is None:
-                prefixes = _metadata_prefixes(rows.metadata)
-                text = b"".join(_splice(prefix, body) for prefix, body in zip(prefixes, bodies.to_pylist()))
-        return _compress(text, self.codec)
+        metadata = rows.metadata
+        return _compress(Pieces(lambda: text_slices(metadata, bodies)), self.codec)
 
 
 _NEEDS_JSON_ESCAPE = r'[^\x20-\x7e]|["\\]'
@@ -51,18 +46,30 @@ def _binary(value: bytes) -> pa.Scalar:
 SLICE_ROWS = 16384  # rows spliced at a time (≈ 16 MiB of 1 KiB values): the intermediate arrays stay small
 
 
-def _spliced_in_slices(metadata: pa.Table, bodies: pa.Array) -> list[pa.Buffer] | None:
-    """`_spliced_columnwise` over slices of the rows: the file's text as pieces, in order."""
-    pieces = []
+def text_slices(metadata: pa.Table | None, bodies: pa.Array) -> Iterator[pa.Buffer | bytes]:
+    """The file's text, SLICE_ROWS lines at a time: each body after its metadata fields (or
+    alone with `metadata: false`), one line each. Made while the file is written, so only one
+    slice of text exists at a time. A slice goes the per-row way only when the columnar
+    splice cannot do it (a key JSON must escape, a body with whitespace around it, over
+    2 GiB); both ways give the same bytes."""
     for start in range(0, len(bodies), SLICE_ROWS):
+        part = bodies.slice(start, SLICE_ROWS)
+        if metadata is None:
+            try:
+                yield joined(part, b"\n")
+            except pa.ArrowCapacityError:
+                yield b"".join(body + b"\n" for body in part.to_pylist())
+            continue
+        part_metadata = metadata.slice(start, SLICE_ROWS)
         try:
-            piece = _spliced_columnwise(metadata.slice(start, SLICE_ROWS), bodies.slice(start, SLICE_ROWS))
-        except pa.ArrowCapacityError:  # over 2 GiB of text in one slice: the per-row path copes
-            piece = None
-        if piece is None:
-            return None
-        pieces.append(values_buffer(piece))
-    return pieces
+            lines = _spliced_columnwise(part_metadata, part)
+        except pa.ArrowCapacityError:
+            lines = None
+        if lines is not None:
+            yield values_buffer(lines)
+        else:
+            prefixes = _metadata_prefixes(part_metadata)
+            yield b"".join(_splice(prefix, body) for prefix, body in zip(prefixes, part.to_pylist()))
 
 
 def _spliced_columnwise(metadata: pa.Table, bodies: pa.Array) -> pa.Array | None:
@@ -158,17 +165,17 @@ def _jsonable(value):
     raise TypeError(f"cannot write a {type(value).__name__} as JSON")
 
 
-def _compress(data: FileData, codec: str) -> FileData:
-    """The file's bytes; its pieces are compressed as a stream (never joined first)."""
-    pieces = data if isinstance(data, list) else [data]
+def _compress(text: Pieces, codec: str) -> FileData:
+    """Uncompressed: the text, made while it is written. Compressed: the text is compressed
+    as it is made, one slice at a time, and the (much smaller) result is the file's bytes."""
     if codec == "gzip":
         # A gzip member with mtime 0 and no name: the same batch always gives the same bytes.
         gzip_stream = zlib.compressobj(6, zlib.DEFLATED, 31)
-        return b"".join([gzip_stream.compress(piece) for piece in pieces] + [gzip_stream.flush()])
+        return b"".join([gzip_stream.compress(piece) for piece in text] + [gzip_stream.flush()])
     if codec == "zstd":
         sink = pa.BufferOutputStream()
         with pa.CompressedOutputStream(sink, "zstd") as stream:
-            for piece in pieces:
+            for piece in text:
                 stream.write(piece)
         return sink.getvalue()
-    return data
+    return text
