@@ -10,8 +10,12 @@ Why threads: storage calls can block for as long as an outage lasts; doing them 
 the main thread keeps `consume()` being called, so the member stays in its group past
 `max.poll.interval.ms`. A partition has at most one storage job in flight, so its
 batches stay in order; over all partitions at most `publish_slots` batches are cut and
-not yet committed (a due batch waits in its buffer, which is paused once full), so memory
-holds at most (partitions + publish_slots) x batch.max_bytes of messages. Commits happen
+not yet committed (a due batch waits in its buffer, which is paused once full).
+
+Memory: the messages held, buffered or cut and not yet committed, are kept to about
+batch.max_bytes x assigned partitions (the byte budget). At the budget the fullest
+buffer is cut early (flush reason "memory") when a publish slot is free, and otherwise the
+loop waits for a batch to be published instead of consuming more. Commits happen
 only on the main thread, only for partitions we still own. A job abandoned on revoke is harmless: its files are exactly those the next
 owner's replay produces (see ledger.py).
 """
@@ -108,10 +112,19 @@ class Pipeline:
     consume_batch: int = 5000
     poll_timeout: float = 0.5
     revoke_timeout: float = 10.0
+    # At the byte budget the loop waits for publication instead of consuming, but never for
+    # longer than this at a stretch: storage that is slow (not failing) must not keep us from
+    # calling consume() until max.poll.interval.ms throws us out of the group. Past it, full
+    # buffers are paused as before (see _hold_back), which bounds memory at (partitions +
+    # publish_slots) x max_bytes.
+    memory_wait_limit: float = 10.0
     stats: Stats = field(default_factory=Stats)
     observer: PipelineObserver = field(default_factory=PipelineObserver)
     faults: FaultInjector = field(default_factory=FaultInjector)
     states: dict[int, PartitionState] = field(default_factory=dict)
+    waiting_for_memory: bool = False  # the last _poll() waited for publication instead of consuming
+    _consumed_at: float = 0.0  # when consume() was last called
+    _early_cut: PartitionState | None = None  # at the byte budget: the buffer to cut before it is due
 
     def __post_init__(self) -> None:
         if self.executor is None:
@@ -159,10 +172,11 @@ class Pipeline:
         while not should_stop():
             messages = self._poll()
             now = self.clock()
-            if messages or not self.states or any(s.paused for s in self.states.values()):
+            if messages or not self.states or self.waiting_for_memory or any(s.paused for s in self.states.values()):
                 # Idle counts only while we own partitions and consume from all of them: after a
                 # crash the dead member may hold them until its session times out, and a partition
-                # we hold back is waiting for the lake; neither is an empty topic.
+                # (or the whole loop, at the byte budget) we hold back is waiting for the lake;
+                # neither is an empty topic.
                 last_message_at = now
                 self.accept(messages, now)
             self.turn(now)
@@ -173,15 +187,37 @@ class Pipeline:
         return self.shutdown(shutdown_timeout)
 
     def _poll(self) -> list:
-        """The next messages. While every partition is paused and a batch is being published,
-        nothing can arrive: wait for that job instead (consume() would sleep its whole timeout
-        and leave the publisher idle after the job ended), then consume without waiting, which
-        still serves rebalances and keeps us in the group."""
+        """The next messages. While a batch is being published and nothing may arrive (every
+        partition paused) or nothing should (the messages held reach the byte budget), wait
+        for that job instead: consume() would sleep its whole timeout, or hand over messages
+        we have no room for. Once paused, consume without waiting, which still serves
+        rebalances and keeps us in the group; at the budget, return nothing until there is
+        room (librdkafka's bounded prefetch then stops fetching by itself)."""
         jobs = [s.job for s in self.states.values() if s.job is not None]
-        if jobs and all(s.paused for s in self.states.values()):
+        all_paused = all(s.paused for s in self.states.values())
+        self.waiting_for_memory = False
+        if jobs and (all_paused or self._wait_for_memory()):
             concurrent.futures.wait(jobs, timeout=self.poll_timeout, return_when=concurrent.futures.FIRST_COMPLETED)
+            if not all_paused:  # waited for room: the turn first lets go of what was published
+                self.waiting_for_memory = True
+                return []
+            self._consumed_at = self.clock()
             return self.consumer.consume(self.consume_batch, 0)
+        self._consumed_at = self.clock()
         return self.consumer.consume(self.consume_batch, self.poll_timeout)
+
+    def held_bytes(self) -> int:
+        """Bytes of messages held: buffered, or cut and not yet committed."""
+        return sum(s.buffer.nbytes + (s.cut.nbytes if s.cut is not None else 0) for s in self.states.values())
+
+    def _at_budget(self) -> bool:
+        return bool(self.states) and self.held_bytes() >= self.policy.max_bytes * len(self.states)
+
+    def _wait_for_memory(self) -> bool:
+        """Wait for publication rather than consume more? At the budget, unless storage is
+        failing (those partitions are paused; the others go on) or we waited too long."""
+        return (self._at_budget() and not self.storage_failing
+                and self.clock() - self._consumed_at < self.memory_wait_limit)
 
     def accept(self, messages, now: float) -> None:
         states = self.states
@@ -205,6 +241,7 @@ class Pipeline:
         self.observer.consumed(len(messages), sum(s.buffer.nbytes for s in states.values()) - before)
 
     def turn(self, now: float) -> None:
+        self._early_cut = self._fullest_buffer() if self._at_budget() else None
         for partition, state in list(self.states.items()):
             self._advance(partition, state, now, force=False)
             self._hold_back(partition, state)
@@ -351,14 +388,25 @@ class Pipeline:
             state.due_since = None
             return buffer.take(through_offset=end)
         reason = self.policy.reason(buffer, now) or ("shutdown" if force else None)
+        if reason is None and state is self._early_cut and self._at_budget():
+            reason = "memory"  # the byte budget is reached: the fullest buffer goes first
         if reason is None:
+            state.due_since = None  # (a buffer cut early for memory is not due once another is fuller)
             return None
         if not force and not self._slot_free(state, now):
             return None
+        self._early_cut = None
         state.flush_reason = reason
         state.due_since = None
         through = buffer.offsets[self.policy.max_records - 1] if len(buffer) > self.policy.max_records else None
         return buffer.take(through_offset=through)
+
+    def _fullest_buffer(self) -> PartitionState | None:
+        """The partition whose buffer holds the most bytes, of those that could be cut now."""
+        ready = [s for s in self.states.values()
+                 if s.buffer.offsets and s.cut is None and s.job is None and s.resolved
+                 and s.forced_end is None and s.attempts == 0]
+        return max(ready, key=lambda s: s.buffer.nbytes, default=None)
 
     def _slot_free(self, state: PartitionState, now: float) -> bool:
         """May this due batch be cut now? Only while fewer than `publish_slots` batches are cut

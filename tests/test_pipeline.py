@@ -311,3 +311,56 @@ def test_with_every_partition_paused_the_loop_waits_for_the_publish_not_for_cons
     state.paused = False
     pipeline._poll()
     assert timeouts == [0, 30.0]
+
+
+def hundred_byte_messages(partition: int, count: int, start: int = 0) -> list:
+    """JSON values of exactly 100 bytes and no key: 10 of them make 1,000 bytes."""
+    from fakes import FakeMessage
+    return [FakeMessage(TOPIC, partition, start + i, f'{{"id":{start + i:4d},"pad":"{"x" * 80}"}}'.encode())
+            for i in range(count)]
+
+
+def test_at_the_byte_budget_the_fullest_buffer_is_cut_early_and_then_the_loop_waits(tmp_path):
+    """The messages held (buffered, or cut and not yet committed) are kept to max_bytes x
+    partitions: at that budget the fullest buffer is cut before it is due (flush reason
+    "memory") while a publish slot is free; with none free, the loop waits for a publish
+    instead of consuming, for at most memory_wait_limit at a stretch. Nothing is lost or
+    landed twice."""
+    assert len(hundred_byte_messages(0, 1)[0].value()) == 100
+    consumer = FakeConsumer(TOPIC, {p: [] for p in range(3)}, committed_offsets={p: 0 for p in range(3)})
+    pool = concurrent.futures.ThreadPoolExecutor(2)
+    clock = Clock()
+    pipeline, store = make(tmp_path, consumer, max_records=1000, max_bytes=1000, executor=pool, clock=clock)
+    pipeline.poll_timeout = 0.05
+    states = pipeline.states
+    spin_until(pipeline, lambda: all(s.resolved for s in states.values()), 10)  # before the workers block
+    store.__class__ = BlockingStore
+    BlockingStore.release.clear()
+    consumer.log[0] = hundred_byte_messages(0, 10)  # due by bytes: cut, and its publish hangs
+    spin_until(pipeline, lambda: states[0].cut is not None, 10)
+    assert states[0].flush_reason == "bytes" and pipeline.held_bytes() == 1000
+    # 1,000 in flight + 900 + 900 + 300 buffered reach the budget of 3 x 1,000, and no buffer is due.
+    consumer.log[1], consumer.log[2] = hundred_byte_messages(1, 9), hundred_byte_messages(2, 9)
+    consumer.log[0] += hundred_byte_messages(0, 3, start=10)
+    spin_until(pipeline, lambda: states[1].cut is not None, 10)
+    assert states[1].flush_reason == "memory" and len(states[1].cut) == 9
+    assert len(states[2].buffer) == 9 and states[2].cut is None and len(states[0].buffer) == 3
+    assert pipeline.held_bytes() == 3100
+    # Both slots are taken and the budget is reached: wait for a publish, do not consume.
+    consumer.log[2] += hundred_byte_messages(2, 5, start=9)
+    calls = []
+    plain_consume = consumer.consume
+    consumer.consume = lambda n=1, timeout=0: calls.append(timeout) or plain_consume(n, timeout)
+    pipeline._consumed_at = clock.now  # as if the loop had just consumed (spin() calls consume() itself)
+    assert pipeline._poll() == [] and calls == [] and pipeline.waiting_for_memory
+    # A store that stays slow must not keep us from consume() for long (max.poll.interval.ms).
+    clock.now += pipeline.memory_wait_limit
+    messages = pipeline._poll()
+    assert len(messages) == 5 and calls == [0.05] and not pipeline.waiting_for_memory
+    pipeline.accept(messages, clock.now)
+    BlockingStore.release.set()
+    spin_until(pipeline, lambda: consumer.committed_offsets == {0: 10, 1: 9, 2: 0}, 10)
+    assert pipeline.shutdown(timeout=5)
+    assert consumer.committed_offsets == {0: 13, 1: 9, 2: 14}
+    assert landed(tmp_path) == [(0, i) for i in range(13)] + [(1, i) for i in range(9)] + [(2, i) for i in range(14)]
+    pool.shutdown()
