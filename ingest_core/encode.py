@@ -61,7 +61,7 @@ class BatchEncoder:
 
     def encode(self, batch: Batch) -> EncodedBatch:
         encoded = self._encode(batch)
-        _return_freed_arrow_memory()  # the batch's Arrow arrays were freed when _encode returned
+        return_freed_arrow_memory()  # the batch's Arrow arrays were freed when _encode returned
         return encoded
 
     def _encode(self, batch: Batch) -> EncodedBatch:
@@ -101,11 +101,12 @@ class BatchEncoder:
         return EncodedBatch(batch, files, rejects, decoded.widened, decoded.skipped)
 
 
-def _return_freed_arrow_memory() -> None:
+def return_freed_arrow_memory() -> None:
     """Give back what pyarrow's allocator kept from this batch's decode and encode. Its default
     (mimalloc) keeps freed memory per thread for reuse, so each publisher thread held on to
     its largest batch's peak, 240-440 MiB at 64 MiB batches (bench/encode_memory.py). Once per
-    batch, on the thread that encoded it: no measurable CPU."""
+    batch on the thread that encoded it, and again once its files are written (NDJSON text is
+    made while it is written): no measurable CPU."""
     release = getattr(pa.default_memory_pool(), "release_unused", None)
     if release is not None:
         release()

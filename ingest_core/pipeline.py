@@ -32,7 +32,7 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from .batch import Batch, FlushPolicy, PartitionBuffer
 from .decode import DecodeUnavailable
-from .encode import BatchEncoder, EncodedBatch
+from .encode import BatchEncoder, EncodedBatch, return_freed_arrow_memory
 from .faults import FaultInjector
 from .formats import data_size
 from .ledger import BatchMarker, Ledger, MarkedFile
@@ -433,6 +433,8 @@ class Pipeline:
             return encoded, self._store_batch(encoded)
         except StorageError as error:
             return encoded, error
+        finally:
+            return_freed_arrow_memory()  # what making the NDJSON text while writing it allocated
 
     def _store_batch(self, encoded: EncodedBatch):
         """Publisher thread: marker, data files, dead letters. Returns the number of files
