@@ -1,5 +1,7 @@
-"""Binary Arrow arrays as the bytes they hold, without copying them."""
+"""Binary Arrow arrays as the bytes they hold, without copying them (or a few thousand at a time)."""
 from __future__ import annotations
+
+import io
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,3 +21,37 @@ def joined(values: pa.Array, end: bytes) -> pa.Buffer:
     Raises pa.ArrowCapacityError past 2 GiB."""
     scalar = pa.scalar(end, pa.binary())
     return values_buffer(pc.binary_join_element_wise(values, scalar, pa.scalar(b"", pa.binary())))
+
+
+class LinesReader(io.RawIOBase):
+    """A binary file whose content is `values`, each followed by a newline: what
+    `joined(values, b"\n")` holds, made PIECE_ROWS values at a time as it is read, so a
+    parser reading it never needs the whole text copied at once (for a 64 MiB batch that
+    copy was a quarter of pyarrow.json's peak memory)."""
+
+    PIECE_ROWS = 4096
+
+    def __init__(self, values: pa.Array):
+        self.values = values
+        self.next_row = 0
+        self.piece = memoryview(b"")
+        self.at = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        while self.at >= len(self.piece):
+            if self.next_row >= len(self.values):
+                return 0
+            rows = self.values.slice(self.next_row, self.PIECE_ROWS)
+            try:
+                piece = joined(rows, b"\n")
+            except pa.ArrowCapacityError:  # over 2 GiB in one piece
+                piece = b"".join(value + b"\n" for value in rows.to_pylist())
+            self.piece, self.at = memoryview(piece).cast("B"), 0
+            self.next_row += self.PIECE_ROWS
+        count = min(len(target), len(self.piece) - self.at)
+        target[:count] = self.piece[self.at:self.at + count]
+        self.at += count
+        return count

@@ -5,7 +5,7 @@ Formats: `json` (one object per message), `avro` (Confluent wire format, see avr
 dead-letter them (default), skip and count them, or land them as a row whose payload
 columns are all null.
 
-The JSON hot path parses the whole batch in one call (pyarrow.json on a joined buffer);
+The JSON hot path parses the whole batch in one call (pyarrow.json reading the values as lines);
 only when that fails, or when its result could have lost something (a number pyarrow
 turned into an inexact double, a string it turned into a timestamp, nesting beyond
 `decode.max_depth`), are messages parsed one by one, to isolate the bad ones and to type
@@ -18,6 +18,7 @@ message: it raises `DecodeUnavailable`, and the batch is retried.
 """
 from __future__ import annotations
 
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from .binary import joined, values_buffer
+from .binary import LinesReader, values_buffer
 from .schema import INT64_MAX, INT64_MIN, NumberText, exceeds_depth, rows_to_table, schema_has, type_depth
 
 _MIN_BLOCK = 1 << 20
@@ -238,10 +239,11 @@ def _normalise(index: int, value: bytes | None, rejects: dict[int, str], max_dep
 _SAMPLE_ROWS = 1000
 
 
-def _read(data: pa.Buffer, block: int, schema: pa.Schema | None = None) -> pa.Table | None:
+def _read(lines: pa.Array, block: int, schema: pa.Schema | None = None) -> pa.Table | None:
+    """pyarrow.json's table of the lines (read through `LinesReader`: never joined whole)."""
     try:
         return pa_json.read_json(
-            pa.BufferReader(data),
+            io.BufferedReader(LinesReader(lines), buffer_size=block),
             read_options=pa_json.ReadOptions(block_size=block),
             parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
             if schema is not None else None,
@@ -251,7 +253,7 @@ def _read(data: pa.Buffer, block: int, schema: pa.Schema | None = None) -> pa.Ta
 
 
 def _parse_lines(lines: pa.Array, text_only: bool) -> pa.Table | None:
-    """pyarrow.json's table of `lines` (a binary array), parsed as one newline-joined text.
+    """pyarrow.json's table of `lines` (a binary array), parsed as one newline-separated text.
 
     Strings that look like dates become timestamps in pyarrow.json; unless `text_only`, they
     are kept as text (their exact form, and the same type as in a batch where one value does
@@ -261,23 +263,19 @@ def _parse_lines(lines: pa.Array, text_only: bool) -> pa.Table | None:
     parse that succeeds with its schema gives the same table as inferring the whole batch:
     the same fields in the same order, the same types (pyarrow.json refuses, rather than
     converts, a value that does not fit an explicit type)."""
-    try:
-        data = joined(lines, b"\n")
-    except pa.ArrowCapacityError:  # over 2 GiB in one batch
-        data = pa.py_buffer(b"\n".join(lines.to_pylist()) + b"\n")
     block = max(_MIN_BLOCK, pc.max(pc.binary_length(lines)).as_py() + 2)
     if text_only:
-        return _read(data, block)
+        return _read(lines, block)
     explicit = None
     if len(lines) > 2 * _SAMPLE_ROWS:
-        sample = _read(joined(lines.slice(0, _SAMPLE_ROWS), b"\n"), block)
+        sample = _read(lines.slice(0, _SAMPLE_ROWS), block)
         if sample is not None and schema_has(pa.struct(list(sample.schema)), pa.types.is_timestamp):
             explicit = _text_schema(sample.schema)
-    table = _read(data, block, explicit)
+    table = _read(lines, block, explicit)
     if table is None and explicit is not None:
-        table = _read(data, block)  # the first rows' types do not fit the batch: infer them all
+        table = _read(lines, block)  # the first rows' types do not fit the batch: infer them all
     if table is not None and schema_has(pa.struct(list(table.schema)), pa.types.is_timestamp):
-        table = _read(data, block, _text_schema(table.schema))
+        table = _read(lines, block, _text_schema(table.schema))
     return table
 
 

@@ -260,3 +260,25 @@ def test_minus_nan_is_found_nested_and_the_text_is_searched_only_when_a_double_i
     decoded = decode_json(values)
     assert sorted(decoded.rejects) == [7] and "invalid JSON" in decoded.rejects[7]
     assert decoded.table.num_rows == 19
+
+
+def test_the_lines_reader_gives_the_joined_text_in_any_read_sizes(monkeypatch):
+    """pyarrow.json reads a batch through LinesReader instead of one joined copy: the bytes
+    must be exactly the values each followed by a newline, however the reads fall."""
+    import io
+
+    import pyarrow as pa
+
+    from ingest_core.binary import LinesReader, joined
+
+    values = pa.array([b'{"a":%d}' % i + b"x" * (i % 5) for i in range(1000)], pa.binary())
+    monkeypatch.setattr(LinesReader, "PIECE_ROWS", 7)
+    expected = joined(values, b"\n").to_pybytes()
+    for size in (1, 3, 64, 1 << 20):
+        reader, got = LinesReader(values), bytearray()
+        while chunk := reader.read(size):
+            got += chunk
+        assert bytes(got) == expected
+    assert io.BufferedReader(LinesReader(values.slice(3, 0))).read() == b""
+    assert io.BufferedReader(LinesReader(values.slice(995)), buffer_size=4).read() == expected[-sum(
+        len(v) + 1 for v in values.slice(995).to_pylist()):]
