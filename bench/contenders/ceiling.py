@@ -22,7 +22,7 @@ def main(spec: dict) -> int:
               "auto.offset.reset": "earliest", "enable.auto.commit": False,
               "partition.assignment.strategy": "cooperative-sticky"}
     if not spec.get("librdkafka_defaults"):  # the `ceiling-defaults` contender leaves prefetch at librdkafka's defaults
-        config.update({"queued.max.messages.kbytes": 32768, "fetch.max.bytes": 33554432,
+        config.update({"queued.max.messages.kbytes": 16384, "fetch.max.bytes": 16777216,
                        "fetch.queue.backoff.ms": 10})
     consumer = Consumer(config)
     assigned_at = []
