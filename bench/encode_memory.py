@@ -1,7 +1,8 @@
 """How much memory encoding one batch takes, and how much of it the process keeps afterwards,
 for each pyarrow allocator. No Kafka: one batch of 65,000 x 1 KiB JSON values (what
 `max_bytes: 64MiB` cuts per partition), encoded three times by ingest_core's BatchEncoder in a
-fresh child process per allocator and format; RSS from /proc/self/status (the peak is reset
+fresh child process per allocator and format, and its files' data read through as a local
+publish writes it (uncompressed NDJSON text is made then); RSS from /proc/self/status (the peak is reset
 before each encode through /proc/self/clear_refs).
 
     python bench/encode_memory.py [--records 65000]
@@ -29,6 +30,7 @@ def child(fmt: str, records: int) -> dict:
     import common
     from ingest_core.batch import Batch
     from ingest_core.encode import BatchEncoder
+    from ingest_core.formats import pieces_of
     from ingest_core.settings import Settings
 
     if os.environ.get("DECAY_MS"):
@@ -53,6 +55,9 @@ def child(fmt: str, records: int) -> dict:
         before = rss()[0]
         began = time.process_time()
         encoded = encoder.encode(batch)
+        for file in encoded.files:  # as a local publish writes them (NDJSON text is made here)
+            for _piece in pieces_of(file.data):
+                pass
         cpu = time.process_time() - began
         after, peak = rss()
         result["encodes"].append({"before": before, "peak": peak, "after": after, "cpu_s": round(cpu, 3)})
