@@ -81,7 +81,7 @@ class PartitionState:
     job: concurrent.futures.Future | None = None  # the storage call in flight for this partition
     job_kind: str = ""  # "resolve" or "publish"
     flush_started: float = 0.0  # perf_counter when the pending batch was cut
-    flush_reason: str = ""  # why it was cut: records, bytes, age, shutdown, replay
+    flush_reason: str = ""  # why it was cut: records, bytes, age, memory (byte budget), shutdown, replay
     commit_due: int | None = None  # a published batch's commit that Kafka refused; retried
     commit_retry_at: float = 0.0
     attempts: int = 0
@@ -537,7 +537,8 @@ class Pipeline:
         previous batch is still being published (bounded memory); resume otherwise.
         (Pausing every partition while the bytes held reach max_bytes x partitions was tried:
         librdkafka drops a paused partition's prefetched messages and fetches them again, which
-        cost 25 % of the throughput, and peak RSS did not move; see bench/RESULTS.md.)"""
+        cost 25 % of the throughput; the byte budget stops calling consume() instead, see
+        _poll and bench/RESULTS.md.)"""
         buffer = state.buffer
         full = buffer.nbytes >= self.policy.max_bytes or len(buffer.offsets) >= self.policy.max_records
         busy = state.job is not None or state.cut is not None or state.due_since is not None
