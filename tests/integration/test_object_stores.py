@@ -48,8 +48,10 @@ print("done", flush=True)
 def test_sigkill_during_a_large_upload_leaves_no_visible_partial_file(lake, step):
     import json
     size = 64 * 1024 * 1024
-    # Local disk writes 64 MiB in well under 0.2 s, so it is killed sooner.
-    delay = {"local": [0.002, 0.03]}.get(lake.kind, [0.2, 0.6])[step]
+    # Local disk writes 64 MiB in well under 0.2 s, so it is killed sooner. On a fast day moto
+    # took a whole 64 MiB upload in under 0.2 s (30 Nov), so the kill that must land mid-upload
+    # comes 0.02 s after the upload starts.
+    delay = {"local": [0.002, 0.03]}.get(lake.kind, [0.02, 0.6])[step]
     path = f"dt=1/killed-{delay}.parquet"
     script = UPLOADER.format(repo=str(REPO), url=lake.url, options=json.dumps(lake.storage_options), kind=lake.kind,
                              size=size, path=path)
