@@ -65,7 +65,7 @@ class PrometheusObserver(PipelineObserver):
         self.assigned = Gauge("ingest_assigned_partitions", "Partitions this member owns", t, registry=r)
         self.last_flush = Gauge("ingest_last_flush_timestamp_seconds", "Unix time of the last published batch", t,
                                 registry=r)
-        self.buffered_bytes = Gauge("ingest_buffered_bytes", "Value bytes held in partition buffers, not yet published",
+        self.buffered_bytes = Gauge("ingest_buffered_bytes", "Key and value bytes held, buffered or being published (not yet committed)",
                                     t, registry=r)
         for counter in (self.consumed_messages, self.consumed_bytes, self.records, self.bytes, self.files,
                         self.dead_letters, self.widenings, self.storage_retries, self.assigned, self.buffered_bytes):
@@ -229,7 +229,7 @@ class Instruments:
         states = list(pipeline.states.values())
         self.health.loop_turned()
         self.health.set_paused(sum(1 for s in states if s.attempts > 0))
-        self.metrics.buffered(sum(s.buffer.nbytes for s in states))
+        self.metrics.buffered(pipeline.held_bytes())  # buffered, or cut and not yet committed: the byte budget's count
         now = self.clock()
         if self.lag_source is not None and now - self._lag_read_at >= self.lag_every:
             self._lag_read_at = now
