@@ -43,7 +43,7 @@ def _binary(value: bytes) -> pa.Scalar:
     return pa.scalar(value, pa.binary())
 
 
-SLICE_ROWS = 16384  # rows spliced at a time (≈ 16 MiB of 1 KiB values): the intermediate arrays stay small
+SLICE_ROWS = 2048  # rows spliced at a time (≈ 2 MiB of 1 KiB values): the intermediate arrays stay small (round 7: from 16,384)
 
 
 def text_slices(metadata: pa.Table | None, bodies: pa.Array) -> Iterator[pa.Buffer | bytes]:
