@@ -18,9 +18,11 @@ message: it raises `DecodeUnavailable`, and the batch is retried.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
+import threading
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -74,6 +76,10 @@ class Decoder:
         self.tombstones = tombstones
         self.max_depth = max_depth
         self.text_only = text_only  # JSON rows are written as their text: see decode_json
+        # One whole-batch JSON parse at a time over the publisher threads: pyarrow.json already
+        # spreads one parse over every core, and two at once only held two parsers' memory
+        # (bench/RESULTS.md, round 7: 30-40 MiB less peak RSS, the same throughput).
+        self.whole_parse = threading.Lock()
         self.avro = None
         if fmt == "avro":
             from .avro import AvroDecoder
@@ -108,7 +114,7 @@ class Decoder:
     def _decode_present(self, values: pa.Array) -> Decoded:
         """Values here are messages to land; a null is a tombstone to land as an empty row."""
         if self.format == "json":
-            return decode_json(values, self.max_depth, self.text_only)
+            return decode_json(values, self.max_depth, self.text_only, self.whole_parse)
         if self.format == "raw":
             return decode_raw(values)
         return self.avro.decode(values.to_pylist())
@@ -133,10 +139,12 @@ def decode_raw(values: pa.Array | list[bytes | None]) -> Decoded:
 
 # ---------------------------------------------------------------- JSON
 
-def decode_json(values: pa.Array | list[bytes | None], max_depth: int = 64, text_only: bool = False) -> Decoded:
+def decode_json(values: pa.Array | list[bytes | None], max_depth: int = 64, text_only: bool = False,
+                whole_parse: threading.Lock | None = None) -> Decoded:
     """`text_only`: the rows will be written as their JSON text (NDJSON output), so the
     table only proves each line is an object; it may then hold timestamps where the text
-    had strings and doubles rounded from long integers (neither is ever written)."""
+    had strings and doubles rounded from long integers (neither is ever written).
+    `whole_parse`: held while the whole batch is parsed (not for NDJSON's small slices)."""
     values = as_binary_array(values)
     rejects: dict[int, str] = {}
     plain = _plain_lines(values)
@@ -157,13 +165,17 @@ def decode_json(values: pa.Array | list[bytes | None], max_depth: int = 64, text
             kept.append(index)
             line_list.append(value)
         lines = pa.array(line_list, pa.binary())
-    table = _validated(lines, max_depth) if text_only else _parse_checked(lines, max_depth)
+    if text_only:
+        table = _validated(lines, max_depth)
+    else:
+        with whole_parse or contextlib.nullcontext():
+            table = _parse_checked(lines, max_depth)
     if table is not None:
         return Decoded(table, kept, rejects, lines=lines)
     return _decode_one_by_one(kept, lines.to_pylist(), rejects, max_depth, text_only)
 
 
-TEXT_SLICE_BYTES = 16 << 20  # NDJSON validates this much at a time: the parse's memory stays small
+TEXT_SLICE_BYTES = 2 << 20  # NDJSON validates this much at a time: the parse's memory stays small (round 7: from 16 MiB)
 
 
 def _validated(lines: pa.Array, max_depth: int) -> pa.Table | None:

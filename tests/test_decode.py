@@ -282,3 +282,20 @@ def test_the_lines_reader_gives_the_joined_text_in_any_read_sizes(monkeypatch):
     assert io.BufferedReader(LinesReader(values.slice(3, 0))).read() == b""
     assert io.BufferedReader(LinesReader(values.slice(995)), buffer_size=4).read() == expected[-sum(
         len(v) + 1 for v in values.slice(995).to_pylist()):]
+
+
+def test_one_whole_batch_parse_at_a_time_but_ndjson_slices_are_free(monkeypatch):
+    """The publisher threads share a Decoder; its lock lets one whole-batch parse (Parquet)
+    run at a time (pyarrow.json already uses every core), while NDJSON's small validation
+    slices never wait for it."""
+    from ingest_core import decode
+
+    seen = []
+    real = decode._parse_checked
+    monkeypatch.setattr(decode, "_parse_checked", lambda *a, **k: seen.append(held.whole_parse.locked()) or real(*a, **k))
+    held = decode.Decoder("json")
+    assert held.decode([b'{"a":1}', b'{"a":2}']).table.num_rows == 2 and seen == [True]
+    assert not held.whole_parse.locked()
+    seen.clear()
+    held = decode.Decoder("json", text_only=True)
+    assert held.decode([b'{"a":1}', b'{"a":2}']).kept == [0, 1] and seen == [False]
