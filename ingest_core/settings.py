@@ -79,7 +79,7 @@ class DeadLetterSettings(_Section):
 
 class ResourceSettings(_Section):
     cpu: str = "500m"
-    memory: str = "2Gi"  # measured peak RSS on a 1 KiB backlog: 0.65-0.75 GiB at 64 MiB x 4 partitions (bench/RESULTS.md)
+    memory: str = "2Gi"  # measured peak RSS on a 1 KiB backlog: 0.51-0.72 GiB at 64 MiB x 4 partitions (bench/RESULTS.md)
 
 
 class KedaSettings(_Section):
