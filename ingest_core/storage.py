@@ -154,6 +154,9 @@ class LakeStore:
         except Exception as error:  # noqa: BLE001
             raise classify(error, self.url, self.secrets) from error
         prefix = self.root.rstrip("/") + "/"
+        # s3fs's find() returns the folder itself when nothing is below it and a listing
+        # calls it a directory (seen against moto under load): never a file below it.
+        found = [p for p in found if p.rstrip("/") != base.rstrip("/")]
         return sorted(p[len(prefix):] if p.startswith(prefix) else p for p in found)
 
     def check_writable(self) -> None:

@@ -37,3 +37,21 @@ def test_secret_values_come_from_secret_keys_and_connection_strings():
     found = _secret_values({"key": "AKIA123", "secret": "s3cr3t", "client_kwargs": {"endpoint_url": "http://h:1"},
                             "connection_string": "AccountName=a;AccountKey=KEYKEY==;BlobEndpoint=http://h"})
     assert "s3cr3t" in found and "KEYKEY==" in found and "http://h:1" not in found
+
+
+def test_a_listing_never_returns_the_folder_itself():
+    """s3fs's find() on an empty prefix may answer with the prefix itself (when its info
+    call takes it for a directory): that is not a file below it."""
+    import fsspec
+
+    from ingest_core.storage import LakeStore
+
+    class FolderItself(fsspec.AbstractFileSystem):
+        def invalidate_cache(self, path=None):
+            pass
+
+        def find(self, path, **kwargs):
+            return [path]
+
+    store = LakeStore("s3://bucket/topic", FolderItself(), "bucket/topic")
+    assert store.list_files() == [] and store.list_files("dt=1") == []
