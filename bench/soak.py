@@ -134,11 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     print()
     print(summary)
-    out = common.BENCH / "results" / f"soak-{size}.json"
+    full_run = args.minutes >= 30 and not args.no_write
+    # Only a full run replaces the kept samples; a smoke or --no-write run leaves them alone.
+    out = (common.BENCH / "results" if full_run else Path(tempfile.gettempdir())) / f"soak-{size}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(f"\n[soak] raw samples: {out}")
-    if args.minutes >= 30 and not args.no_write:
+    if full_run:
         common.replace_section("soak", summary)
         print(f"[soak] updated {common.BENCH / 'RESULTS.md'}")
     if ok:
