@@ -27,7 +27,7 @@ from .settings import Settings
 @dataclass(frozen=True)
 class OutputFile:
     path: str  # relative to output.url
-    data: FileData  # bytes, or for NDJSON text the Arrow buffers it was built in
+    data: FileData  # bytes, an Arrow buffer, or Pieces (uncompressed NDJSON, made while it is written)
     rows: int
     first_offset: int
     last_offset: int

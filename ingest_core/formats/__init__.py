@@ -1,7 +1,7 @@
 """File formats: each turns a set of rows into the bytes of one file, without I/O.
 
-A file's data is bytes, an Arrow buffer, a list of buffers written back to back, or
-`Pieces` that make themselves while the file is written (uncompressed NDJSON: only one
+A file's data is bytes, an Arrow buffer, or `Pieces` that make themselves while the file
+is written (uncompressed NDJSON: only one
 slice of the file's text exists at a time, instead of the whole file next to its batch).
 
 A format is one small module exposing an encoder with `extension` and `encode(rows)`.
@@ -41,12 +41,12 @@ class Pieces:
         self.size = size
 
 
-FileData = Union[bytes, pa.Buffer, list[pa.Buffer], Pieces]  # list / Pieces: the file is its pieces, back to back
+FileData = Union[bytes, pa.Buffer, Pieces]  # Pieces: the file is its pieces, back to back
 
 
 def pieces_of(data: FileData) -> Iterable[bytes | pa.Buffer]:
     """A file's data as pieces to write one after the other."""
-    return data if isinstance(data, (list, Pieces)) else [data]
+    return data if isinstance(data, Pieces) else [data]
 
 
 def data_size(data: FileData) -> int:
@@ -58,7 +58,7 @@ def data_size(data: FileData) -> int:
 
 def data_bytes(data: FileData) -> bytes:
     """A file's data (`FileData`) as one bytes object (a copy unless it already is one)."""
-    if isinstance(data, (list, Pieces)):
+    if isinstance(data, Pieces):
         return b"".join(piece.to_pybytes() if isinstance(piece, pa.Buffer) else piece for piece in data)
     return data if isinstance(data, bytes) else data.to_pybytes()
 
