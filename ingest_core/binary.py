@@ -23,6 +23,15 @@ def joined(values: pa.Array, end: bytes) -> pa.Buffer:
     return values_buffer(pc.binary_join_element_wise(values, scalar, pa.scalar(b"", pa.binary())))
 
 
+def lines_text(values: pa.Array) -> pa.Buffer | bytes:
+    """Each value followed by a newline, back to back: `joined` (no Python per value), or
+    past 2 GiB, where an Arrow binary array cannot hold the result, joined in Python."""
+    try:
+        return joined(values, b"\n")
+    except pa.ArrowCapacityError:
+        return b"".join(value + b"\n" for value in values.to_pylist())
+
+
 class LinesReader(io.RawIOBase):
     """A binary file whose content is `values`, each followed by a newline: what
     `joined(values, b"\n")` holds, made PIECE_ROWS values at a time as it is read, so a
@@ -44,11 +53,7 @@ class LinesReader(io.RawIOBase):
         while self.at >= len(self.piece):
             if self.next_row >= len(self.values):
                 return 0
-            rows = self.values.slice(self.next_row, self.PIECE_ROWS)
-            try:
-                piece = joined(rows, b"\n")
-            except pa.ArrowCapacityError:  # over 2 GiB in one piece
-                piece = b"".join(value + b"\n" for value in rows.to_pylist())
+            piece = lines_text(self.values.slice(self.next_row, self.PIECE_ROWS))
             self.piece, self.at = memoryview(piece).cast("B"), 0
             self.next_row += self.PIECE_ROWS
         count = min(len(target), len(self.piece) - self.at)

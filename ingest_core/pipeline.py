@@ -457,14 +457,13 @@ class Pipeline:
         encoded = state.pending
         state.pending = state.cut = None
         batch = encoded.batch
-        landed_rows = sum(f.rows for f in encoded.files)
-        self.observer.flushed(partition, landed_rows, sum(data_size(f.data) for f in encoded.files), len(encoded.files),
+        landed = sum(f.rows for f in encoded.files)
+        size = sum(data_size(f.data) for f in encoded.files)
+        self.observer.flushed(partition, landed, size, len(encoded.files),
                               len(encoded.rejects), encoded.widened, time.perf_counter() - state.flush_started)
         self.faults.point("before_commit")
         self._commit(partition, state, batch.end + 1, self.clock())
         self.faults.point("after_commit")
-        landed = sum(f.rows for f in encoded.files)
-        size = sum(data_size(f.data) for f in encoded.files)
         self.stats.records += landed
         self.stats.files += len(encoded.files)
         self.stats.bytes += size

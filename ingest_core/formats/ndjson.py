@@ -17,7 +17,7 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..binary import joined, values_buffer
+from ..binary import lines_text, values_buffer
 from . import FileData, Pieces, Rows
 
 
@@ -55,10 +55,7 @@ def text_slices(metadata: pa.Table | None, bodies: pa.Array) -> Iterator[pa.Buff
     for start in range(0, len(bodies), SLICE_ROWS):
         part = bodies.slice(start, SLICE_ROWS)
         if metadata is None:
-            try:
-                yield joined(part, b"\n")
-            except pa.ArrowCapacityError:
-                yield b"".join(body + b"\n" for body in part.to_pylist())
+            yield lines_text(part)
             continue
         part_metadata = metadata.slice(start, SLICE_ROWS)
         try:
