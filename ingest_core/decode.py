@@ -24,6 +24,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -40,6 +41,11 @@ TOMBSTONE_REASON = "tombstone: the message has no value"
 _LONG_DIGITS = re.compile(rb"\d{16,}")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _FIRST_CHAR = re.compile(rb"[ \t\r\n]*([^ \t\r\n])")
+
+
+class NotSliceable(Exception):
+    """A batch's slices do not all fit its first slice's schema, or one needs a look of its
+    own (`Decoder.decode_in_slices`): decode the batch whole instead."""
 
 
 class DecodeUnavailable(Exception):
@@ -111,6 +117,23 @@ class Decoder:
         decoded.skipped = skipped
         return decoded
 
+    def decode_in_slices(self, values: pa.Array | list[bytes | None]) -> Iterator[pa.Table] | None:
+        """For Parquet: the table `decode()` gives, one slice of rows at a time
+        (`PARSE_SLICE_BYTES` of text each), so that no table of the whole batch is held; None
+        when the batch is not one for this (not JSON, NDJSON output, a tombstone or a value
+        that needs a look of its own, or a single slice). Every message is kept, none
+        rejected. Iterating raises `NotSliceable` when a slice does not parse with the
+        first slice's schema or could have lost something: then `decode()` the batch."""
+        if self.format != "json" or self.text_only:
+            return None
+        lines = _plain_lines(as_binary_array(values))
+        if lines is None:
+            return None
+        step = _slice_rows(lines, PARSE_SLICE_BYTES)
+        if step >= len(lines):
+            return None
+        return _checked_slices(lines, step, self.max_depth)
+
     def _decode_present(self, values: pa.Array) -> Decoded:
         """Values here are messages to land; a null is a tombstone to land as an empty row."""
         if self.format == "json":
@@ -176,6 +199,30 @@ def decode_json(values: pa.Array | list[bytes | None], max_depth: int = 64, text
 
 
 TEXT_SLICE_BYTES = 2 << 20  # NDJSON validates this much at a time: the parse's memory stays small (round 7: from 16 MiB)
+PARSE_SLICE_BYTES = 2 << 20  # Parquet from JSON parses this much at a time (round 8, see decode_in_slices)
+
+
+def _slice_rows(lines: pa.Array, slice_bytes: int) -> int:
+    """How many of `lines` make about `slice_bytes` of text (at least one)."""
+    per_row = max(1, len(values_buffer(lines)) // max(1, len(lines)))
+    return max(1, slice_bytes // per_row)
+
+
+def _checked_slices(lines: pa.Array, step: int, max_depth: int) -> Iterator[pa.Table]:
+    """Tables of `step` lines at a time. The first slice's types are inferred (with date-like
+    strings kept as text, as for a whole batch); every later slice is parsed with exactly
+    that schema, and pyarrow.json refuses a value that does not fit it (a field the first
+    slice did not have, nested or not; a number in a field typed as text; a fraction in an
+    int64 field; a value in a field that was null throughout), so slices that all parse
+    give the table inference of the whole batch gives: no type a later row would have
+    changed, the fields in order of first appearance."""
+    schema = None
+    for start in range(0, len(lines), step):
+        table = _parse_checked(lines.slice(start, step), max_depth, schema=schema)
+        if table is None:
+            raise NotSliceable(f"rows {start}-{start + step - 1} do not fit the first rows' schema")
+        schema = table.schema
+        yield table
 
 
 def _validated(lines: pa.Array, max_depth: int) -> pa.Table | None:
@@ -184,8 +231,7 @@ def _validated(lines: pa.Array, max_depth: int) -> pa.Table | None:
     than a few MiB); None when some slice is not (then the lines are parsed one by one)."""
     count = len(lines)
     if count:
-        per_row = max(1, len(values_buffer(lines)) // count)
-        step = max(1, TEXT_SLICE_BYTES // per_row)
+        step = _slice_rows(lines, TEXT_SLICE_BYTES)
         for start in range(0, count, step):
             if _parse_checked(lines.slice(start, step), max_depth, text_only=True) is None:
                 return None
@@ -251,20 +297,22 @@ def _normalise(index: int, value: bytes | None, rejects: dict[int, str], max_dep
 _SAMPLE_ROWS = 1000
 
 
-def _read(lines: pa.Array, block: int, schema: pa.Schema | None = None) -> pa.Table | None:
-    """pyarrow.json's table of the lines (read through `LinesReader`: never joined whole)."""
+def _read(lines: pa.Array, block: int, schema: pa.Schema | None = None, strict: bool = False) -> pa.Table | None:
+    """pyarrow.json's table of the lines (read through `LinesReader`: never joined whole).
+    With a `schema`, fields it does not have are inferred, or with `strict` refused."""
     try:
         return pa_json.read_json(
             io.BufferedReader(LinesReader(lines), buffer_size=block),
             read_options=pa_json.ReadOptions(block_size=block),
-            parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+            parse_options=pa_json.ParseOptions(explicit_schema=schema,
+                                               unexpected_field_behavior="error" if strict else "infer")
             if schema is not None else None,
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
 
 
-def _parse_lines(lines: pa.Array, text_only: bool) -> pa.Table | None:
+def _parse_lines(lines: pa.Array, text_only: bool, schema: pa.Schema | None = None) -> pa.Table | None:
     """pyarrow.json's table of `lines` (a binary array), parsed as one newline-separated text.
 
     Strings that look like dates become timestamps in pyarrow.json; unless `text_only`, they
@@ -274,8 +322,12 @@ def _parse_lines(lines: pa.Array, text_only: bool) -> pa.Table | None:
     field or a type the first rows did not show. The sample is a prefix of the batch, so a
     parse that succeeds with its schema gives the same table as inferring the whole batch:
     the same fields in the same order, the same types (pyarrow.json refuses, rather than
-    converts, a value that does not fit an explicit type)."""
+    converts, a value that does not fit an explicit type).
+
+    With a `schema` (a later slice, see _checked_slices): parsed with exactly that schema."""
     block = max(_MIN_BLOCK, pc.max(pc.binary_length(lines)).as_py() + 2)
+    if schema is not None:
+        return _read(lines, block, schema, strict=True)
     if text_only:
         return _read(lines, block)
     explicit = None
@@ -295,16 +347,18 @@ def _text_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f.with_type(_timestamps_as_text(f.type)) for f in schema])
 
 
-def _parse_checked(lines: pa.Array, max_depth: int, text_only: bool = False) -> pa.Table | None:
-    """pyarrow.json's table of `lines`, or None when it is not one row per line or when it
-    could have lost something (then the lines are parsed one by one)."""
+def _parse_checked(lines: pa.Array, max_depth: int, text_only: bool = False,
+                   schema: pa.Schema | None = None) -> pa.Table | None:
+    """pyarrow.json's table of `lines` (with `schema`: exactly that schema), or None when it
+    is not one row per line or when it could have lost something (then the lines are parsed
+    one by one)."""
     if not len(lines):
         return pa.table({})
     try:
         lines.cast(pa.string())  # pyarrow.json does not check UTF-8 inside strings
     except pa.ArrowInvalid:
         return None
-    table = _parse_lines(lines, text_only)
+    table = _parse_lines(lines, text_only, schema)
     if table is None or table.num_rows != len(lines):
         return None
     schema_type = pa.struct(list(table.schema))

@@ -13,12 +13,13 @@ from __future__ import annotations
 import base64
 from array import array
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .batch import Batch
-from .decode import DecodeUnavailable, Decoder  # noqa: F401 - DecodeUnavailable is part of encode()'s contract
+from .decode import DecodeUnavailable, Decoder, NotSliceable  # noqa: F401 - DecodeUnavailable is part of encode()'s contract
 from .formats import FileData, Rows, encoder_for
 from .paths import PartitionTemplate, data_file_name
 from .settings import Settings
@@ -58,6 +59,9 @@ class BatchEncoder:
         self.decoder = Decoder.from_settings(settings.decode, text_only=text_only)
         self.with_metadata = settings.output.metadata
         self.encoder = encoder_for(settings.output.format, settings.output.codec)
+        # Parquet from JSON is parsed and written a slice at a time when the folders do not
+        # depend on the records (round 8: no table of a whole batch is held).
+        self.parquet_in_slices = self.encoder.extension == ".parquet" and not self.template.fields
 
     def encode(self, batch: Batch) -> EncodedBatch:
         encoded = self._encode(batch)
@@ -65,6 +69,10 @@ class BatchEncoder:
         return encoded
 
     def _encode(self, batch: Batch) -> EncodedBatch:
+        if self.parquet_in_slices:
+            encoded = self._parquet_in_slices(batch)
+            if encoded is not None:
+                return encoded
         decoded = self.decoder.decode(batch.values)
         if self.encoder.extension == ".parquet":
             decoded.lines = None  # only NDJSON writes the text: let go of it now (memory)
@@ -101,6 +109,44 @@ class BatchEncoder:
         return EncodedBatch(batch, files, rejects, decoded.widened, decoded.skipped)
 
 
+    def _parquet_in_slices(self, batch: Batch) -> EncodedBatch | None:
+        """The batch as one Parquet file parsed and written slice by slice; None when it
+        is not one for that (see Decoder.decode_in_slices) or its rows go to more than one
+        folder: then it is encoded whole. Both ways give the same rows, types and names;
+        only the row groups differ (one per parquet.ROW_GROUP_BYTES)."""
+        tables = self.decoder.decode_in_slices(batch.values)
+        if tables is None:
+            return None
+        groups = _group_positions(self.template.folders(int64s(batch.timestamps)))
+        if len(groups) != 1:
+            return None
+        metadata = _metadata_table(batch) if self.with_metadata else None
+        try:
+            data = self.encoder.encode_slices(_rows_of(tables, metadata))
+        except NotSliceable:
+            return None
+        offsets = int64s(batch.offsets)
+        first = offsets[0].as_py()
+        name = data_file_name(self.topic, batch.partition, first, self.encoder.extension)
+        folder = groups[0][0]
+        return EncodedBatch(batch, [OutputFile(
+            path=f"{folder}/{name}" if folder else name,
+            data=data,
+            rows=len(offsets),
+            first_offset=first,
+            last_offset=offsets[-1].as_py(),
+        )])
+
+
+def _rows_of(tables: Iterator[pa.Table], metadata: pa.Table | None) -> Iterator[Rows]:
+    """Each slice's table with the metadata of the same rows."""
+    start = 0
+    for table in tables:
+        yield Rows(payload=table, metadata=None if metadata is None else metadata.slice(start, table.num_rows),
+                   json_lines=None)
+        start += table.num_rows
+
+
 def return_freed_arrow_memory() -> None:
     """Give back what pyarrow's allocator kept from this batch's decode and encode. Its default
     (mimalloc) keeps freed memory per thread for reuse, so each publisher thread held on to
@@ -120,14 +166,18 @@ def int64s(numbers) -> pa.Array:
     return pa.array(numbers, pa.int64())
 
 
-def _metadata_table(batch: Batch, kept: pa.Array) -> pa.Table:
-    count = len(kept)
-    keys = pa.array(batch.keys, pa.binary()).take(kept)
+def _metadata_table(batch: Batch, kept: pa.Array | None = None) -> pa.Table:
+    """The metadata columns of the rows at `kept` (all the batch's rows when None)."""
+    def rows(array: pa.Array) -> pa.Array:
+        return array if kept is None else array.take(kept)
+
+    count = len(batch.offsets) if kept is None else len(kept)
+    keys = rows(pa.array(batch.keys, pa.binary()))
     return pa.table({
         "_topic": pa.array([batch.topic] * count, pa.string()),
         "_partition": pa.array([batch.partition] * count, pa.int32()),
-        "_offset": int64s(batch.offsets).take(kept),
-        "_timestamp": int64s(batch.timestamps).take(kept).cast(pa.timestamp("ms", tz="UTC")).cast(pa.timestamp("us", tz="UTC")),
+        "_offset": rows(int64s(batch.offsets)),
+        "_timestamp": rows(int64s(batch.timestamps)).cast(pa.timestamp("ms", tz="UTC")).cast(pa.timestamp("us", tz="UTC")),
         "_key": _keys_as_text(keys),
     })
 

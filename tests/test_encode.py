@@ -234,3 +234,95 @@ def test_uncompressed_ndjson_is_made_while_it_is_written_and_again_for_a_retry(m
     # metadata: false writes the bodies alone, slice by slice.
     plain = BatchEncoder(settings(format="ndjson", compression="none", partition_by="", metadata=False)).encode(batch(values))
     assert data_bytes(plain.files[0].data) == b"".join(v + b"\n" for v in values)
+
+
+# ---- Parquet from JSON, parsed and written a slice at a time (encode.py, round 8)
+
+def _events(n, late=None, start=250):
+    rows = [json.dumps({"id": i, "at": f"2026-11-{1 + i % 28:02d}T10:00:00Z", "a b": i % 3, "A": "x", "a": "y",
+                        "o": {"d": "2026-01-01", "x": i * 1.5, "tags": ["t", str(i)]}, "maybe": None}).encode()
+            for i in range(n)]
+    if late:
+        rows[start:] = [late(i, json.loads(r)) for i, r in enumerate(rows[start:], start)]
+    return rows
+
+
+def _both_ways(monkeypatch, values):
+    """The batch encoded in slices (a few rows each) and whole."""
+    from ingest_core import decode
+    from ingest_core.formats import parquet
+
+    monkeypatch.setattr(decode, "PARSE_SLICE_BYTES", 4_000)  # about 20 rows per slice
+    monkeypatch.setattr(parquet, "ROW_GROUP_BYTES", 20_000)  # a row group every few slices
+    sliced = BatchEncoder(settings())
+    whole = BatchEncoder(settings())
+    whole.parquet_in_slices = False
+    return sliced.encode(batch(values)), whole.encode(batch(values))
+
+
+def _files(encoded):
+    return [(f.path, f.rows, f.first_offset, f.last_offset) for f in encoded.files]
+
+
+def _read(file):
+    return pq.ParquetFile(pa.BufferReader(data_bytes(file.data)))
+
+
+def _json(row):
+    return json.dumps(row).encode()
+
+
+@pytest.mark.parametrize("late, sliced", [
+    (None, True),
+    (lambda i, r: _json({**r, "maybe": f"now {i}"}), False),  # a field null in the first slice gets a type
+    (lambda i, r: _json({**r, "new": i}), False),  # a field the first slice did not have
+    (lambda i, r: _json({**r, "o": {**r["o"], "deep": True}}), False),  # the same, nested
+    (lambda i, r: _json({**r, "id": i + 0.5}), False),  # an int field with fractions
+    (lambda i, r: _json({**r, "at": i}), False),  # a number in a date-like text field: widened one by one
+    (lambda i, r: _json({**r, "at": "not a date"}), True),  # text in a date-like field: text either way
+    (lambda i, r: _json({**r, "o": {**r["o"], "x": 2}}), True),  # ints in a double field
+    (lambda i, r: _json({k: v for k, v in r.items() if k != "A"}), True),  # a field missing: null
+], ids=["stable", "null-then-text", "new-field", "new-nested-field", "int-then-double", "number-in-date-field",
+        "not-a-date", "int-in-double", "missing-field"])
+def test_parquet_in_slices_gives_the_rows_types_and_names_of_the_whole_batch(monkeypatch, late, sliced):
+    one, whole = _both_ways(monkeypatch, _events(300, late))
+    assert _files(one) == _files(whole) and not one.rejects and one.widened == whole.widened
+    got, expected = _read(one.files[0]), _read(whole.files[0])
+    assert got.read().equals(expected.read())
+    assert got.schema_arrow.metadata == expected.schema_arrow.metadata  # the renamed columns ("a b", "a")
+    assert expected.metadata.num_row_groups == 1
+    assert (got.metadata.num_row_groups > 1) is sliced  # a batch that does not fit its first slice goes whole
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (b'{"id": 280 "s": 1}', "invalid JSON"),
+    (b'{"id": 280, "o": {"x": -NaN}}', "invalid JSON"),
+    (b'{"id": 280, "id": 281}', "duplicate key"),
+])
+def test_a_bad_message_in_a_later_slice_is_rejected_as_in_a_whole_batch(monkeypatch, bad, reason):
+    values = _events(300)
+    values[280] = bad
+    one, whole = _both_ways(monkeypatch, values)
+    assert [r.index for r in one.rejects] == [280] and reason in one.rejects[0].reason
+    assert [(r.index, r.reason) for r in one.rejects] == [(r.index, r.reason) for r in whole.rejects]
+    assert _read(one.files[0]).read().equals(_read(whole.files[0]).read())
+
+
+def test_a_long_integer_rounded_into_a_double_in_a_later_slice_is_kept_exact(monkeypatch):
+    values = _events(300)
+    values[290] = _json({**json.loads(values[290]), "o": {"x": 12345678901234567891}})
+    one, _ = _both_ways(monkeypatch, values)
+    column = _read(one.files[0]).read().column("o").combine_chunks().field("x")
+    assert column[290].as_py() == "12345678901234567891" and one.widened > 0
+
+
+def test_a_batch_over_two_folders_or_foldered_by_a_field_is_encoded_whole(monkeypatch):
+    from ingest_core import decode
+
+    monkeypatch.setattr(decode, "PARSE_SLICE_BYTES", 4_000)
+    values = _events(300)
+    stamps = [BASE_TS] * 150 + [BASE_TS + HOUR_MS] * 150
+    encoded = BatchEncoder(settings()).encode(batch(values, stamps))
+    assert [f.rows for f in encoded.files] == [150, 150]
+    by_field = BatchEncoder(settings(partition_by="a={a}"))
+    assert not by_field.parquet_in_slices and by_field.encode(batch(values)).files[0].rows == 300
