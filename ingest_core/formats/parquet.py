@@ -2,6 +2,7 @@
 types Spark accepts (see schema.spark_readable), metadata columns first."""
 from __future__ import annotations
 
+import io
 import json
 from typing import Iterable
 
@@ -9,12 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..schema import spark_readable
-from . import Rows
+from . import FileData, Pieces, Rows
 
 RENAMED_KEY = b"lake_ingest.renamed"  # file metadata: {written name: name in the records}
 
 
-ROW_GROUP_BYTES = 16 << 20  # Arrow bytes of rows per row group when a batch comes in slices
+ROW_GROUP_BYTES = 8 << 20  # Arrow bytes of rows per row group when a batch comes in slices
 
 
 class ParquetEncoder:
@@ -23,14 +24,14 @@ class ParquetEncoder:
     def __init__(self, codec: str):
         self.codec = codec
 
-    def encode(self, rows: Rows) -> pa.Buffer:
+    def encode(self, rows: Rows) -> FileData:
         return self.encode_slices([rows])
 
-    def encode_slices(self, slices: Iterable[Rows]) -> pa.Buffer:
+    def encode_slices(self, slices: Iterable[Rows]) -> FileData:
         """One file of `slices` (the same schema each), taken one at a time: a row group is
         written once ROW_GROUP_BYTES of rows are waiting, so a batch that comes in slices is
         never held whole. A single slice is one row group, as `pq.write_table` makes it."""
-        sink = pa.BufferOutputStream()
+        sink = FileChunks()
         writer: pq.ParquetWriter | None = None
         waiting: list[pa.Table] = []
         waiting_bytes = 0
@@ -56,7 +57,7 @@ class ParquetEncoder:
         finally:
             if writer is not None:
                 writer.close()
-        return sink.getvalue()
+        return sink.data()
 
     @staticmethod
     def _readable(rows: Rows) -> pa.Table:
@@ -80,3 +81,37 @@ def merge_metadata(payload: pa.Table, metadata: pa.Table | None) -> pa.Table:
         names.append(f"{name}_payload" if name.lower() in taken else name)
         columns.append(column)
     return pa.Table.from_arrays(columns, names=names)
+
+
+class FileChunks(io.RawIOBase):
+    """A write-only file kept as chunks of about CHUNK_BYTES: the Parquet writer's output
+    without a buffer that doubles as it grows, nor a final copy (`data()`)."""
+
+    CHUNK_BYTES = 1 << 20
+
+    def __init__(self):
+        self.chunks: list[bytes] = []
+        self.filling = bytearray()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.filling += data
+        self.size += len(data)
+        if len(self.filling) >= self.CHUNK_BYTES:
+            self.chunks.append(bytes(self.filling))
+            self.filling = bytearray()
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def data(self) -> FileData:
+        """What was written: bytes when it is one chunk, else Pieces over the chunks."""
+        chunks = self.chunks + ([bytes(self.filling)] if self.filling else [])
+        self.chunks, self.filling = [], bytearray()
+        if len(chunks) == 1:
+            return chunks[0]
+        return Pieces(lambda: iter(chunks))
