@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 from array import array
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -147,12 +147,25 @@ def _rows_of(tables: Iterator[pa.Table], metadata: pa.Table | None) -> Iterator[
         start += table.num_rows
 
 
+def use_system_allocator(environ: Mapping[str, str]) -> str:
+    """Give pyarrow the C library's malloc for this process, unless ARROW_DEFAULT_MEMORY_POOL
+    names an allocator; returns the one in use. Called once, when `ingest run` starts.
+
+    Why: with the batch parsed and written in slices (round 8), Arrow's live memory at the
+    peak of a Parquet backlog is 20-30 MiB, but pyarrow's default, mimalloc, kept about 70 MiB
+    more resident than malloc did (585-604 against 525-530 MiB peak RSS, NDJSON 520-530
+    against 472-486), for 0-5 % of throughput (bench/RESULTS.md, Memory, round 8)."""
+    if not environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        pa.set_memory_pool(pa.system_memory_pool())
+    return pa.default_memory_pool().backend_name
+
+
 def return_freed_arrow_memory() -> None:
-    """Give back what pyarrow's allocator kept from this batch's decode and encode. Its default
-    (mimalloc) keeps freed memory per thread for reuse, so each publisher thread held on to
-    its largest batch's peak, 240-440 MiB at 64 MiB batches (bench/encode_memory.py). Once per
-    batch on the thread that encoded it, and again once its files are written (NDJSON text is
-    made while it is written): no measurable CPU."""
+    """Give back what pyarrow's allocator kept from this batch's decode and encode (malloc:
+    `malloc_trim`; mimalloc keeps freed memory per thread for reuse, so each publisher thread
+    held on to its largest batch's peak, 240-440 MiB at 64 MiB batches before round 7,
+    bench/encode_memory.py). Once per batch on the thread that encoded it, and again once
+    its files are written (NDJSON text is made while it is written): no measurable CPU."""
     release = getattr(pa.default_memory_pool(), "release_unused", None)
     if release is not None:
         release()

@@ -6,6 +6,7 @@ what is buffered, commits, and closes the consumer.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from confluent_kafka import Consumer
 
 from .batch import FlushPolicy
 from .deadletter import DeadLetterFiles, DeadLetters, DeadLetterTopic
-from .encode import BatchEncoder
+from .encode import BatchEncoder, use_system_allocator
 from .faults import FaultInjector
 from .kafka import BrokerErrors, consumer_config, producer_config
 from .ledger import Ledger
@@ -54,6 +55,7 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
                   settings.output.url, error, source, extra={"event": "storage_fatal"})
         return EXIT_FATAL
 
+    allocator = use_system_allocator(os.environ)  # before any batch: see its docstring
     consumer = Consumer(consumer_config(settings, error_cb=BrokerErrors(settings, str(source))))
     try:
         instruments = Instruments.start(settings, consumer)  # /healthz /readyz /metrics, status line
@@ -80,7 +82,8 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
     consumer.subscribe([settings.topic], on_assign=pipeline.on_assign, on_revoke=pipeline.on_revoke,
                        on_lost=pipeline.on_lost)
     log.info("consuming %s as group %s into %s (%s)", settings.topic, settings.group, settings.output.url,
-             settings.output.format, extra={"event": "started", "topic": settings.topic, "group": settings.group})
+             settings.output.format, extra={"event": "started", "topic": settings.topic, "group": settings.group,
+                                            "arrow_allocator": allocator})
 
     def should_stop() -> bool:  # called once per loop turn, on the main thread
         instruments.on_turn(pipeline)
