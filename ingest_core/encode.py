@@ -151,10 +151,10 @@ def use_system_allocator(environ: Mapping[str, str]) -> str:
     """Give pyarrow the C library's malloc for this process, unless ARROW_DEFAULT_MEMORY_POOL
     names an allocator; returns the one in use. Called once, when `ingest run` starts.
 
-    Why: with the batch parsed and written in slices (round 8), Arrow's live memory at the
-    peak of a Parquet backlog is 20-30 MiB, but pyarrow's default, mimalloc, kept about 70 MiB
-    more resident than malloc did (585-604 against 525-530 MiB peak RSS, NDJSON 520-530
-    against 472-486), for 0-5 % of throughput (bench/RESULTS.md, Memory, round 8)."""
+    Why: with batches parsed in slices on the publisher threads (round 8), pyarrow's default,
+    mimalloc, kept 30-40 MiB more resident than malloc at the peak of a backlog (Parquet
+    548-555 against 514-522 MiB, NDJSON 499-500 against 466-467) and was no faster
+    (bench/RESULTS.md, Memory, round 8)."""
     if not environ.get("ARROW_DEFAULT_MEMORY_POOL"):
         pa.set_memory_pool(pa.system_memory_pool())
     return pa.default_memory_pool().backend_name

@@ -299,3 +299,22 @@ def test_one_whole_batch_parse_at_a_time_but_ndjson_slices_are_free(monkeypatch)
     seen.clear()
     held = decode.Decoder("json", text_only=True)
     assert held.decode([b'{"a":1}', b'{"a":2}']).kept == [0, 1] and seen == [False]
+
+
+def test_slices_are_parsed_on_the_calling_thread_and_whole_batches_on_arrows_pool(monkeypatch):
+    """A slice is a block or two: Arrow's thread pool only cost CPU and kept its memory in
+    threads whose allocator caches are never released (round 8)."""
+    from ingest_core import decode
+
+    seen = []
+    real = decode.pa_json.read_json
+    monkeypatch.setattr(decode.pa_json, "read_json", lambda *a, **k: seen.append(k["read_options"].use_threads) or real(*a, **k))
+    monkeypatch.setattr(decode, "PARSE_SLICE_BYTES", 200)
+    monkeypatch.setattr(decode, "TEXT_SLICE_BYTES", 200)
+    values = [b'{"id": %d, "s": "x"}' % i for i in range(60)]
+    tables = list(decode.Decoder("json").decode_in_slices(values))
+    assert sum(t.num_rows for t in tables) == 60 and len(tables) > 1 and seen and not any(seen)
+    seen.clear()
+    assert decode.Decoder("json", text_only=True).decode(values).kept == list(range(60)) and seen and not any(seen)
+    seen.clear()
+    assert decode.Decoder("json").decode(values).table.num_rows == 60 and seen and all(seen)
