@@ -2,12 +2,13 @@
 
 A buffer holds the consumed messages of one partition column by column (offsets,
 timestamps, keys, values, headers), so the encoders can work on whole arrays; the values
-are kept back to back in one bytearray, which a cut hands over as an Arrow binary array.
+are kept back to back in one memory map, which a cut hands over as an Arrow binary array.
 `FlushPolicy.reason()` is a pure function of a buffer and the clock.
 """
 from __future__ import annotations
 
 import bisect
+import mmap
 from array import array
 from dataclasses import dataclass, field
 from itertools import accumulate, islice
@@ -63,16 +64,25 @@ class Batch:
 
 
 class ValueColumn:
-    """The values of a buffer back to back in one bytearray, with where each one ends: the
-    buffers of an Arrow binary array, so a cut gives the encoder its array without a copy.
-    (Holding 65,000 Python `bytes` and copying them into an array at encode time cost a
-    quarter of the encode, with the GIL held, and a second copy of the batch in memory.)
-    Values arrive a consume() batch at a time: one join and one running sum per batch."""
+    """The values of a buffer back to back in one anonymous memory map, with where each one
+    ends: the buffers of an Arrow binary array, so a cut gives the encoder its array without
+    a copy. (Holding 65,000 Python `bytes` and copying them into an array at encode time cost
+    a quarter of the encode, with the GIL held, and a second copy of the batch in memory.)
+    Values arrive a consume() batch at a time: one join and one running sum per batch.
 
-    __slots__ = ("data", "ends", "nulls")
+    Why a memory map and not a bytearray: a bytearray lives in the C heap, and one that grows
+    by a consume() batch at a time up to tens of MiB left holes there that the heap kept
+    (round 8: a 30-minute soak peaked at the memory bound with pyarrow on malloc). A private
+    anonymous map grows in place (mremap), costs memory only for the pages written, and is
+    given back whole when its batch is dropped."""
+
+    __slots__ = ("data", "size", "ends", "nulls")
+
+    FIRST_CAPACITY = 1 << 20  # address space, not memory: pages count once written
 
     def __init__(self, values: list[bytes | None] | None = None) -> None:
-        self.data = bytearray()
+        self.data: mmap.mmap | None = None  # made at the first value
+        self.size = 0  # bytes of values in `data`
         self.ends = array("q", [0])  # value i is data[ends[i]:ends[i + 1]]
         self.nulls: list[int] = []  # positions of messages without a value
         if values:
@@ -81,7 +91,7 @@ class ValueColumn:
     def extend(self, values: list[bytes | None]) -> int:
         """Append values (None: a message without one); returns the bytes added. One join and
         one running sum in C for the lot, no Python work per value unless some are None."""
-        start = len(self.data)
+        start = self.size
         try:
             lengths = list(map(len, values))
         except TypeError:  # a None among them
@@ -93,16 +103,27 @@ class ValueColumn:
                 else:
                     lengths.append(len(value))
             values = [v for v in values if v is not None]
-        self.data += b"".join(values)
+        self._append(b"".join(values))
         self.ends.fromlist(list(islice(accumulate(lengths, initial=start), 1, None)))  # where each new value ends
-        return len(self.data) - start
+        return self.size - start
+
+    def _append(self, data: bytes) -> None:
+        end = self.size + len(data)
+        if self.data is None or end > len(self.data):
+            capacity = max(end, 2 * len(self.data) if self.data is not None else self.FIRST_CAPACITY)
+            if self.data is None:
+                self.data = mmap.mmap(-1, capacity, flags=mmap.MAP_PRIVATE)
+            else:
+                self.data.resize(capacity)  # raises BufferError once array() has shared the bytes
+        self.data[self.size:end] = data
+        self.size = end
 
     def __len__(self) -> int:
         return len(self.ends) - 1
 
     def array(self) -> pa.Array:
         """The values as an Arrow binary array sharing this column's bytes (the column must not
-        grow afterwards: a bytearray whose memory is shared cannot be resized)."""
+        grow afterwards: a map whose memory is shared cannot be resized)."""
         count = len(self)
         validity = None
         if self.nulls:
@@ -110,10 +131,11 @@ class ValueColumn:
             for position in self.nulls:
                 present[position] = False
             validity = pa.array(present, pa.bool_()).buffers()[1]
+        data = pa.py_buffer(self.data).slice(0, self.size) if self.data is not None else pa.py_buffer(b"")
         values = pa.Array.from_buffers(pa.large_binary(), count,
-                                       [validity, pa.py_buffer(self.ends), pa.py_buffer(self.data)],
+                                       [validity, pa.py_buffer(self.ends), data],
                                        null_count=len(self.nulls))
-        if len(self.data) < 2**31:
+        if self.size < 2**31:
             return values.cast(pa.binary())  # new 32-bit offsets; the bytes stay where they are
         return values  # over 2 GiB: only a large_binary array can hold it
 

@@ -87,3 +87,18 @@ def test_extend_takes_a_consume_batch_at_once_nulls_and_empty_values_included():
     batch = buffer.take()
     assert batch.values.to_pylist() == [b"ab"] + values
     assert batch.values.null_count == 2 and list(batch.offsets) == list(range(5, 11))
+
+
+def test_value_column_grows_in_place_and_its_memory_lives_as_long_as_the_batch(monkeypatch):
+    monkeypatch.setattr(ValueColumn, "FIRST_CAPACITY", 16)  # grow several times
+    column = ValueColumn()
+    chunks = [[bytes([65 + i % 26]) * (i + 1) for i in range(j, j + 7)] for j in range(0, 70, 7)]
+    for values in chunks:
+        column.extend(values)
+    flat = [v for values in chunks for v in values]
+    array = column.array()
+    assert array.to_pylist() == flat and column.size == sum(map(len, flat))
+    assert array.buffers()[2].size == column.size  # the map's spare capacity is not part of the array
+    mapping = column.data
+    del column
+    assert not mapping.closed and array.to_pylist() == flat  # the batch keeps the bytes alive
