@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = measure(name, run, context, keep=args.keep)
                 report["results"].append(result)
                 print(f"[bench] run {run} {name:<13} {describe(result)}", flush=True)
-        report["avro"] = avro_micro_benchmark(args.quick)
+        report["avro"] = avro_micro_benchmark(args.quick, source)
     finally:
         broker.stop()
         if not args.keep:
@@ -285,12 +285,16 @@ def lake_ingest_timing(child: common.ChildRun) -> dict:
             "rows_logged": sum(e.get("rows", 0) for e in flushes)}
 
 
-def avro_micro_benchmark(quick: bool) -> dict:
+def avro_micro_benchmark(quick: bool, source: Path | None) -> dict:
+    """bench/avro_decode.py in a child, with the ingest_core being measured (the revision's or
+    the work tree's) first on its path, as for the lake-ingest contenders."""
+    import os
     import subprocess
 
     script = Path(__file__).resolve().parent / "avro_decode.py"
     argv = [sys.executable, str(script), "--json", "--records", "50000" if quick else "200000"]
-    out = subprocess.run(argv, capture_output=True, text=True, cwd=common.REPO)
+    env = {**os.environ, "PYTHONPATH": str(source or common.REPO)}
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=common.REPO, env=env)
     try:
         return json.loads(out.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
