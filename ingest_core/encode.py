@@ -96,18 +96,9 @@ class BatchEncoder:
                     json_lines=_subset(decoded.lines, positions),
                 )
                 group_offsets = offsets.take(positions)
-            first = group_offsets[0].as_py()
-            name = data_file_name(self.topic, batch.partition, first, self.encoder.extension)
-            files.append(OutputFile(
-                path=f"{folder}/{name}" if folder else name,
-                data=self.encoder.encode(rows),
-                rows=len(group_offsets),
-                first_offset=first,
-                last_offset=group_offsets[-1].as_py(),
-            ))
+            files.append(self._output_file(batch, folder, group_offsets, self.encoder.encode(rows)))
         files.sort(key=lambda f: f.path)
         return EncodedBatch(batch, files, rejects, decoded.widened, decoded.skipped)
-
 
     def _parquet_in_slices(self, batch: Batch) -> EncodedBatch | None:
         """The batch as one Parquet file parsed and written slice by slice; None when it
@@ -125,18 +116,14 @@ class BatchEncoder:
             data = self.encoder.encode_slices(_rows_of(tables, metadata))
         except NotSliceable:
             return None
-        offsets = int64s(batch.offsets)
+        return EncodedBatch(batch, [self._output_file(batch, groups[0][0], int64s(batch.offsets), data)])
+
+    def _output_file(self, batch: Batch, folder: str, offsets: pa.Array, data: FileData) -> OutputFile:
+        """The file of the rows at `offsets` in `folder`, named by its first offset."""
         first = offsets[0].as_py()
         name = data_file_name(self.topic, batch.partition, first, self.encoder.extension)
-        folder = groups[0][0]
-        return EncodedBatch(batch, [OutputFile(
-            path=f"{folder}/{name}" if folder else name,
-            data=data,
-            rows=len(offsets),
-            first_offset=first,
-            last_offset=offsets[-1].as_py(),
-        )])
-
+        return OutputFile(path=f"{folder}/{name}" if folder else name, data=data, rows=len(offsets),
+                          first_offset=first, last_offset=offsets[-1].as_py())
 
 def _rows_of(tables: Iterator[pa.Table], metadata: pa.Table | None) -> Iterator[Rows]:
     """Each slice's table with the metadata of the same rows."""
