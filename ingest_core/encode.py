@@ -105,11 +105,11 @@ class BatchEncoder:
         is not one for that (see Decoder.decode_in_slices) or its rows go to more than one
         folder: then it is encoded whole. Both ways give the same rows, types and names;
         only the row groups differ (one per parquet.ROW_GROUP_BYTES)."""
-        tables = self.decoder.decode_in_slices(batch.values)
-        if tables is None:
-            return None
         groups = _group_positions(self.template.folders(int64s(batch.timestamps)))
         if len(groups) != 1:
+            return None  # checked first: the folders are cheap, the look at the values is not
+        tables = self.decoder.decode_in_slices(batch.values)
+        if tables is None:
             return None
         metadata = _metadata_table(batch) if self.with_metadata else None
         try:
