@@ -13,6 +13,7 @@ a child process, and is timed from partitions assigned to everything landed and 
                      with lake-ingest's librdkafka prefetch limits (ingest_core/kafka.py)
   ceiling-defaults   the same with librdkafka's default prefetch limits
   ceiling-keep       the ceiling keeping each value until a batch's worth per partition has arrived
+  ceiling-parse      ceiling-keep also parsing each batch with pyarrow.json on two threads, nothing written
   lake-ndjson        ingest run, output.format ndjson, compression none
   lake-parquet       ingest run, output.format parquet, compression zstd
   quix-json/-parquet Quix Streams LocalFileSink, JSONFormat / ParquetFormat(zstd)
@@ -42,9 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-CONTENDERS = ["ceiling", "ceiling-defaults", "ceiling-keep", "lake-ndjson", "lake-parquet", "quix-json", "quix-parquet",
+CONTENDERS = ["ceiling", "ceiling-defaults", "ceiling-keep", "ceiling-parse", "lake-ndjson", "lake-parquet", "quix-json", "quix-parquet",
               "quix-json-tuned", "quix-parquet-tuned", "kafka-python", "dlt"]
-ON_PROJECT_PYTHON = {"ceiling", "ceiling-defaults", "ceiling-keep", "lake-ndjson", "lake-parquet"}
+ON_PROJECT_PYTHON = {"ceiling", "ceiling-defaults", "ceiling-keep", "ceiling-parse", "lake-ndjson", "lake-parquet"}
 SLOW = {"kafka-python", "dlt"}  # 10-20x slower than the rest: --slow-runs of them keeps the full mode < 20 min
 MAX_RECORDS, MAX_BYTES = 100_000, 64 * 1024 * 1024
 KEY_BYTES = 6  # EventFactory.key
@@ -188,9 +189,10 @@ def measure(name: str, run: int, ctx: Context, wrap: list[str] | None = None, ke
     competitor_python = common.venv_python(ctx.venv) if ctx.venv else None
     suffixes: tuple[str, ...] = ()
     rows_folder = out
-    if name in ("ceiling", "ceiling-defaults", "ceiling-keep"):
+    if name in ("ceiling", "ceiling-defaults", "ceiling-keep", "ceiling-parse"):
         spec["librdkafka_defaults"] = name == "ceiling-defaults"
         spec["keep_values"] = name == "ceiling-keep"
+        spec["parse_values"] = name == "ceiling-parse"
         spec["partitions"] = ctx.partitions
         argv = [project_python, str(contenders / "ceiling.py"), json.dumps(spec)]
     elif name.startswith("lake-"):

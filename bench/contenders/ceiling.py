@@ -8,10 +8,18 @@ ratio to it measures lake-ingest's own work, not a different prefetch; `ceiling-
 lake-ingest's bounded prefetch costs. `ceiling-keep` (spec "keep_values") keeps each value
 in a list per partition until a batch's worth has arrived (`batch_messages` / partitions, what
 lake-ingest cuts), then drops the list: the least any consumer that batches must do.
+`ceiling-parse` (spec "parse_values") also hands each such batch to a pool of two threads
+that parse it with pyarrow.json (nothing is written; the end is when the last parse is done):
+the least any consumer must do that checks every value is JSON before it lands, which both
+lake-ingest formats do (NDJSON to dead-letter what is not JSON, Parquet to build its columns).
 """
+import concurrent.futures
 import json
 import sys
 import time
+
+import pyarrow as pa
+import pyarrow.json as pa_json
 
 from confluent_kafka import Consumer
 from bench_result import report
@@ -28,7 +36,11 @@ def main(spec: dict) -> int:
     assigned_at = []
     consumer.subscribe([spec["topic"]], on_assign=lambda _c, _p: assigned_at.append(time.time()))
     expect, seen, value_bytes = spec["expect"], 0, 0
-    keep = spec.get("keep_values", False)
+    parse = spec.get("parse_values", False)
+    keep = spec.get("keep_values", False) or parse
+    # Two threads: pyarrow.json parses with the GIL released, so they run beside the consume loop.
+    parsers = concurrent.futures.ThreadPoolExecutor(2) if parse else None
+    parses: list[concurrent.futures.Future] = []
     per_batch = max(1, spec.get("batch_messages", 1) // max(1, spec.get("partitions", 1)))
     kept: dict[int, list[bytes]] = {}
     last_message = time.monotonic()
@@ -49,10 +61,26 @@ def main(spec: dict) -> int:
                     values.append(value)
                     if len(values) >= per_batch:
                         kept[message.partition()] = []
+                        if parse:
+                            parses.append(parsers.submit(parse_json, values))
+    if parse:
+        parses.extend(parsers.submit(parse_json, values) for values in kept.values() if values)
+        rows = sum(future.result() for future in parses)
+        parsers.shutdown()
+        if rows != seen:
+            print(f"parsed {rows} rows of {seen} values", file=sys.stderr)
+            return 1
     consumer.commit(asynchronous=False)  # positions of everything consumed
     code = report(assigned_at, seen, expect, value_bytes=value_bytes)
     consumer.close()
     return code
+
+
+def parse_json(values: list[bytes]) -> int:
+    """One batch's values parsed as lake-ingest's decoder reads them (1 MiB blocks, pyarrow's threads)."""
+    table = pa_json.read_json(pa.BufferReader(b"\n".join(values)),
+                              read_options=pa_json.ReadOptions(block_size=1 << 20))
+    return table.num_rows
 
 
 if __name__ == "__main__":

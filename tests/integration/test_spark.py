@@ -150,10 +150,11 @@ def test_file_stream_reads_each_new_file_once_with_explicit_and_inferred_schema(
 
     # Round 2: 1,200 later messages with a new field; the same checkpoint reads only the new files.
     second = produce(kafka.bootstrap, topic_name, 1200, 2400, START_MS + 3 * HOUR_MS, HOUR_MS, channel="web")
-    assert run_until_idle(config).returncode == 0
+    round_2 = run_until_idle(config)
+    assert round_2.returncode == 0, round_2.stderr[-4000:]
     files_2 = rows_per_file(lake.store, fmt)
     new_files = set(files_2) - set(files_1)
-    assert new_files and set(files_1) <= set(files_2)
+    assert new_files and set(files_1) <= set(files_2), round_2.stderr[-6000:]
 
     run_2 = run_available_now(explicit.open(spark), tmp_path / "checkpoint", explicit.path)
     check_run(run_2, second, files_2, topic_name)
