@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="consume one topic until SIGTERM/SIGINT")
     run.add_argument("config", type=Path)
     run.add_argument("--exit-when-idle", metavar="DURATION",
-                     help="stop (after flushing) when no message arrived for this long, e.g. 10s")
+                     help="stop (after flushing) once every partition is read to its end and no message "
+                          "arrived for this long, e.g. 10s")
     run.add_argument("--shutdown-timeout", default="30s", metavar="DURATION",
                      help="how long to keep retrying storage while stopping (default 30s)")
     run.add_argument("--log-format", choices=["auto", "json", "text"], default="auto")

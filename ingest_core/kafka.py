@@ -31,8 +31,11 @@ _DEFAULTS = {
 }
 
 
-def consumer_config(settings: Settings, error_cb=None) -> dict[str, Any]:
+def consumer_config(settings: Settings, error_cb=None, partition_eof: bool = False) -> dict[str, Any]:
+    """`partition_eof`: have consume() report each partition's end (`--exit-when-idle` needs it)."""
     config: dict[str, Any] = {**_DEFAULTS, **settings.kafka, **_FORCED}
+    if partition_eof:
+        config["enable.partition.eof"] = True
     config.setdefault("bootstrap.servers", "localhost:9092")
     config["group.id"] = settings.group
     if error_cb is not None:

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from .batch import Batch, FlushPolicy, PartitionBuffer
 from .decode import DecodeUnavailable
@@ -40,6 +40,8 @@ from .observer import PipelineObserver
 from .storage import LakeStore, StorageError
 
 log = logging.getLogger("ingest.pipeline")
+
+_PARTITION_EOF = KafkaError._PARTITION_EOF  # what consume() hands over when a partition is read to its end
 
 OFFSET_UNKNOWN = -1001
 
@@ -88,6 +90,7 @@ class PartitionState:
     retry_at: float = 0.0
     paused: bool = False
     due_since: float | None = None  # a batch is due but every publish slot is taken: since when
+    at_end: bool = False  # the consumer reported the partition's end (_PARTITION_EOF) after its last message
 
     @property
     def settled(self) -> bool:
@@ -118,6 +121,10 @@ class Pipeline:
     # buffers are paused as before (see _hold_back), which bounds memory at (partitions +
     # publish_slots) x max_bytes.
     memory_wait_limit: float = 10.0
+    # The consumer reports each partition's end (librdkafka `enable.partition.eof`, set by the
+    # runner for --exit-when-idle): an idle exit then also waits until every partition we own
+    # has been read to its end, so a slow first fetch is not taken for an empty topic.
+    partition_eof: bool = False
     stats: Stats = field(default_factory=Stats)
     observer: PipelineObserver = field(default_factory=PipelineObserver)
     faults: FaultInjector = field(default_factory=FaultInjector)
@@ -180,11 +187,15 @@ class Pipeline:
                 last_message_at = now
                 self.accept(messages, now)
             self.turn(now)
-            if exit_when_idle is not None and now - last_message_at >= exit_when_idle \
-                    and all(s.job is None and s.cut is None for s in self.states.values()):
+            if exit_when_idle is not None and now - last_message_at >= exit_when_idle and self._drained():
                 log.info("no message for %.0f s; stopping", exit_when_idle, extra={"event": "idle_exit"})
                 break
         return self.shutdown(shutdown_timeout)
+
+    def _drained(self) -> bool:
+        """Nothing in flight, and (when the consumer reports them) every partition at its end."""
+        return all(s.job is None and s.cut is None and (s.at_end or not self.partition_eof)
+                   for s in self.states.values())
 
     def _poll(self) -> list:
         """The next messages. While a batch is being published and nothing may arrive (every
@@ -223,10 +234,15 @@ class Pipeline:
         states = self.states
         before = sum(s.buffer.nbytes for s in states.values())
         by_partition: dict[int, list] = {}
+        ends: dict[int, int] = {}  # partition -> how many of its messages came before its end was reported
+        reports = 0
         for message in messages:
             error = message.error()
             if error is not None:
-                if error.code() != -191:  # _PARTITION_EOF is information, not an error
+                if error.code() == _PARTITION_EOF:  # information, not an error
+                    ends[message.partition()] = len(by_partition.get(message.partition(), ()))
+                    reports += 1
+                else:
                     log.warning("consume error: %s", error.str(), extra={"event": "consume_error"})
                 continue
             partition = message.partition()
@@ -238,7 +254,12 @@ class Pipeline:
             state = states.get(partition)
             if state is not None:
                 state.buffer.extend(group, now)
-        self.observer.consumed(len(messages), sum(s.buffer.nbytes for s in states.values()) - before)
+                state.at_end = ends.get(partition) == len(group)
+        for partition in ends.keys() - by_partition.keys():
+            state = states.get(partition)
+            if state is not None:
+                state.at_end = True
+        self.observer.consumed(len(messages) - reports, sum(s.buffer.nbytes for s in states.values()) - before)
 
     def turn(self, now: float) -> None:
         self._early_cut = self._fullest_buffer() if self._at_budget() else None

@@ -56,7 +56,8 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
         return EXIT_FATAL
 
     allocator = use_system_allocator(os.environ)  # before any batch: see its docstring
-    consumer = Consumer(consumer_config(settings, error_cb=BrokerErrors(settings, str(source))))
+    partition_eof = exit_when_idle is not None  # an idle exit waits until every partition is read to its end
+    consumer = Consumer(consumer_config(settings, error_cb=BrokerErrors(settings, str(source)), partition_eof=partition_eof))
     try:
         instruments = Instruments.start(settings, consumer)  # /healthz /readyz /metrics, status line
     except OSError as error:
@@ -68,7 +69,7 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
     pipeline = Pipeline(
         topic=settings.topic, consumer=consumer, encoder=BatchEncoder(settings), store=store,
         ledger=Ledger(store), dead_letters=dead_letters, policy=FlushPolicy.from_settings(settings.batch),
-        faults=FaultInjector.from_environment(), observer=instruments.observer,
+        faults=FaultInjector.from_environment(), observer=instruments.observer, partition_eof=partition_eof,
     )
     stop = {"requested": False}
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 
 @dataclass
@@ -27,6 +27,18 @@ class FakeMessage:
 
 
 @dataclass
+class PartitionEnd:
+    """What consume() hands over with `enable.partition.eof` when a partition is read to its end."""
+    _topic: str
+    _partition: int
+    _offset: int
+
+    def partition(self): return self._partition
+    def offset(self): return self._offset
+    def error(self): return KafkaError(KafkaError._PARTITION_EOF)
+
+
+@dataclass
 class FakeConsumer:
     """Serves messages of assigned partitions from their committed offset, like a real consumer."""
 
@@ -36,6 +48,8 @@ class FakeConsumer:
     positions: dict[int, int] = field(default_factory=dict)
     paused: set[int] = field(default_factory=set)
     fail_commits: bool = False
+    partition_eof: bool = False  # report each partition's end once its last message is handed over
+    reported_end: dict[int, int] = field(default_factory=dict)
 
     def assign_all(self, pipeline) -> None:
         for p in self.log:
@@ -51,6 +65,11 @@ class FakeConsumer:
                 if m.offset() >= self.positions[p] and len(out) < num_messages:
                     out.append(m)
                     self.positions[p] = m.offset() + 1
+            end = messages[-1].offset() + 1 if messages else self.positions[p]
+            if self.partition_eof and self.positions[p] >= end and self.reported_end.get(p) != end \
+                    and len(out) < num_messages:
+                out.append(PartitionEnd(self.topic, p, end))
+                self.reported_end[p] = end
         return out
 
     def committed(self, partitions, timeout=None):

@@ -364,3 +364,50 @@ def test_at_the_byte_budget_the_fullest_buffer_is_cut_early_and_then_the_loop_wa
     assert consumer.committed_offsets == {0: 13, 1: 9, 2: 14}
     assert landed(tmp_path) == [(0, i) for i in range(13)] + [(1, i) for i in range(9)] + [(2, i) for i in range(14)]
     pool.shutdown()
+
+
+class TickingClock:
+    """Moves on a little every time it is read: pipeline.run's idle time passes by itself."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        self.now += 0.01
+        return self.now
+
+
+def test_an_idle_exit_waits_until_every_partition_is_read_to_its_end(tmp_path):
+    """--exit-when-idle on a loaded machine: the first fetch comes after the idle time. With
+    the consumer reporting each partition's end (enable.partition.eof), the run waits for it
+    and lands everything; without, it would stop having read nothing."""
+    def slow_first_fetch(eof: bool) -> FakeConsumer:
+        consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 5), 1: json_messages(TOPIC, 1, 3)},
+                                partition_eof=eof)
+        plain_consume, calls = consumer.consume, []
+        consumer.consume = lambda n=1, timeout=0: calls.append(1) or ([] if len(calls) <= 200 else plain_consume(n))
+        return consumer
+
+    blind = slow_first_fetch(eof=False)
+    pipeline, _ = make(tmp_path / "blind", blind, max_records=100, clock=TickingClock())
+    assert pipeline.run(lambda: False, exit_when_idle=1.0) and blind.committed_offsets == {}  # the old way
+
+    consumer = slow_first_fetch(eof=True)
+    pipeline, _ = make(tmp_path, consumer, max_records=100, clock=TickingClock())
+    pipeline.partition_eof = True
+    assert pipeline.run(lambda: False, exit_when_idle=1.0)
+    assert consumer.committed_offsets == {0: 5, 1: 3}
+    assert landed(tmp_path) == sorted([(0, i) for i in range(5)] + [(1, i) for i in range(3)])
+
+
+def test_a_partition_is_at_its_end_only_if_its_end_came_after_its_last_message(tmp_path):
+    from fakes import PartitionEnd
+    consumer = FakeConsumer(TOPIC, {0: [], 1: [], 2: []})
+    pipeline, _ = make(tmp_path, consumer, max_records=100)
+    m0, m1 = json_messages(TOPIC, 0, 2), json_messages(TOPIC, 1, 2)
+    pipeline.accept([m0[0], PartitionEnd(TOPIC, 0, 1), m0[1], m1[0], m1[1], PartitionEnd(TOPIC, 1, 2),
+                     PartitionEnd(TOPIC, 2, 0)], 0.0)
+    assert [pipeline.states[p].at_end for p in range(3)] == [False, True, True]
+    pipeline.accept([json_messages(TOPIC, 2, 1)[0]], 0.0)  # new messages: no longer at its end
+    assert [pipeline.states[p].at_end for p in range(3)] == [False, True, False]
+    assert pipeline.states[0].buffer.nbytes and len(pipeline.states[0].buffer.offsets) == 2

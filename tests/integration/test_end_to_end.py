@@ -35,6 +35,25 @@ def test_10k_messages_land_exactly_once_and_a_second_run_adds_nothing(kafka, top
     assert landed_rows(lake.store, fmt) == expected_rows(10_000)
 
 
+def test_an_idle_exit_waits_for_a_slow_first_fetch_and_an_empty_partition_does_not_hold_it(
+        kafka, topic_name, tmp_path):
+    """`--exit-when-idle 1s` while the broker answers each fetch only after 3 s (it waits for
+    a fetch.min.bytes it never gets): the run still lands everything, because it stops only
+    once librdkafka has reported every partition's end; partition 2, never written, has an
+    end too."""
+    create_topic(kafka.bootstrap, topic_name, partitions=3)
+    produce_events(kafka.bootstrap, topic_name, 300, partitions=2)
+    lake = LakeStore.open(f"file://{tmp_path / 'lake'}")
+    config = write_config(tmp_path, topic_name, kafka.bootstrap, lake.url,
+                          kafka={"fetch.min.bytes": 10_000_000, "fetch.wait.max.ms": 3000})
+    began = time.monotonic()
+    result = run_until_idle(config, idle="1s")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert time.monotonic() - began >= 3  # it did wait for the fetch
+    assert landed_rows(lake, "parquet") == expected_rows(300, partitions=2)
+    assert committed_offsets(kafka.bootstrap, f"ingest-{topic_name}", topic_name) == {0: 150, 1: 150, 2: -1001}
+
+
 def test_sigterm_mid_run_commits_what_landed_and_restart_completes(kafka, topic_name, tmp_path):
     create_topic(kafka.bootstrap, topic_name, partitions=3)
     lake = LakeStore.open(f"file://{tmp_path / 'lake'}")
