@@ -224,8 +224,8 @@ def test_crash_mid_publish_spark_reads_nothing_partially_or_twice(
     producer.join()
     produced.update(more)
 
-    # 3. Restarted until the topic is drained. The idle limit outlasts the killed member's session (6 s):
-    # `--exit-when-idle` counts from start, and the partitions are not ours until that session ends.
+    # 3. Restarted until the topic is drained. Idle time counts only once the partitions are ours (after the
+    # killed member's 6 s session ends) and each has been read to its end.
     assert run_until_idle(config, idle="10s").returncode == 0
     runs.append(run_available_now(reader.open(spark), checkpoint, reader.path))
 
