@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from .binary import LinesReader, values_buffer
+from .binary import LinesReader, lines_text, values_buffer
 from .schema import INT64_MAX, INT64_MIN, NumberText, exceeds_depth, rows_to_table, schema_has, type_depth
 
 _MIN_BLOCK = 1 << 20
@@ -199,6 +199,7 @@ def decode_json(values: pa.Array | list[bytes | None], max_depth: int = 64, text
 
 
 TEXT_SLICE_BYTES = 2 << 20  # NDJSON validates this much at a time: the parse's memory stays small (round 7: from 16 MiB)
+JOINED_PARSE_BYTES = 8 << 20  # text up to this size is joined for the parser; a whole batch is read piece by piece
 PARSE_SLICE_BYTES = 2 << 20  # Parquet from JSON parses this much at a time (round 8, see decode_in_slices)
 
 
@@ -303,9 +304,17 @@ def _read(lines: pa.Array, block: int, schema: pa.Schema | None = None, strict: 
     With a `schema`, fields it does not have are inferred, or with `strict` refused.
     `threads`: parse blocks on Arrow's thread pool (a whole batch), or on the calling thread
     (a slice: see _parse_checked)."""
+    if len(values_buffer(lines)) <= JOINED_PARSE_BYTES:
+        # A slice: joined into one buffer from pyarrow's pool, which the parser reads in place.
+        # Through a Python file, pyarrow copies each read into a buffer from its C++ default
+        # pool (mimalloc, whatever pa.set_memory_pool says), which kept 30-45 MiB resident
+        # at the peak of a backlog (round 9).
+        source = pa.BufferReader(lines_text(lines))
+    else:
+        source = io.BufferedReader(LinesReader(lines), buffer_size=block)
     try:
         return pa_json.read_json(
-            io.BufferedReader(LinesReader(lines), buffer_size=block),
+            source,
             read_options=pa_json.ReadOptions(block_size=block, use_threads=threads),
             parse_options=pa_json.ParseOptions(explicit_schema=schema,
                                                unexpected_field_behavior="error" if strict else "infer")

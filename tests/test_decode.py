@@ -1,6 +1,7 @@
 """decode.py: JSON batches (fast path and per-message isolation), raw, tombstone policies."""
 from __future__ import annotations
 
+import io
 import json
 
 import pyarrow as pa
@@ -282,6 +283,24 @@ def test_the_lines_reader_gives_the_joined_text_in_any_read_sizes(monkeypatch):
     assert io.BufferedReader(LinesReader(values.slice(3, 0))).read() == b""
     assert io.BufferedReader(LinesReader(values.slice(995)), buffer_size=4).read() == expected[-sum(
         len(v) + 1 for v in values.slice(995).to_pylist()):]
+
+
+def test_text_over_the_join_limit_is_read_piece_by_piece_and_gives_the_same_table(monkeypatch):
+    """A slice is joined for the parser (pyarrow reads it in place); a whole batch over
+    JOINED_PARSE_BYTES goes through LinesReader instead (no joined copy of 64 MiB)."""
+    from ingest_core import decode
+
+    values = [b'{"id": %d, "s": "x%d", "t": "2026-11-30T12:00:00", "xs": [1.5]}' % (i, i) for i in range(500)]
+    sources = []
+    real = decode.pa_json.read_json
+    monkeypatch.setattr(decode.pa_json, "read_json", lambda source, **k: sources.append(type(source)) or real(source, **k))
+    joined = decode.Decoder("json").decode(values).table
+    assert set(sources) == {pa.BufferReader}
+    sources.clear()
+    monkeypatch.setattr(decode, "JOINED_PARSE_BYTES", 1000)
+    monkeypatch.setattr(decode.LinesReader, "PIECE_ROWS", 7)
+    assert decode.Decoder("json").decode(values).table.equals(joined)
+    assert set(sources) == {io.BufferedReader}
 
 
 def test_one_whole_batch_parse_at_a_time_but_ndjson_slices_are_free(monkeypatch):
