@@ -19,9 +19,10 @@ _DEFAULTS = {
     "auto.offset.reset": "earliest",
     "partition.assignment.strategy": "cooperative-sticky",
     # Bound librdkafka's prefetch so memory follows batch.max_bytes, not the backlog. 16 MiB
-    # (round 7) read a 1 KiB backlog as fast as 32 MiB did, with 30-50 MiB less peak RSS.
-    "queued.max.messages.kbytes": 16384,
-    "fetch.max.bytes": 16777216,
+    # (round 7) read a 1 KiB backlog as fast as 32 MiB did, with 30-50 MiB less peak RSS;
+    # 8 MiB (round 9) as fast as 16, with 10-25 MiB less.
+    "queued.max.messages.kbytes": 8192,
+    "fetch.max.bytes": 8388608,
     # Once that prefetch is full, librdkafka (>= 2.4) waits fetch.queue.backoff.ms before it
     # fetches again, 1000 ms by default, even if we drained the queue meanwhile: a consumer
     # that keeps up with the broker then idles most of the time (bench/RESULTS.md, round 4:

@@ -30,7 +30,7 @@ def main(spec: dict) -> int:
               "auto.offset.reset": "earliest", "enable.auto.commit": False,
               "partition.assignment.strategy": "cooperative-sticky"}
     if not spec.get("librdkafka_defaults"):  # the `ceiling-defaults` contender leaves prefetch at librdkafka's defaults
-        config.update({"queued.max.messages.kbytes": 16384, "fetch.max.bytes": 16777216,
+        config.update({"queued.max.messages.kbytes": 8192, "fetch.max.bytes": 8388608,
                        "fetch.queue.backoff.ms": 10})
     consumer = Consumer(config)
     assigned_at = []
