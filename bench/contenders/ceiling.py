@@ -2,7 +2,7 @@
 writes nothing; it commits once at the end. What no consumer written in Python on this
 client can beat on this machine and broker.
 
-It runs with the same librdkafka settings lake-ingest uses (ingest_core/kafka.py), so the
+It runs with lake-ingest's librdkafka settings (ingest_core/kafka.py) but a 16 MiB prefetch (see main), so the
 ratio to it measures lake-ingest's own work, not a different prefetch; `ceiling-defaults`
 (spec "librdkafka_defaults") runs it with librdkafka's own prefetch limits, to show what
 lake-ingest's bounded prefetch costs. `ceiling-keep` (spec "keep_values") keeps each value
@@ -30,7 +30,10 @@ def main(spec: dict) -> int:
               "auto.offset.reset": "earliest", "enable.auto.commit": False,
               "partition.assignment.strategy": "cooperative-sticky"}
     if not spec.get("librdkafka_defaults"):  # the `ceiling-defaults` contender leaves prefetch at librdkafka's defaults
-        config.update({"queued.max.messages.kbytes": 8192, "fetch.max.bytes": 8388608,
+        # 16 MiB, not lake-ingest's 8 MiB (round 9): with 8 MiB this loop, which does nothing
+        # else, read 10-15 % slower, while lake-ingest, bound by its own CPU, did not; the
+        # ceiling stays the faster of the two.
+        config.update({"queued.max.messages.kbytes": 16384, "fetch.max.bytes": 16777216,
                        "fetch.queue.backoff.ms": 10})
     consumer = Consumer(config)
     assigned_at = []
