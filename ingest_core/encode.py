@@ -125,6 +125,7 @@ class BatchEncoder:
         return OutputFile(path=f"{folder}/{name}" if folder else name, data=data, rows=len(offsets),
                           first_offset=first, last_offset=offsets[-1].as_py())
 
+
 def _rows_of(tables: Iterator[pa.Table], metadata: pa.Table | None) -> Iterator[Rows]:
     """Each slice's table with the metadata of the same rows."""
     start = 0

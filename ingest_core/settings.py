@@ -79,7 +79,7 @@ class DeadLetterSettings(_Section):
 
 class ResourceSettings(_Section):
     cpu: str = "500m"
-    memory: str = "1Gi"  # measured peak RSS on a 1 KiB backlog: 0.45-0.57 GiB at 64 MiB x 4 partitions (bench/RESULTS.md, round 8)
+    memory: str = "1Gi"  # measured peak RSS on a 1 KiB backlog: 0.43-0.52 GiB at 64 MiB x 4 partitions (bench/RESULTS.md, round 9)
 
 
 class KedaSettings(_Section):

@@ -7,7 +7,7 @@ import time
 
 import pyarrow.dataset as ds
 
-from fakes import FakeConsumer, json_messages
+from fakes import FakeConsumer, PartitionEnd, json_messages
 from ingest_core.batch import FlushPolicy
 from ingest_core.deadletter import DeadLetterFiles
 from ingest_core.encode import BatchEncoder
@@ -401,7 +401,6 @@ def test_an_idle_exit_waits_until_every_partition_is_read_to_its_end(tmp_path):
 
 
 def test_a_partition_is_at_its_end_only_if_its_end_came_after_its_last_message(tmp_path):
-    from fakes import PartitionEnd
     consumer = FakeConsumer(TOPIC, {0: [], 1: [], 2: []})
     pipeline, _ = make(tmp_path, consumer, max_records=100)
     m0, m1 = json_messages(TOPIC, 0, 2), json_messages(TOPIC, 1, 2)
