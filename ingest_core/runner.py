@@ -5,6 +5,7 @@ what is buffered, commits, and closes the consumer.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -42,6 +43,24 @@ def dead_letter_destinations(settings: Settings, store: LakeStore) -> DeadLetter
     return DeadLetters(sinks)
 
 
+GC_THRESHOLDS = (50_000, 20, 100)  # Python's default is (700, 10, 10)
+
+
+def tune_garbage_collection() -> None:
+    """Make the cyclic garbage collector cheap for a consume loop. Called once, when `ingest run`
+    starts, after the imports.
+
+    Why: every consume() call makes up to 5,000 message objects the collector tracks, so with
+    Python's thresholds a young collection ran every 700 of them and a full one, which walks every
+    object pyarrow and the other imports made, every 100 young ones. `gc.freeze()` moves what
+    exists at start-up out of the collector's sight; the higher thresholds make collections 70
+    times rarer. Nothing this program keeps is cyclic garbage for long: each batch's objects are
+    freed by reference counting when it is committed. Measured (bench/RESULTS.md, round 10,
+    alternated runs): 4-7 % less time to land 1,000,000 messages of 1 KiB, 8 % less CPU at 200 B."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run(settings: Settings, source: Path, exit_when_idle: float | None = None, shutdown_timeout: float = 30.0) -> int:
     try:
         store = LakeStore.open(settings.output.url, settings.output.storage_options)
@@ -56,6 +75,7 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
         return EXIT_FATAL
 
     allocator = use_system_allocator(os.environ)  # before any batch: see its docstring
+    tune_garbage_collection()
     partition_eof = exit_when_idle is not None  # an idle exit waits until every partition is read to its end
     consumer = Consumer(consumer_config(settings, error_cb=BrokerErrors(settings, str(source)), partition_eof=partition_eof))
     try:
