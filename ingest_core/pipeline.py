@@ -114,6 +114,11 @@ class Pipeline:
     backoff: Backoff = field(default_factory=Backoff)
     consume_batch: int = 5000
     poll_timeout: float = 0.5
+    # While a storage job is in flight, consume() waits at most this long: it waits for a
+    # whole consume_batch, and a job that ends meanwhile frees a publish slot only when the
+    # loop comes round (at 200 B values, slots sat idle for up to poll_timeout while paused
+    # partitions refetched: bench/RESULTS.md, round 10).
+    busy_poll_timeout: float = 0.01
     revoke_timeout: float = 10.0
     # At the byte budget the loop waits for publication instead of consuming, but never for
     # longer than this at a stretch: storage that is slow (not failing) must not keep us from
@@ -215,7 +220,7 @@ class Pipeline:
             self._consumed_at = self.clock()
             return self.consumer.consume(self.consume_batch, 0)
         self._consumed_at = self.clock()
-        return self.consumer.consume(self.consume_batch, self.poll_timeout)
+        return self.consumer.consume(self.consume_batch, self.busy_poll_timeout if jobs else self.poll_timeout)
 
     def held_bytes(self) -> int:
         """Bytes of messages held: buffered, or cut and not yet committed."""

@@ -308,9 +308,29 @@ def test_with_every_partition_paused_the_loop_waits_for_the_publish_not_for_cons
     state.job, state.paused, consumer.paused = job, True, {0}
     threading.Timer(0.05, job.set_result, args=[None]).start()
     assert pipeline._poll() == [] and job.done() and timeouts == [0]
-    state.paused = False
+    state.paused = False  # its job not yet taken in: consume() waits only briefly
     pipeline._poll()
-    assert timeouts == [0, 30.0]
+    assert timeouts == [0, pipeline.busy_poll_timeout] and pipeline.busy_poll_timeout <= 0.05
+    state.job = None  # nothing in flight: consume() may wait its whole timeout
+    pipeline._poll()
+    assert timeouts == [0, pipeline.busy_poll_timeout, 30.0]
+
+
+def test_while_a_publish_is_in_flight_consume_waits_briefly_so_its_end_frees_the_slot_soon(tmp_path):
+    """consume() waits for a whole consume_batch or its timeout. With a storage job in flight
+    and messages arriving slowly (other partitions paused), waiting poll_timeout would leave
+    the job's publish slot idle after it ends, until consume() returns."""
+    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 3), 1: []})
+    timeouts = []
+    plain_consume = consumer.consume
+    consumer.consume = lambda n=1, timeout=0: timeouts.append(timeout) or plain_consume(n, timeout)
+    pipeline, _ = make(tmp_path, consumer)
+    pipeline.poll_timeout = 30.0
+    job = concurrent.futures.Future()
+    pipeline.states[1].job = job  # partition 1 publishing, partition 0 consuming
+    pipeline._poll()
+    job.set_result(None)
+    assert timeouts == [pipeline.busy_poll_timeout]
 
 
 def hundred_byte_messages(partition: int, count: int, start: int = 0) -> list:
@@ -356,7 +376,7 @@ def test_at_the_byte_budget_the_fullest_buffer_is_cut_early_and_then_the_loop_wa
     # A store that stays slow must not keep us from consume() for long (max.poll.interval.ms).
     clock.now += pipeline.memory_wait_limit
     messages = pipeline._poll()
-    assert len(messages) == 5 and calls == [0.05] and not pipeline.waiting_for_memory
+    assert len(messages) == 5 and calls == [pipeline.busy_poll_timeout] and not pipeline.waiting_for_memory
     pipeline.accept(messages, clock.now)
     BlockingStore.release.set()
     spin_until(pipeline, lambda: consumer.committed_offsets == {0: 10, 1: 9, 2: 0}, 10)
