@@ -81,13 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     report += page_cache_costs(workdir)
     broker = common.load_kafka_broker_module().LocalKafka(workdir / "kafka").start()
     try:
-        topic = f"bench-{size}"
-        common.create_topic(broker.bootstrap, topic, args.partitions)
-        value_bytes, _ = common.preload(broker.bootstrap, topic, args.messages, args.partitions, size)
-        marks = common.high_watermarks(broker.bootstrap, topic, args.partitions)
-        per_partition = min(bench_run.MAX_RECORDS, bench_run.MAX_BYTES // (size + bench_run.KEY_BYTES))
-        ctx = bench_run.Context(broker.bootstrap, topic, args.partitions, args.messages, value_bytes, marks, workdir,
-                                None, per_partition * args.partitions, source)
+        ctx = bench_run.preloaded(broker.bootstrap, size, args.messages, args.partitions, workdir, None, source)
         for number, fmt in enumerate(f for f in args.formats.split(",") if f):
             data = workdir / f"perf-{fmt}.data"
             wrap = [perf, "record", "-F", str(args.rate), "-g", "-o", str(data), "--"]

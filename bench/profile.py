@@ -60,13 +60,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{'included (wall clock)' if args.idle else 'excluded'}; load average at start "
               f"{bench_run.fmt_load(common.load_average())}.", ""]
     try:
-        topic = f"bench-{size}"
-        common.create_topic(broker.bootstrap, topic, args.partitions)
-        value_bytes, _ = common.preload(broker.bootstrap, topic, args.messages, args.partitions, size)
-        marks = common.high_watermarks(broker.bootstrap, topic, args.partitions)
-        per_partition = min(bench_run.MAX_RECORDS, bench_run.MAX_BYTES // (size + bench_run.KEY_BYTES))
-        ctx = bench_run.Context(broker.bootstrap, topic, args.partitions, args.messages, value_bytes, marks, workdir,
-                                venv, per_partition * args.partitions, source)
+        ctx = bench_run.preloaded(broker.bootstrap, size, args.messages, args.partitions, workdir, venv, source)
         for number, fmt in enumerate(f for f in args.formats.split(",") if f):
             raw = PROFILES / f"lake-{fmt}-{size}{suffix}.txt"
             wrap = [py_spy, "record", "--rate", str(args.rate), "--threads", "--format", "raw", "-o", str(raw),

@@ -85,16 +85,8 @@ def main(argv: list[str] | None = None) -> int:
           f"work dir {workdir}; load average {fmt_load(report['loadavg_start'])}", flush=True)
     broker = broker_module.LocalKafka(workdir / "kafka").start()
     try:
-        topic = f"bench-{size}"
-        common.create_topic(broker.bootstrap, topic, args.partitions)
-        value_bytes, seconds = common.preload(broker.bootstrap, topic, messages, args.partitions, size)
-        marks = common.high_watermarks(broker.bootstrap, topic, args.partitions)
-        assert sum(marks.values()) == messages, f"preload: watermarks {marks} do not add up to {messages}"
-        print(f"[bench] preloaded {messages:,} messages ({value_bytes / 1e6:,.0f} MB) in {seconds:.1f} s", flush=True)
-        report["value_bytes"] = value_bytes
-        per_partition = min(MAX_RECORDS, MAX_BYTES // (size + KEY_BYTES))
-        context = Context(broker.bootstrap, topic, args.partitions, messages, value_bytes, marks, workdir, venv,
-                          per_partition * args.partitions, source)
+        context = preloaded(broker.bootstrap, size, messages, args.partitions, workdir, venv, source)
+        report["value_bytes"] = context.value_bytes
         context.lake_env = dict(item.split("=", 1) for item in args.lake_env)
         report["lake_env"] = context.lake_env
         # The broker's first read of a freshly written topic is slower (its JIT, the page cache):
@@ -161,6 +153,21 @@ class Context:
         self.workdir, self.venv, self.batch_messages = workdir, venv, batch_messages
         self.source = source  # a folder holding ingest_core to put first on PYTHONPATH, or None: as installed
         self.lake_env: dict[str, str] = {}  # extra environment of the lake-ingest runs (experiments)
+
+
+def preloaded(bootstrap: str, size: int, messages: int, partitions: int, workdir: Path, venv: Path | None,
+              source: Path | None) -> Context:
+    """Topic `bench-SIZE` made and preloaded with `messages` values of `size` bytes: the context
+    every contender runs in (bench/profile.py and bench/native_profile.py use it too)."""
+    topic = f"bench-{size}"
+    common.create_topic(bootstrap, topic, partitions)
+    value_bytes, seconds = common.preload(bootstrap, topic, messages, partitions, size)
+    marks = common.high_watermarks(bootstrap, topic, partitions)
+    assert sum(marks.values()) == messages, f"preload: watermarks {marks} do not add up to {messages}"
+    print(f"[bench] preloaded {messages:,} messages ({value_bytes / 1e6:,.0f} MB) in {seconds:.1f} s", flush=True)
+    per_partition = min(MAX_RECORDS, MAX_BYTES // (size + KEY_BYTES))
+    return Context(bootstrap, topic, partitions, messages, value_bytes, marks, workdir, venv,
+                   per_partition * partitions, source)
 
 
 def lake_config(path: Path, ctx: Context, group: str, out: Path, fmt: str) -> Path:
