@@ -67,7 +67,17 @@ class PrometheusObserver(PipelineObserver):
                                 registry=r)
         self.buffered_bytes = Gauge("ingest_buffered_bytes", "Key and value bytes held, buffered or being published (not yet committed)",
                                     t, registry=r)
-        for counter in (self.consumed_messages, self.consumed_bytes, self.records, self.bytes, self.files,
+        self.batches_cut = Counter("ingest_batches_cut", "Batches cut from their buffers, by reason (records, bytes, "
+                                   "age, memory, shutdown, replay); 'memory' = cut early at the memory budget",
+                                   t + ["reason"], registry=r)
+        self.memory_held = Gauge("ingest_memory_held_bytes", "Message bytes held against the memory budget "
+                                 "(buffered, or cut and not yet committed)", t, registry=r)
+        self.memory_budget = Gauge("ingest_memory_budget_bytes", "Message bytes the memory budget allows now "
+                                   "(memory.limit less prefetch and encode reserve, at most max_bytes x partitions)",
+                                   t, registry=r)
+        for reason in ("records", "bytes", "age", "memory", "shutdown", "replay"):
+            self.batches_cut.labels(topic, reason)
+        for counter in (self.memory_held, self.memory_budget, self.consumed_messages, self.consumed_bytes, self.records, self.bytes, self.files,
                         self.dead_letters, self.widenings, self.storage_retries, self.assigned, self.buffered_bytes):
             counter.labels(topic)  # present (at 0) from the first scrape, so rate() has a start
         for result in ("ok", "failed"):
@@ -101,6 +111,13 @@ class PrometheusObserver(PipelineObserver):
 
     def buffered(self, nbytes: int) -> None:
         self.buffered_bytes.labels(self.topic).set(nbytes)
+
+    def cut(self, reason: str) -> None:
+        self.batches_cut.labels(self.topic, reason).inc()
+
+    def memory(self, held: int, budget: int) -> None:
+        self.memory_held.labels(self.topic).set(held)
+        self.memory_budget.labels(self.topic).set(budget)
 
 
 class _PartitionLag(Collector):
@@ -178,6 +195,12 @@ class FanOutObserver(PipelineObserver):
 
     def assignment(self, partitions: list[int]) -> None:
         self._each("assignment", partitions)
+
+    def cut(self, reason: str) -> None:
+        self._each("cut", reason)
+
+    def memory(self, held: int, budget: int) -> None:
+        self._each("memory", held, budget)
 
 
 class Instruments:

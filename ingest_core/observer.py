@@ -22,3 +22,9 @@ class PipelineObserver:
 
     def assignment(self, partitions: list[int]) -> None:
         """The partitions this member owns now."""
+
+    def cut(self, reason: str) -> None:
+        """A batch was cut from its buffer: records, bytes, age, memory, shutdown or replay."""
+
+    def memory(self, held: int, budget: int) -> None:
+        """Once per loop turn: message bytes held (buffered, or cut and not committed) and the budget."""

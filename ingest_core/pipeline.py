@@ -12,10 +12,13 @@ the main thread keeps `consume()` being called, so the member stays in its group
 batches stay in order; over all partitions at most `publish_slots` batches are cut and
 not yet committed (a due batch waits in its buffer, which is paused once full).
 
-Memory: the messages held, buffered or cut and not yet committed, are kept to about
-batch.max_bytes x assigned partitions (the byte budget). At the budget the fullest
-buffer is cut early (flush reason "memory") when a publish slot is free, and otherwise the
-loop waits for a batch to be published instead of consuming more. Commits happen
+Memory: the message bytes held, buffered or cut and not yet committed, are kept within
+one budget per process (`memory_budget`, from memory.limit: see budget.py), and never
+above batch.max_bytes x assigned partitions. At the budget the fullest buffer is cut early
+(flush reason "memory") when a publish slot is free; otherwise the loop waits for a batch
+to be published instead of consuming more; and when it must call consume() anyway (storage
+failing, or publication slower than `memory_wait_limit`), every partition is paused first,
+so what arrives is bounded by one consume() call. Commits happen
 only on the main thread, only for partitions we still own. A job abandoned on revoke is harmless: its files are exactly those the next
 owner's replay produces (see ledger.py).
 """
@@ -42,8 +45,6 @@ from .storage import LakeStore, StorageError
 log = logging.getLogger("ingest.pipeline")
 
 _PARTITION_EOF = KafkaError._PARTITION_EOF  # what consume() hands over when a partition is read to its end
-
-OFFSET_UNKNOWN = -1001
 
 
 class FatalError(Exception):
@@ -120,11 +121,13 @@ class Pipeline:
     # partitions refetched: bench/RESULTS.md, round 10).
     busy_poll_timeout: float = 0.01
     revoke_timeout: float = 10.0
-    # At the byte budget the loop waits for publication instead of consuming, but never for
-    # longer than this at a stretch: storage that is slow (not failing) must not keep us from
-    # calling consume() until max.poll.interval.ms throws us out of the group. Past it, full
-    # buffers are paused as before (see _hold_back), which bounds memory at (partitions +
-    # publish_slots) x max_bytes.
+    # Message bytes held at most (buffered, or cut and not yet committed); None: max_bytes x
+    # assigned partitions alone. The runner sets it from memory.limit (budget.MemoryBudget).
+    memory_budget: int | None = None
+    # At the budget the loop waits for publication instead of consuming, but never for longer
+    # than this at a stretch: storage that is slow (not failing) must not keep us from calling
+    # consume() until max.poll.interval.ms throws us out of the group. Past it, every partition
+    # is paused before consume() is called (see _hold_back), so the budget still holds.
     memory_wait_limit: float = 10.0
     # The consumer reports each partition's end (librdkafka `enable.partition.eof`, set by the
     # runner for --exit-when-idle): an idle exit then also waits until every partition we own
@@ -135,6 +138,7 @@ class Pipeline:
     faults: FaultInjector = field(default_factory=FaultInjector)
     states: dict[int, PartitionState] = field(default_factory=dict)
     waiting_for_memory: bool = False  # the last _poll() waited for publication instead of consuming
+    holding_all: bool = False  # at the budget and about to consume anyway: every partition is paused
     _consumed_at: float = 0.0  # when consume() was last called
     _early_cut: PartitionState | None = None  # at the byte budget: the buffer to cut before it is due
 
@@ -219,6 +223,12 @@ class Pipeline:
                 return []
             self._consumed_at = self.clock()
             return self.consumer.consume(self.consume_batch, 0)
+        if self._at_budget() and not self.holding_all:
+            # At the budget, yet consuming (nothing is being published, storage is failing, or
+            # we waited memory_wait_limit): pause everything consume() could bring more of.
+            self.holding_all = True
+            for partition, state in list(self.states.items()):
+                self._hold_back(partition, state)
         self._consumed_at = self.clock()
         return self.consumer.consume(self.consume_batch, self.busy_poll_timeout if jobs else self.poll_timeout)
 
@@ -226,14 +236,21 @@ class Pipeline:
         """Bytes of messages held: buffered, or cut and not yet committed."""
         return sum(s.buffer.nbytes + (s.cut.nbytes if s.cut is not None else 0) for s in self.states.values())
 
+    def budget_bytes(self) -> int:
+        """Message bytes we may hold now: the memory budget, and never more than a full batch
+        per assigned partition."""
+        by_partitions = self.policy.max_bytes * len(self.states)
+        return by_partitions if self.memory_budget is None else min(self.memory_budget, by_partitions)
+
     def _at_budget(self) -> bool:
-        return bool(self.states) and self.held_bytes() >= self.policy.max_bytes * len(self.states)
+        return bool(self.states) and self.held_bytes() >= self.budget_bytes()
 
     def _wait_for_memory(self) -> bool:
-        """Wait for publication rather than consume more? At the budget, unless storage is
-        failing (those partitions are paused; the others go on) or we waited too long."""
-        return (self._at_budget() and not self.storage_failing
-                and self.clock() - self._consumed_at < self.memory_wait_limit)
+        """Wait for publication rather than consume more? At the budget, with a batch being
+        published, unless storage is failing or we waited too long (then we consume with
+        every partition paused: see _hold_back)."""
+        return (self._at_budget() and any(s.job is not None for s in self.states.values())
+                and not self.storage_failing and self.clock() - self._consumed_at < self.memory_wait_limit)
 
     def accept(self, messages, now: float) -> None:
         states = self.states
@@ -270,7 +287,11 @@ class Pipeline:
         self._early_cut = self._fullest_buffer() if self._at_budget() else None
         for partition, state in list(self.states.items()):
             self._advance(partition, state, now, force=False)
+        if self.holding_all and not self._at_budget():
+            self.holding_all = False  # room again: _hold_back resumes what it paused for memory
+        for partition, state in list(self.states.items()):
             self._hold_back(partition, state)
+        self.observer.memory(self.held_bytes(), self.budget_bytes())
 
     def shutdown(self, timeout: float) -> bool:
         """Publish and commit everything buffered, retrying storage until `timeout`."""
@@ -411,6 +432,7 @@ class Pipeline:
                 return None
             state.forced_end = None
             state.flush_reason = "replay"
+            self.observer.cut("replay")
             state.due_since = None
             return buffer.take(through_offset=end)
         reason = self.policy.reason(buffer, now) or ("shutdown" if force else None)
@@ -423,6 +445,7 @@ class Pipeline:
             return None
         self._early_cut = None
         state.flush_reason = reason
+        self.observer.cut(reason)
         state.due_since = None
         through = buffer.offsets[self.policy.max_records - 1] if len(buffer) > self.policy.max_records else None
         return buffer.take(through_offset=through)
@@ -558,16 +581,19 @@ class Pipeline:
                     extra={"event": "storage_retry", "partition": partition, "attempt": state.attempts})
 
     def _hold_back(self, partition: int, state: PartitionState) -> None:
-        """Pause the partition while storage is failing, or while its buffer is full and its
-        previous batch is still being published (bounded memory); resume otherwise.
-        (Pausing every partition while the bytes held reach max_bytes x partitions was tried:
-        librdkafka drops a paused partition's prefetched messages and fetches them again, which
-        cost 25 % of the throughput; the byte budget stops calling consume() instead, see
-        _poll and bench/RESULTS.md.)"""
+        """Pause the partition while storage is failing, while its buffer is full and its
+        previous batch is still being published, or while the whole loop is at its memory
+        budget and will consume anyway (`holding_all`); resume otherwise. A partition that is
+        replaying a batch left by an earlier run is never held for memory: that batch's end
+        is fixed, and it cannot be cut before it arrives.
+        (Pausing every partition whenever the budget is reached costs throughput: librdkafka
+        drops a paused partition's prefetched messages and fetches them again. So while a
+        publish is under way the loop stops calling consume() instead, see _poll.)"""
         buffer = state.buffer
         full = buffer.nbytes >= self.policy.max_bytes or len(buffer.offsets) >= self.policy.max_records
         busy = state.job is not None or state.cut is not None or state.due_since is not None
-        want_paused = state.attempts > 0 or (busy and full)
+        held_for_memory = self.holding_all and state.forced_end is None
+        want_paused = state.attempts > 0 or (busy and full) or held_for_memory
         if want_paused == state.paused:
             return
         tp = [TopicPartition(self.topic, partition)]

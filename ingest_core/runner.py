@@ -14,6 +14,7 @@ from pathlib import Path
 from confluent_kafka import Consumer
 
 from .batch import FlushPolicy
+from .budget import MemoryBudget, prefetch_bytes
 from .deadletter import DeadLetterFiles, DeadLetters, DeadLetterTopic
 from .encode import BatchEncoder, use_system_allocator
 from .faults import FaultInjector
@@ -27,6 +28,7 @@ from .storage import LakeStore, StorageError
 log = logging.getLogger("ingest.run")
 
 EXIT_OK, EXIT_CONFIG, EXIT_FATAL, EXIT_UNCLEAN = 0, 1, 2, 3
+PUBLISH_SLOTS = 2  # batches encoded and published at once: one per core of the pod's typical CPU
 
 
 def dead_letter_destinations(settings: Settings, store: LakeStore) -> DeadLetters:
@@ -86,11 +88,19 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
                   extra={"event": "http_failed"})
         consumer.close()
         return EXIT_CONFIG
+    config = consumer_config(settings)
+    budget = MemoryBudget.plan(settings.memory_limit, settings.batch.max_bytes, PUBLISH_SLOTS, prefetch_bytes(config))
     pipeline = Pipeline(
         topic=settings.topic, consumer=consumer, encoder=BatchEncoder(settings), store=store,
         ledger=Ledger(store), dead_letters=dead_letters, policy=FlushPolicy.from_settings(settings.batch),
         faults=FaultInjector.from_environment(), observer=instruments.observer, partition_eof=partition_eof,
+        publish_slots=PUBLISH_SLOTS, memory_budget=budget.messages,
     )
+    log.info("memory budget %d MiB (memory.limit): %d MiB for messages, %d MiB librdkafka prefetch, %d MiB "
+             "encoding; %d full batches of batch.max_bytes at once", budget.limit >> 20, budget.messages >> 20,
+             budget.prefetch >> 20, budget.encode_working >> 20, budget.full_batches,
+             extra={"event": "memory_budget", "limit": budget.limit, "messages": budget.messages,
+                    "prefetch": budget.prefetch, "encode_working": budget.encode_working})
     stop = {"requested": False}
 
     def request_stop(signum, _frame):

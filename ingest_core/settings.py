@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from .units import parse_duration, parse_size
+from .budget import MEMORY_SHARE
+from .units import parse_duration, parse_kubernetes_memory, parse_size
 
 ByteSize = Annotated[int, BeforeValidator(parse_size)]
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
@@ -79,7 +80,19 @@ class DeadLetterSettings(_Section):
 
 class ResourceSettings(_Section):
     cpu: str = "500m"
-    memory: str = "1Gi"  # measured peak RSS on a 1 KiB backlog: 0.43-0.52 GiB at 64 MiB x 4 partitions (bench/RESULTS.md, round 9)
+    # The pod's memory request and limit. The process's budget (memory.limit) is a share of it:
+    # see ingest_core/budget.py and the sizing table in docs/sizing.md.
+    memory: str = "1Gi"
+
+    @field_validator("memory")
+    @classmethod
+    def _is_a_kubernetes_quantity(cls, value: str) -> str:
+        parse_kubernetes_memory(value)
+        return value
+
+    @property
+    def memory_bytes(self) -> int:
+        return parse_kubernetes_memory(self.memory)
 
 
 class KedaSettings(_Section):
@@ -116,6 +129,12 @@ class DeploySettings(_Section):
     keda: KedaSettings = Field(default_factory=KedaSettings)
 
 
+class MemorySettings(_Section):
+    """One budget per process for everything held for batching (ingest_core/budget.py)."""
+
+    limit: ByteSize | None = None  # None: MEMORY_SHARE of deploy.resources.memory
+
+
 class HttpSettings(_Section):
     port: int = Field(default=8080, ge=0, le=65535)  # 0 turns the HTTP server off
 
@@ -129,6 +148,7 @@ class Settings(_Section):
     batch: BatchSettings = Field(default_factory=BatchSettings)
     dead_letter: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
     deploy: DeploySettings = Field(default_factory=DeploySettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
 
     @field_validator("topic")
@@ -148,6 +168,13 @@ class Settings(_Section):
     @property
     def group(self) -> str:
         return self.group_id or f"ingest-{self.topic}"
+
+    @property
+    def memory_limit(self) -> int:
+        """memory.limit, or its default: a fixed share of the pod's memory (deploy.resources.memory)."""
+        if self.memory.limit is not None:
+            return self.memory.limit
+        return int(self.deploy.resources.memory_bytes * MEMORY_SHARE)
 
 
 def is_secret_key(name: str) -> bool:

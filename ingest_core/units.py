@@ -44,3 +44,23 @@ def parse_duration(value: int | float | str) -> float:
     if not match or unit not in _DURATION_UNITS:
         raise ValueError(f"{value!r} is not a duration; {DURATION_HINT}")
     return float(match.group(1)) * _DURATION_UNITS[unit]
+
+
+_KUBERNETES_SUFFIXES = {
+    "": 1, "k": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
+    "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4,
+}
+_KUBERNETES_QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)([a-zA-Z]*)\s*$")
+
+
+def parse_kubernetes_memory(value: int | str) -> int:
+    """Bytes from a Kubernetes memory quantity ('1Gi', '512Mi', '1G', '800M', '1073741824').
+    Units are case-sensitive as in Kubernetes: 'M' is 10^6, 'Mi' is 2^20. Raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a memory quantity; write e.g. 1Gi or 512Mi")
+    if isinstance(value, int):
+        return value
+    match = _KUBERNETES_QUANTITY.match(str(value))
+    if not match or match.group(2) not in _KUBERNETES_SUFFIXES:
+        raise ValueError(f"{value!r} is not a Kubernetes memory quantity; write e.g. 1Gi, 512Mi or 1G")
+    return int(float(match.group(1)) * _KUBERNETES_SUFFIXES[match.group(2)])

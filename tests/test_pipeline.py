@@ -373,13 +373,15 @@ def test_at_the_byte_budget_the_fullest_buffer_is_cut_early_and_then_the_loop_wa
     consumer.consume = lambda n=1, timeout=0: calls.append(timeout) or plain_consume(n, timeout)
     pipeline._consumed_at = clock.now  # as if the loop had just consumed (spin() calls consume() itself)
     assert pipeline._poll() == [] and calls == [] and pipeline.waiting_for_memory
-    # A store that stays slow must not keep us from consume() for long (max.poll.interval.ms).
+    # A store that stays slow must not keep us from consume() for long (max.poll.interval.ms);
+    # consume() is called with every partition paused, so the budget still holds.
     clock.now += pipeline.memory_wait_limit
     messages = pipeline._poll()
-    assert len(messages) == 5 and calls == [pipeline.busy_poll_timeout] and not pipeline.waiting_for_memory
-    pipeline.accept(messages, clock.now)
-    BlockingStore.release.set()
-    spin_until(pipeline, lambda: consumer.committed_offsets == {0: 10, 1: 9, 2: 0}, 10)
+    assert messages == [] and calls == [pipeline.busy_poll_timeout] and not pipeline.waiting_for_memory
+    assert pipeline.holding_all and all(s.paused for s in states.values())
+    BlockingStore.release.set()  # room again: partition 2 resumes, and its 14 messages are due by bytes
+    spin_until(pipeline, lambda: consumer.committed_offsets == {0: 10, 1: 9, 2: 14}, 10)
+    assert not pipeline.holding_all and not any(s.paused for s in states.values())
     assert pipeline.shutdown(timeout=5)
     assert consumer.committed_offsets == {0: 13, 1: 9, 2: 14}
     assert landed(tmp_path) == [(0, i) for i in range(13)] + [(1, i) for i in range(9)] + [(2, i) for i in range(14)]
@@ -430,3 +432,82 @@ def test_a_partition_is_at_its_end_only_if_its_end_came_after_its_last_message(t
     pipeline.accept([json_messages(TOPIC, 2, 1)[0]], 0.0)  # new messages: no longer at its end
     assert [pipeline.states[p].at_end for p in range(3)] == [False, True, False]
     assert pipeline.states[0].buffer.nbytes and len(pipeline.states[0].buffer.offsets) == 2
+
+
+class InterleavingConsumer(FakeConsumer):
+    """Hands over messages one partition after the other, like a fetch over many partitions."""
+
+    def consume(self, num_messages=1, timeout=0):
+        out: list = []
+        while len(out) < num_messages:
+            turn = []
+            for p, messages in self.log.items():
+                if p in self.paused or self.positions[p] >= len(messages):
+                    continue
+                turn.append(messages[self.positions[p]])
+                self.positions[p] += 1
+                if len(out) + len(turn) >= num_messages:
+                    break
+            if not turn:
+                break
+            out += turn
+        return out
+
+
+class SlowLocalStore(LakeStore):
+    def publish(self, relative, data):
+        time.sleep(0.005)
+        return super().publish(relative, data)
+
+
+def test_the_memory_budget_bounds_what_is_held_whatever_the_partition_count(tmp_path):
+    """16 partitions whose full batches (1,000 bytes each) would need 16,000 bytes, under a
+    budget of 2,500: the messages held never pass the budget by more than one consume() call,
+    the fullest buffers are cut early for memory, and every message lands once."""
+    partitions, per_partition, consume_batch, budget = 16, 30, 20, 2_500
+    consumer = InterleavingConsumer(TOPIC, {p: hundred_byte_messages(p, per_partition) for p in range(partitions)})
+    pool = concurrent.futures.ThreadPoolExecutor(2)
+    pipeline, store = make(tmp_path, consumer, max_records=1000, max_bytes=1000, executor=pool,
+                           clock=time.monotonic)
+    store.__class__ = SlowLocalStore
+    pipeline.memory_budget, pipeline.consume_batch, pipeline.poll_timeout = budget, consume_batch, 0.01
+    cuts: list[str] = []
+    pipeline.observer.cut = cuts.append
+    held: list[int] = []
+
+    def should_stop() -> bool:
+        held.append(pipeline.held_bytes())
+        return False
+
+    assert pipeline.budget_bytes() == budget
+    assert pipeline.run(should_stop, exit_when_idle=0.5)
+    pool.shutdown()
+    assert max(held) <= budget + consume_batch * 100, max(held)
+    assert max(held) >= 0.8 * budget  # the budget mattered
+    assert cuts.count("memory") >= 10, cuts
+    assert consumer.committed_offsets == {p: per_partition for p in range(partitions)}
+    assert landed(tmp_path) == [(p, i) for p in range(partitions) for i in range(per_partition)]
+
+
+def test_at_the_budget_with_storage_failing_every_partition_is_paused(tmp_path):
+    """Storage failing for one partition's batch must not let the others grow past the budget:
+    consume() is still called (to stay in the group) but with every partition paused."""
+    consumer = InterleavingConsumer(TOPIC, {p: hundred_byte_messages(p, 30) for p in range(4)})
+    pipeline, store = make(tmp_path, consumer, max_records=1000, max_bytes=1000)
+    pipeline.memory_budget = 1_500
+    store.broken = True
+    for _ in range(20):
+        pipeline.accept(pipeline._poll(), pipeline.clock())
+        pipeline.turn(pipeline.clock())
+    assert pipeline.storage_failing and pipeline.holding_all
+    assert all(s.paused for s in pipeline.states.values())
+    assert pipeline.held_bytes() <= 1_500 + pipeline.consume_batch * 100
+    store.broken = False
+    pipeline.clock.now += 60  # past every retry
+    for _ in range(40):
+        pipeline.accept(pipeline._poll(), pipeline.clock())
+        pipeline.turn(pipeline.clock())
+        pipeline.clock.now += 2
+    assert pipeline.shutdown(timeout=5)
+    assert consumer.committed_offsets == {p: 30 for p in range(4)}
+    assert landed(tmp_path) == [(p, i) for p in range(4) for i in range(30)]
