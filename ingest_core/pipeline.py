@@ -46,6 +46,10 @@ log = logging.getLogger("ingest.pipeline")
 
 _PARTITION_EOF = KafkaError._PARTITION_EOF  # what consume() hands over when a partition is read to its end
 
+# Memory focus (Pipeline._choose_focus): from this share of the budget held, only the fullest
+# buffers consume; below the second, all do again (the gap keeps pause/resume from flapping).
+FOCUS_FROM, FOCUS_UNTIL = 0.5, 0.25
+
 
 class FatalError(Exception):
     """Retrying cannot help (e.g. a permanent storage error); the consumer must stop."""
@@ -92,6 +96,7 @@ class PartitionState:
     paused: bool = False
     due_since: float | None = None  # a batch is due but every publish slot is taken: since when
     at_end: bool = False  # the consumer reported the partition's end (_PARTITION_EOF) after its last message
+    cut_at: float = 0.0  # when its last batch was cut (clock()): the least recently cut get memory first
 
     @property
     def settled(self) -> bool:
@@ -139,6 +144,9 @@ class Pipeline:
     states: dict[int, PartitionState] = field(default_factory=dict)
     waiting_for_memory: bool = False  # the last _poll() waited for publication instead of consuming
     holding_all: bool = False  # at the budget and about to consume anyway: every partition is paused
+    # Under memory pressure, the partitions that may consume: the fullest, as many as the
+    # budget lets grow to a full batch (None: all). See _choose_focus.
+    focus: frozenset[int] | None = None
     _consumed_at: float = 0.0  # when consume() was last called
     _early_cut: PartitionState | None = None  # at the byte budget: the buffer to cut before it is due
 
@@ -245,6 +253,38 @@ class Pipeline:
     def _at_budget(self) -> bool:
         return bool(self.states) and self.held_bytes() >= self.budget_bytes()
 
+    def _choose_focus(self, now: float) -> frozenset[int] | None:
+        """Which partitions may consume while memory is short, so that files stay full-size.
+
+        On a backlog over more partitions than the budget holds full batches of, every buffer
+        would grow evenly until the budget is reached, and then each would be cut early at
+        budget / partitions. Instead, once the bytes held reach FOCUS_FROM of the budget, only
+        the fullest buffers go on filling, as many as the room left lets reach batch.max_bytes
+        (the least recently cut first among equals, so every partition gets its turn); the
+        others are paused with what they hold. Each cut makes room for the next. Below
+        FOCUS_UNTIL of the budget every partition consumes again. A partition read to its end
+        (the consumer reports it: enable.partition.eof) is never paused for focus: it only
+        grows at the rate it is produced to, and its lag must not build up behind a backlog.
+        Should the bytes held still reach the budget, the fullest buffer is cut early (_cut).
+        With memory_budget unset there is no focus."""
+        if self.memory_budget is None or not self.states:
+            return None
+        budget, held = self.budget_bytes(), self.held_bytes()
+        if held < budget * (FOCUS_UNTIL if self.focus is not None else FOCUS_FROM):
+            return None
+        room = budget - held
+        candidates = sorted(
+            (p for p, s in self.states.items() if s.resolved and s.forced_end is None and not s.at_end),
+            key=lambda p: (-self.states[p].buffer.nbytes, self.states[p].cut_at))
+        chosen: set[int] = set()
+        for partition in candidates:
+            need = max(0, self.policy.max_bytes - self.states[partition].buffer.nbytes)
+            if chosen and need > room:
+                break
+            chosen.add(partition)
+            room -= need
+        return frozenset(chosen)
+
     def _wait_for_memory(self) -> bool:
         """Wait for publication rather than consume more? At the budget, with a batch being
         published, unless storage is failing or we waited too long (then we consume with
@@ -289,6 +329,7 @@ class Pipeline:
             self._advance(partition, state, now, force=False)
         if self.holding_all and not self._at_budget():
             self.holding_all = False  # room again: _hold_back resumes what it paused for memory
+        self.focus = self._choose_focus(now)
         for partition, state in list(self.states.items()):
             self._hold_back(partition, state)
         self.observer.memory(self.held_bytes(), self.budget_bytes())
@@ -336,6 +377,7 @@ class Pipeline:
                     return
                 state.cut, state.pending = batch, None
                 state.flush_started = time.perf_counter()
+                state.cut_at = now
             self._submit(state, "publish", self._encode_and_store, state.cut, state.pending)
 
     def _drain(self, partition: int, state: PartitionState, deadline: float) -> bool:
@@ -592,7 +634,9 @@ class Pipeline:
         buffer = state.buffer
         full = buffer.nbytes >= self.policy.max_bytes or len(buffer.offsets) >= self.policy.max_records
         busy = state.job is not None or state.cut is not None or state.due_since is not None
-        held_for_memory = self.holding_all and state.forced_end is None
+        out_of_focus = (self.focus is not None and partition not in self.focus and state.resolved
+                        and not state.at_end)
+        held_for_memory = (self.holding_all or out_of_focus) and state.forced_end is None
         want_paused = state.attempts > 0 or (busy and full) or held_for_memory
         if want_paused == state.paused:
             return

@@ -79,7 +79,8 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
     allocator = use_system_allocator(os.environ)  # before any batch: see its docstring
     tune_garbage_collection()
     partition_eof = exit_when_idle is not None  # an idle exit waits until every partition is read to its end
-    consumer = Consumer(consumer_config(settings, error_cb=BrokerErrors(settings, str(source)), partition_eof=partition_eof))
+    # Partition ends are reported always: the memory focus never pauses a partition read to its end.
+    consumer = Consumer(consumer_config(settings, error_cb=BrokerErrors(settings, str(source)), partition_eof=True))
     try:
         instruments = Instruments.start(settings, consumer)  # /healthz /readyz /metrics, status line
     except OSError as error:
