@@ -11,6 +11,7 @@ from pathlib import Path
 from .config import ConfigError, load_settings
 from .log import setup_logging
 from .paths import PartitionTemplate
+from .sizing import partitions_from_broker, sizing_warnings
 from .units import parse_duration
 
 
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
 
     validate = commands.add_parser("validate", help="check consumer YAML files; exit 1 on any problem")
     validate.add_argument("configs", type=Path, nargs="+", help="files or folders of *.yaml")
+    validate.add_argument("--offline", action="store_true",
+                          help="do not ask the broker for the topic's partition count (sizing checks then use "
+                               "deploy.keda.partitions, if set)")
 
     new = commands.add_parser("new", help="create consumers/TOPIC.yaml from the example")
     new.add_argument("topic")
@@ -46,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return _run(args)
     if args.command == "validate":
-        return _validate(args.configs)
+        return _validate(args.configs, offline=args.offline)
     return _new(args.topic, args.dir)
 
 
@@ -83,7 +87,7 @@ def _load(path: Path):
     return settings
 
 
-def _validate(targets: list[Path]) -> int:
+def _validate(targets: list[Path], offline: bool = False) -> int:
     files: list[Path] = []
     for target in targets:
         if target.is_dir():
@@ -91,6 +95,7 @@ def _validate(targets: list[Path]) -> int:
         else:
             files.append(target)
     problems = 0
+    lookup = None if offline else partitions_from_broker()
     for path in files:
         try:
             settings = _load(path)
@@ -99,6 +104,8 @@ def _validate(targets: list[Path]) -> int:
             problems += 1
             continue
         print(f"{path}: ok (topic {settings.topic}, group {settings.group}, {settings.output.format} to {settings.output.url})")
+        for warning in sizing_warnings(path, settings, lookup):
+            print(f"warning: {warning}", file=sys.stderr)
     return 1 if problems else 0
 
 

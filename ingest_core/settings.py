@@ -103,6 +103,9 @@ class KedaSettings(_Section):
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int | None = Field(default=None, ge=1)  # None: one replica per partition
     lag_threshold: int = Field(default=10_000, gt=0)  # target lag per replica
+    # How long KEDA waits after the last trigger before scaling down. Records buffered and not
+    # yet committed count as lag, so it must be longer than batch.max_age (`ingest validate`).
+    cooldown: Seconds = Field(default=300.0, gt=0)
 
     @model_validator(mode="after")
     def _fits_partitions(self) -> "KedaSettings":
@@ -127,6 +130,11 @@ class DeploySettings(_Section):
     secret_name: str | None = None  # None: ingest-<topic>, the Secret holding this topic's credentials
     service_account: str | None = None  # e.g. one bound to a cloud identity for the lake
     keda: KedaSettings = Field(default_factory=KedaSettings)
+    # After SIGTERM, `ingest run` publishes and commits what it holds, retrying storage for at
+    # most shutdown_timeout; Kubernetes kills the pod at termination_grace_period, which must
+    # cover that and a final flush of the memory budget (`ingest validate` checks it).
+    shutdown_timeout: Seconds = Field(default=30.0, gt=0)
+    termination_grace_period: Seconds = Field(default=60.0, gt=0)
 
 
 class MemorySettings(_Section):

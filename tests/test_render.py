@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from ingest_core.config import ConfigError, load_settings
-from ingest_core.render import GRACE_PERIOD, SHUTDOWN_TIMEOUT, render_all, resource_name
+from ingest_core.render import render_all, resource_name
 
 REPO = Path(__file__).resolve().parents[1]
 GENERATED = REPO / "deploy" / "k8s" / "generated"
@@ -202,7 +202,7 @@ def test_deployment_runs_the_topic_config_safely(rendered):
     kinds = by_kind(rendered["ingest-clicks.yaml"])
     pod = kinds["Deployment"]["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert container["args"] == ["--shutdown-timeout", f"{SHUTDOWN_TIMEOUT}s"]  # after `ingest run /config/topic.yaml`
+    assert container["args"] == ["--shutdown-timeout", "30s"]  # after `ingest run /config/topic.yaml`
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
@@ -212,7 +212,7 @@ def test_deployment_runs_the_topic_config_safely(rendered):
     assert {"name": "tmp", "emptyDir": {}} in pod["volumes"]
     assert {"name": "config", "mountPath": "/config", "readOnly": True} in container["volumeMounts"]
     assert {"name": "config", "configMap": {"name": "ingest-clicks"}} in pod["volumes"]
-    assert pod["terminationGracePeriodSeconds"] == GRACE_PERIOD > SHUTDOWN_TIMEOUT
+    assert pod["terminationGracePeriodSeconds"] == 60  # deploy.termination_grace_period's default
     assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
     assert container["resources"] == {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
     assert "replicas" not in kinds["Deployment"]["spec"], "KEDA owns the replica count"
