@@ -8,6 +8,8 @@ real cluster does (schemas, defaulting, validation, admission, CRD schemas):
   (go.etcd.io/etcd/server/v3) with the machine's Go, and copying the CustomResourceDefinitions
   of KEDA and of the Prometheus operator out of their Go modules, into a per-version cache
   outside the repo (``ensure_fetched``); a cached step is never redone;
+* building `promql-check` from Prometheus' own rule loader and PromQL parser, which judges what
+  the CRDs cannot: the PromQL and templates inside a PrometheusRule (``promql_check``);
 * starting etcd and the API server as child process groups, with a self-signed serving
   certificate and a static bearer token, waiting until `/readyz` answers and the `default`
   namespace exists, and writing a kubeconfig for them (``LocalKubeApiserver``);
@@ -38,6 +40,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -58,6 +61,8 @@ ETCD_VERSION = "v3.6.16"
 # The newest KEDA whose go.mod asks for a Go this machine has (v2.21 needs Go 1.27).
 KEDA_VERSION = "v2.20.2"
 PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
+# The Prometheus the operator's v0.85.0 is built against: its rule-file loader checks PrometheusRules.
+PROMETHEUS_VERSION = "v0.305.0"
 CRD_SOURCES = {
     "keda": ("github.com/kedacore/keda/v2", KEDA_VERSION, "config/crd/bases"),
     "prometheus-operator": ("github.com/prometheus-operator/prometheus-operator", PROMETHEUS_OPERATOR_VERSION,
@@ -73,6 +78,75 @@ LOG_TAIL_LINES = 30
 
 class KubeSetupError(RuntimeError):
     """The API server could not be built, fetched or started."""
+
+
+# `promql-check rules FILE...` loads rule files as Prometheus does (`promtool check rules`: every
+# expr parses, every `for` is a duration, every annotation template compiles); `promql-check exprs
+# FILE...` parses one PromQL expression per line. A CRD's schema holds `expr` as any string.
+PROMQL_CHECK_GO = r"""
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+func main() {
+	if len(os.Args) < 3 {
+		fmt.Fprintln(os.Stderr, "usage: promql-check rules FILE... | promql-check exprs FILE...")
+		os.Exit(2)
+	}
+	failed := false
+	for _, path := range os.Args[2:] {
+		switch os.Args[1] {
+		case "rules":
+			groups, errs := rulefmt.ParseFile(path, false)
+			for _, err := range errs {
+				fmt.Fprintln(os.Stderr, err) // names the file itself
+				failed = true
+			}
+			if len(errs) == 0 {
+				count := 0
+				for _, group := range groups.Groups {
+					count += len(group.Rules)
+				}
+				fmt.Printf("%s: %d rules ok\n", path, count)
+			}
+		case "exprs":
+			file, err := os.Open(path)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(2)
+			}
+			scanner := bufio.NewScanner(file)
+			line, count := 0, 0
+			for scanner.Scan() {
+				line++
+				if scanner.Text() == "" {
+					continue
+				}
+				count++
+				if _, err := parser.ParseExpr(scanner.Text()); err != nil {
+					fmt.Fprintf(os.Stderr, "%s:%d: %v\n", path, line, err)
+					failed = true
+				}
+			}
+			file.Close()
+			fmt.Printf("%s: %d expressions read\n", path, count)
+		default:
+			fmt.Fprintf(os.Stderr, "unknown mode %q: rules or exprs\n", os.Args[1])
+			os.Exit(2)
+		}
+	}
+	if failed {
+		os.Exit(1)
+	}
+}
+"""
 
 
 # --------------------------------------------------------------------------
@@ -141,6 +215,17 @@ def _build_etcd(vdir: Path, target: Path) -> None:
     _go(["build", *GO_BUILD_FLAGS, "-o", str(target), package], work, "etcd")
 
 
+def _build_promql_check(vdir: Path, target: Path) -> None:
+    work = vdir / "build" / "promql-check"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "main.go").write_text(PROMQL_CHECK_GO)
+    (work / "go.mod").write_text(f"module lakeingest.local/promqlcheck\n\ngo 1.24.0\n\n"
+                                 f"require github.com/prometheus/prometheus {PROMETHEUS_VERSION}\n")
+    (work / "go.sum").unlink(missing_ok=True)
+    _go(["get", f"github.com/prometheus/prometheus@{PROMETHEUS_VERSION}"], work, "promql-check")
+    _go(["build", *GO_BUILD_FLAGS, "-o", str(target), "."], work, "promql-check")
+
+
 def _copy_crds(vdir: Path, name: str, target: Path) -> None:
     module, version, folder = CRD_SOURCES[name]
     scratch = vdir / "build" / "crds"
@@ -160,6 +245,9 @@ def _steps(vdir: Path) -> list[tuple[str, str, Path, object]]:
     return [
         ("etcd", ETCD_VERSION, vdir / "bin" / "etcd", _build_etcd),
         ("kube-apiserver", KUBERNETES_VERSION, vdir / "bin" / "kube-apiserver", _build_kube_apiserver),
+        # The source's hash is in the version: an edited checker is rebuilt.
+        ("promql-check", f"{PROMETHEUS_VERSION}-{hashlib.sha256(PROMQL_CHECK_GO.encode()).hexdigest()[:12]}",
+         vdir / "bin" / "promql-check", _build_promql_check),
         *((f"crds-{name}", CRD_SOURCES[name][1], vdir / "crds" / name,
            lambda v, t, n=name: _copy_crds(v, n, t)) for name in CRD_SOURCES),
     ]
@@ -200,6 +288,14 @@ def ensure_fetched(verbose: bool = False) -> Path:
 def crd_files(vdir: Path | None = None) -> list[Path]:
     vdir = vdir or version_dir()
     return sorted((vdir / "crds").glob("*/*.yaml"))
+
+
+def promql_check(mode: str, *files: Path) -> subprocess.CompletedProcess:
+    """Run the cached checker (`rules` or `exprs`, see PROMQL_CHECK_GO) on files."""
+    binary = version_dir() / "bin" / "promql-check"
+    if not binary.exists():
+        raise KubeSetupError(f"{binary} missing: run `{Path(__file__).name} fetch`")
+    return subprocess.run([str(binary), mode, *map(str, files)], capture_output=True, text=True, timeout=60)
 
 
 # --------------------------------------------------------------------------

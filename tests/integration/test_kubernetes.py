@@ -5,7 +5,9 @@ The server (kube-apiserver + etcd, deploy/local/kube_apiserver.py) holds the rea
 CustomResourceDefinitions of KEDA and of the Prometheus operator, so ScaledObject,
 TriggerAuthentication, ServiceMonitor and PrometheusRule are judged by their publishers' schemas.
 `kubectl apply --dry-run=server` runs the whole write path (decoding with strict field
-validation, defaulting, validation, admission) and stores nothing.
+validation, defaulting, validation, admission) and stores nothing. What the CRDs hold as plain
+strings, the PromQL and the alert templates, is loaded by Prometheus' own rule loader and parser
+(`promql-check`, built by the same script).
 """
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kube_apiserver import KEDA_VERSION, PROMETHEUS_OPERATOR_VERSION, LocalKubeApiserver, crd_files  # noqa: E402
+from kube_apiserver import (KEDA_VERSION, PROMETHEUS_OPERATOR_VERSION, LocalKubeApiserver,  # noqa: E402
+                            crd_files, promql_check)
 
-from ingest_core.render import render_all
+from ingest_core.render_monitoring import queries
 
 pytestmark = pytest.mark.slow
 
@@ -209,3 +212,56 @@ def test_the_cli_starts_reports_and_stops_a_server(tmp_path):
         stopped = run("stop")
     assert stopped.stdout.strip() == "stopped"
     assert run("status").returncode == 3
+
+
+# ---- PromQL: what the PrometheusRule CRD holds as a plain string ----
+
+def rule_and_query_files(files: list[Path], folder: Path) -> tuple[list[Path], Path]:
+    """Each PrometheusRule's groups as a Prometheus rule file, and every query of alerts and dashboards
+    in one file (Grafana's $__rate_interval replaced by a duration, as Grafana does before it asks)."""
+    rule_files, expressions = [], []
+    for path in files:
+        docs = list(yaml.safe_load_all(path.read_text()))
+        for document in docs:
+            if document["kind"] == "PrometheusRule":
+                rule_file = folder / f"{document['metadata']['name']}.rules.yaml"
+                rule_file.write_text(yaml.safe_dump({"groups": document["spec"]["groups"]}))
+                rule_files.append(rule_file)
+        expressions += [q.replace("$__rate_interval", "2m") for q in queries(docs)]
+    query_file = folder / "dashboard-queries.txt"
+    query_file.write_text("\n".join(expressions) + "\n")
+    return rule_files, query_file
+
+
+def test_alert_rules_load_in_prometheus_and_dashboard_queries_parse(tmp_path):
+    folder = tmp_path / "consumers"
+    folder.mkdir()
+    shutil.copy(REPO / "consumers" / "defaults.yaml", folder)
+    shutil.copy(REPO / "consumers" / "example.yaml", folder)
+    for name, text in KEDA_FLEET.items():
+        (folder / name).write_text(text)
+    rule_files, query_file = rule_and_query_files(render_folder(folder, tmp_path / "out"), tmp_path)
+    assert len(rule_files) == 3
+    rules = promql_check("rules", *rule_files)
+    assert rules.returncode == 0, rules.stderr
+    assert rules.stdout.count(": 5 rules ok") == 3
+    parsed = promql_check("exprs", query_file)
+    assert parsed.returncode == 0, parsed.stderr
+    assert f"{query_file}: {(5 + 13) * 3} expressions read" in parsed.stdout  # 5 alerts, 13 panel queries a topic
+
+
+@pytest.mark.parametrize("field, broken, refusal", [
+    ("expr", "sum(ingest_partition_lag{topic=\"clicks\"} > 0", "could not parse expression"),
+    ("for", "15 minutes", 'unknown unit " minutes" in duration'),
+    ("annotations", {"summary": "lag is {{ $value }"}, "template"),
+], ids=["unbalanced-paren", "bad-duration", "bad-template"])
+def test_a_broken_alert_rule_is_refused(tmp_path, field, broken, refusal):
+    folder = tmp_path / "consumers"
+    folder.mkdir()
+    (folder / "clicks.yaml").write_text(KEDA_FLEET["clicks.yaml"])
+    (rule_file,), _ = rule_and_query_files(render_folder(folder, tmp_path / "out"), tmp_path)
+    groups = yaml.safe_load(rule_file.read_text())
+    groups["groups"][0]["rules"][0][field] = broken
+    rule_file.write_text(yaml.safe_dump(groups))
+    result = promql_check("rules", rule_file)
+    assert result.returncode == 1 and refusal in result.stderr, result.stdout + result.stderr
