@@ -577,7 +577,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if not state:
         print("not running")
         return 3  # LSB "program is not running"
-    token = ensure_pki(data_dir / "pki")
+    token = (data_dir / "pki" / "tokens.csv").read_text().split(",", 1)[0]
     ready = http_status(f"{state['url']}/readyz", token, data_dir / "pki" / "serving.crt") == 200
     health = "ready" if ready and len(state["alive"]) == 2 else "not ready"
     print(f"running pids={state['alive']} url={state['url']} kubeconfig={state['kubeconfig']} ({health})")
