@@ -15,9 +15,11 @@ deterministic: the same settings give the same bytes.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .settings import Settings
 
@@ -26,6 +28,7 @@ MIN_WINDOW = 300  # seconds: a shorter window holds too few samples at a usual 3
 SCRAPE_INTERVAL = "30s"
 LAG_WINDOW = "15m"  # lag must grow over this long, and then keep growing as long again, to alert
 DASHBOARD_FILE_SUFFIX = ".json"
+GRAFANA_UID_MAX = 40
 
 # (api_version, kind, name, labels, **body) -> a manifest with the topic's metadata.
 NewObject = Callable[..., dict[str, Any]]
@@ -120,7 +123,7 @@ def dashboard(name: str, settings: Settings) -> dict[str, Any]:
         ("Partitions per pod", "short", [(f"sum by (pod) (ingest_assigned_partitions{{{t}}})", "{{pod}}")]),
     ]
     return {
-        "uid": name[:40],  # Grafana's limit; resource names are unique per topic within 47 chars
+        "uid": dashboard_uid(name),
         "title": f"lake-ingest: {settings.topic}",
         "tags": ["lake-ingest"],
         "schemaVersion": 39,
@@ -131,6 +134,14 @@ def dashboard(name: str, settings: Settings) -> dict[str, Any]:
                                  "query": "prometheus"}]},
         "panels": [_panel(i, title, unit, targets) for i, (title, unit, targets) in enumerate(panels)],
     }
+
+
+def dashboard_uid(name: str) -> str:
+    """The resource name if it fits Grafana's 40 characters; else cut, with a hash of the whole
+    name (long resource names differ only in their hash suffix, which a plain cut would drop)."""
+    if len(name) <= GRAFANA_UID_MAX:
+        return name
+    return f"{name[:GRAFANA_UID_MAX - 7].rstrip('-')}-{hashlib.sha256(name.encode()).hexdigest()[:6]}"
 
 
 def _panel(index: int, title: str, unit: str, targets: list[tuple[str, str]]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ingest_core.config import ConfigError, load_settings
 from ingest_core.metrics import PrometheusObserver
 from ingest_core.render import GRACE_PERIOD, SHUTDOWN_TIMEOUT, render_all, resource_name
-from ingest_core.render_monitoring import MIN_WINDOW, NO_COMMIT_AGES, queries
+from ingest_core.render_monitoring import MIN_WINDOW, NO_COMMIT_AGES, dashboard_uid, queries
 
 REPO = Path(__file__).resolve().parents[1]
 GENERATED = REPO / "deploy" / "k8s" / "generated"
@@ -355,6 +355,13 @@ def test_dashboard_is_a_configmap_the_grafana_sidecar_loads(rendered):
     assert dashboard["title"] == "lake-ingest: clicks" and len(dashboard["panels"]) == 9
     assert len({p["id"] for p in dashboard["panels"]}) == 9
     assert all(t["datasource"]["uid"] == "${datasource}" for p in dashboard["panels"] for t in p["targets"])
+
+
+def test_dashboard_uids_fit_grafana_and_stay_distinct_for_long_topics():
+    names = [resource_name(t) for t in ("x" * 249, "x" * 250, "orders", "a" * 33)]
+    uids = [dashboard_uid(n) for n in names]
+    assert uids[2] == "ingest-orders" and uids[3] == names[3]  # 40 characters: kept whole
+    assert len(set(uids)) == 4 and all(len(u) <= 40 for u in uids)
 
 
 @pytest.mark.parametrize("max_age, window", [("10s", 300), ("60s", 300), ("10m", 1800)])

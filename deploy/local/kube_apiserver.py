@@ -162,7 +162,8 @@ def _go(args: list[str], cwd: Path, what: str) -> str:
     if not go:
         raise KubeSetupError(f"go not found: install Go 1.24+ to build {what}")
     env = {**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod -buildvcs=false"}
-    proc = subprocess.run([go, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run([go, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          check=False)
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.splitlines()[-LOG_TAIL_LINES:])
         raise KubeSetupError(f"`go {' '.join(args)}` in {cwd} failed (exit {proc.returncode}) building {what}:\n{tail}")
@@ -295,7 +296,7 @@ def promql_check(mode: str, *files: Path) -> subprocess.CompletedProcess:
     binary = version_dir() / "bin" / "promql-check"
     if not binary.exists():
         raise KubeSetupError(f"{binary} missing: run `{Path(__file__).name} fetch`")
-    return subprocess.run([str(binary), mode, *map(str, files)], capture_output=True, text=True, timeout=60)
+    return subprocess.run([str(binary), mode, *map(str, files)], capture_output=True, text=True, check=False, timeout=60)
 
 
 # --------------------------------------------------------------------------
@@ -306,7 +307,7 @@ def _openssl(args: list[str], cwd: Path) -> None:
     openssl = shutil.which("openssl")
     if not openssl:
         raise KubeSetupError("openssl not found: it makes the API server's self-signed certificate")
-    proc = subprocess.run([openssl, *args], cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run([openssl, *args], cwd=cwd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise KubeSetupError(f"`openssl {' '.join(args[:3])}` failed: {proc.stderr.strip()}")
 
@@ -395,7 +396,7 @@ class LocalKubeApiserver:
         return f"https://127.0.0.1:{self.port}"
 
     # -- lifecycle
-    def start(self) -> "LocalKubeApiserver":
+    def start(self) -> LocalKubeApiserver:
         if self.apiserver and self.apiserver.poll() is None:
             return self
         vdir = ensure_fetched()
@@ -451,7 +452,7 @@ class LocalKubeApiserver:
         self.apiserver = self.etcd = None
         return pids
 
-    def __enter__(self) -> "LocalKubeApiserver":
+    def __enter__(self) -> LocalKubeApiserver:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -463,7 +464,7 @@ class LocalKubeApiserver:
         if not kubectl:
             raise KubeSetupError("kubectl not found on PATH")
         return subprocess.run([kubectl, "--kubeconfig", str(self.kubeconfig), *args], input=input,
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=True, check=False, timeout=timeout)
 
     def install_crds(self, files: list[Path] | None = None, timeout: float = 120) -> list[str]:
         """Create the cached CRDs (server-side: the largest exceed client-side apply's annotation
