@@ -44,10 +44,11 @@ def classify(error: BaseException, url: str, secrets: tuple[str, ...] = ()) -> S
     """Turn a library error into a StorageError with the URL and a likely fix (no secrets, one line)."""
     if isinstance(error, StorageError):
         return error
-    first_line = (str(error).strip().splitlines() or [""])[0][:300]
+    message = str(error)
+    for secret in secrets:  # before cutting to one line: a secret may span lines (a PEM private key)
+        message = message.replace(secret, "***")
+    first_line = (message.strip().splitlines() or [""])[0][:300]
     text = f"{type(error).__name__}: {first_line}"
-    for secret in secrets:
-        text = text.replace(secret, "***")
     lowered = f"{type(error).__name__}: {error}".lower()
     if isinstance(error, PermissionError) or getattr(error, "errno", None) in _PERMANENT_ERRNOS:
         return StorageError(
