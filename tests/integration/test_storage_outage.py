@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 MESSAGES = 6000
 
 
-@pytest.mark.parametrize("kind,mode", [("s3", "hang"), ("azure", "refuse"), ("gcs", "refuse")])
+@pytest.mark.parametrize("kind,mode", [("s3", "hang"), ("azure", "refuse"), ("gcs", "refuse"), ("gcs", "hang")])
 def test_30s_outage_keeps_the_member_and_lands_everything_once(kafka, topic_name, tmp_path, kind, mode):
     server = {"s3": MotoS3Server, "azure": AzuriteServer, "gcs": FakeGcsServer}[kind](refusable=True).start()
     process = None
