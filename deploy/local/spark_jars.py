@@ -114,7 +114,8 @@ def ensure_jars(hadoop: str | None = None) -> list[Path]:
         try:
             marker = json.loads((folder / MARKER).read_text())
             jars = [folder / "lib" / name for name in marker["jars"]]
-            if marker.get("hadoop") == hadoop and jars and all(j.is_file() for j in jars):
+            if marker.get("hadoop") == hadoop and marker.get("modules") == list(HADOOP_MODULES) and jars \
+                    and all(j.is_file() for j in jars):
                 return jars
         except (OSError, ValueError, KeyError):
             pass
@@ -128,8 +129,8 @@ def ensure_jars(hadoop: str | None = None) -> list[Path]:
         for module in HADOOP_MODULES:
             if not any(j.name.startswith(f"{module}-") for j in jars):
                 raise SparkJarsError(f"{module} {hadoop} was not copied into {folder / 'lib'}")
-        (folder / MARKER).write_text(json.dumps({"hadoop": hadoop, "aws_sdk": sdk, "jars": [j.name for j in jars]},
-                                                indent=1))
+        (folder / MARKER).write_text(json.dumps({"hadoop": hadoop, "modules": list(HADOOP_MODULES), "aws_sdk": sdk,
+                                                 "jars": [j.name for j in jars]}, indent=1))
         return jars
 
 
