@@ -45,8 +45,8 @@ here (s3fs 2026.9 / aiobotocore 3.10, adlfs 2026.8 / azure-storage-blob 12.31):
   ``retry_total=0`` on the service client, after 5 s.
 * gcsfs 2026.10 defaults (no ``requests_timeout``): an upload to a stopped
   fake-gcs-server was still blocked after 6 min; it completes once the server
-  is continued.  Pass ``requests_timeout=`` (seconds) in ``storage_options``
-  to bound each request.
+  is continued.  gcsfs's ``requests_timeout=`` (seconds) is meant to bound
+  each request (not measured here).
 
 ``mode="refuse"`` needs the server to be built with ``refusable=True``: the
 server then listens on a private port behind a small TCP relay in this process
