@@ -94,8 +94,9 @@ def layout_warnings(settings: Settings) -> list[str]:
 
 
 def spark_path(settings: Settings, databricks: bool = False) -> str:
-    """output.url as Spark names it: s3a:// for open-source Spark, abfss://container@account... for Azure,
-    absolute file:// paths (a relative file:// URL is relative to where `ingest run` runs)."""
+    """output.url as Spark names it: s3a:// for open-source Spark, abfss://container@account... for Azure
+    (abfs:// for an emulator on plain http), absolute file:// paths (a relative file:// URL is relative
+    to where `ingest run` runs)."""
     url = settings.output.url
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -109,7 +110,9 @@ def spark_path(settings: Settings, databricks: bool = False) -> str:
         container, _, path = rest.partition("/")
         if "@" not in container:
             container = f"{container}@{_azure_account(settings.output.storage_options)}.dfs.core.windows.net"
-        return f"abfss://{container}/{path}".rstrip("/")
+        emulator = None if databricks else _azure_emulator_endpoint(settings.output.storage_options)
+        secure = emulator is None or emulator.scheme == "https"
+        return f"{'abfss' if secure else 'abfs'}://{container}/{path}".rstrip("/")
     return url
 
 
@@ -118,6 +121,37 @@ def _azure_account(options: dict) -> str:
         return str(options["account_name"])
     match = re.search(r"AccountName=([^;]+)", str(options.get("connection_string", "")))
     return match.group(1) if match else "<storage-account>"
+
+
+def _azure_emulator_endpoint(options: dict):
+    """The BlobEndpoint of the connection string when it is an emulator's (Azurite's): path style,
+    `http(s)://host:port/<account>`. None for Azure itself and for custom domains."""
+    match = re.search(r"BlobEndpoint=([^;]+)", str(options.get("connection_string", "")))
+    if not match:
+        return None
+    endpoint = urlsplit(match.group(1).strip())
+    if not endpoint.netloc or endpoint.path.strip("/") != _azure_account(options):
+        return None
+    return endpoint
+
+
+def _azure_endpoint_options(settings: Settings) -> dict[str, str]:
+    """hadoop-azure (abfs) settings for an emulator endpoint named in storage_options (never the account
+    key: Spark takes it from its own configuration). Azurite serves the Blob API only, on the endpoint
+    given, often over plain http."""
+    endpoint = _azure_emulator_endpoint(settings.output.storage_options)
+    if endpoint is None:
+        return {}
+    found = {
+        "fs.azure.abfs.endpoint": endpoint.netloc,
+        "fs.azure.account.hns.enabled": "false",  # a flat namespace: no ACL or DFS calls
+        "fs.azure.fns.account.service.type": "BLOB",  # talk the Blob API, not the DFS one
+    }
+    if endpoint.scheme == "http":
+        found["fs.azure.always.use.https"] = "false"
+        # the default Apache HTTP client insists on an SSL socket factory, even for http
+        found["fs.azure.networking.library"] = "JDK_HTTP_URL_CONNECTION"
+    return found
 
 
 def _s3_endpoint_options(settings: Settings) -> dict[str, str]:
@@ -174,6 +208,8 @@ def spark_reader(settings: Settings, payload_schema: str | None = None) -> Spark
     options = {"pathGlobFilter": f"*{data_file_extension(settings)}"}
     if settings.output.url.lower().startswith(("s3://", "s3a://", "s3n://")):
         options.update(_s3_endpoint_options(settings))
+    if settings.output.url.lower().startswith(("abfs://", "abfss://", "az://", "adl://")):
+        options.update(_azure_endpoint_options(settings))
     session_conf: dict[str, str] = {}
     schema = None
     if payload_schema:
@@ -267,8 +303,10 @@ def spark_snippet(settings: Settings, checkpoint: str | None = None, table: str 
     if reader.path.startswith("s3a://"):
         header.append("# Needs hadoop-aws matching Spark's Hadoop (deploy/local/spark_jars.py fetches it);")
         header.append("# credentials come from Spark's environment (fs.s3a.* or the AWS credential chain).")
-    if reader.path.startswith("abfss://"):
-        header.append("# Needs hadoop-azure matching Spark's Hadoop and fs.azure.* credentials (untested here).")
+    if reader.path.startswith(("abfss://", "abfs://")):
+        account = reader.path.split("@", 1)[1].split("/", 1)[0] if "@" in reader.path else "<account>.dfs.core.windows.net"
+        header.append("# Needs hadoop-azure matching Spark's Hadoop (deploy/local/spark_jars.py fetches it); credentials")
+        header.append(f"# come from Spark's configuration: fs.azure.account.key.{account} (or OAuth fs.azure.* settings).")
     writer = [
         "(df.writeStream",
         f"    .option(\"checkpointLocation\", {json.dumps(checkpoint)})",

@@ -2,14 +2,17 @@
 
 A published name is never overwritten: locally the bytes go to a hidden temp file
 that is hard-linked to its final name (link fails if the name exists); on object
-stores `open(path, "xb")` sends `If-None-Match: *`. Either way a reader never sees
-a partial file, and "already exists" during a replay proves the file is there.
+stores fsspec's `mode="create"` makes the write conditional: `If-None-Match: *` on
+S3 and Azure, `ifGenerationMatch=0` on GCS, each answered 412 when the name exists.
+Either way a reader never sees a partial file, and "already exists" during a replay
+proves the file is there.
 """
 from __future__ import annotations
 
 import errno
 import logging
 import os
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -30,16 +33,22 @@ class StorageError(Exception):
 
 
 _PERMANENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR}
+# gcsfs turns every 404 into FileNotFoundError(url); an upload to a bucket's object collection
+# (POST .../storage/v1/b/BUCKET/o) can only be 404 when the bucket does not exist.
+_GCS_NO_BUCKET = re.compile(r"/storage/v1/b/[^/?]+/o(\?|$)")
+# gcsfs's `token` modes: words, not secrets (anything else under a token key is kept out of messages).
+_GCS_TOKEN_MODES = {"anon", "google_default", "cache", "cloud", "browser"}
 
 
 def classify(error: BaseException, url: str, secrets: tuple[str, ...] = ()) -> StorageError:
     """Turn a library error into a StorageError with the URL and a likely fix (no secrets, one line)."""
     if isinstance(error, StorageError):
         return error
-    first_line = (str(error).strip().splitlines() or [""])[0][:300]
+    message = str(error)
+    for secret in secrets:  # before cutting to one line: a secret may span lines (a PEM private key)
+        message = message.replace(secret, "***")
+    first_line = (message.strip().splitlines() or [""])[0][:300]
     text = f"{type(error).__name__}: {first_line}"
-    for secret in secrets:
-        text = text.replace(secret, "***")
     lowered = f"{type(error).__name__}: {error}".lower()
     if isinstance(error, PermissionError) or getattr(error, "errno", None) in _PERMANENT_ERRNOS:
         return StorageError(
@@ -48,14 +57,16 @@ def classify(error: BaseException, url: str, secrets: tuple[str, ...] = ()) -> S
             permanent=True,
         )
     if "nosuchbucket" in lowered or "containernotfound" in lowered or "bucket does not exist" in lowered \
-            or "specified container does not exist" in lowered:
+            or "specified container does not exist" in lowered \
+            or (isinstance(error, FileNotFoundError) and _GCS_NO_BUCKET.search(str(error))):
         return StorageError(
             f"{url}: the bucket or container does not exist ({text}). Fix: create it, or correct output.url",
             permanent=True,
         )
     if "invalidaccesskeyid" in lowered or "signaturedoesnotmatch" in lowered or "authenticationfailed" in lowered \
             or "accessdenied" in lowered or "authorizationfailure" in lowered or "forbidden" in lowered \
-            or "failed to authenticate" in lowered:
+            or "failed to authenticate" in lowered or "invalid credentials" in lowered \
+            or getattr(error, "code", None) in (401, 403) or "invalid_grant" in lowered:
         return StorageError(
             f"{url}: credentials refused ({text}). Fix: check output.storage_options or the environment's credentials",
             permanent=True,
@@ -95,8 +106,9 @@ class LakeStore:
                 return _publish_local(path, data)
             data = data_bytes(data)  # the HTTP clients want one bytes object
             try:
-                # mode="create" sends If-None-Match: * (S3) / If-None-Match on the commit (Azure),
-                # and aborts a failed multipart upload instead of leaving it behind.
+                # mode="create" sends If-None-Match: * (S3) / If-None-Match on the commit (Azure) /
+                # ifGenerationMatch=0 (GCS, checked when a resumable upload is finalised), and
+                # aborts a failed multipart or resumable upload instead of leaving it behind.
                 self.fs.pipe_file(path, data, mode="create")
                 return True
             except FileExistsError:
@@ -177,7 +189,7 @@ def _secret_values(options: dict) -> tuple[str, ...]:
         if isinstance(value, dict):
             for name, item in value.items():
                 walk(item, str(name))
-        elif isinstance(value, str) and value and is_secret_key(key):
+        elif isinstance(value, str) and value and is_secret_key(key) and value not in _GCS_TOKEN_MODES:
             found.append(value)
             found.extend(part.split("=", 1)[1] for part in value.split(";")
                          if part.split("=", 1)[0].lower() in ("accountkey", "sharedaccesssignature") and "=" in part)

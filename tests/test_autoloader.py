@@ -101,6 +101,36 @@ def test_an_s3_compatible_endpoint_becomes_s3a_options_but_credentials_never_do(
         assert "AKIA-SECRET-ID" not in text and "s3cr3t-value" not in text
 
 
+AZURITE = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=QXp1cml0ZUtleQ==;"
+           "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;")
+
+
+def test_an_azurite_endpoint_becomes_abfs_options_but_the_account_key_never_does():
+    configured = settings(url="abfs://lake/orders", storage_options={"connection_string": AZURITE})
+    reader = spark_reader(configured, "a INT")
+    assert reader.path == "abfs://lake@devstoreaccount1.dfs.core.windows.net/orders"  # plain http: abfs, not abfss
+    assert {k: v for k, v in reader.options.items() if k.startswith("fs.")} == {
+        "fs.azure.abfs.endpoint": "127.0.0.1:10000", "fs.azure.account.hns.enabled": "false",
+        "fs.azure.fns.account.service.type": "BLOB", "fs.azure.always.use.https": "false",
+        "fs.azure.networking.library": "JDK_HTTP_URL_CONNECTION"}
+    snippet = spark_snippet(configured)
+    assert "fs.azure.account.key.devstoreaccount1.dfs.core.windows.net" in snippet
+    for text in (reader.code(), snippet, autoloader_snippet(configured)):
+        assert "QXp1cml0ZUtleQ==" not in text
+    # Databricks never talks to an emulator: its snippet keeps the account's abfss:// URL.
+    assert spark_path(configured, databricks=True) == "abfss://lake@devstoreaccount1.dfs.core.windows.net/orders"
+
+
+@pytest.mark.parametrize("connection_string", [
+    "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=x",  # Azure itself
+    "AccountName=acct;AccountKey=x;BlobEndpoint=https://blobs.example.com/",  # a custom domain, not path style
+])
+def test_an_azure_account_gets_abfss_and_no_endpoint_options(connection_string):
+    reader = spark_reader(settings(url="abfs://lake/orders", storage_options={"connection_string": connection_string}))
+    assert reader.path == "abfss://lake@acct.dfs.core.windows.net/orders"
+    assert not [k for k in reader.options if k.startswith("fs.")]
+
+
 class FakeSpark:
     """Records the builder calls the reader code makes, like pyspark's DataStreamReader would receive."""
 

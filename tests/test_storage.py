@@ -55,3 +55,33 @@ def test_a_listing_never_returns_the_folder_itself():
 
     store = LakeStore("s3://bucket/topic", FolderItself(), "bucket/topic")
     assert store.list_files() == [] and store.list_files("dt=1") == []
+
+
+def test_a_gcs_upload_into_a_missing_bucket_is_permanent_and_says_so():
+    """gcsfs raises FileNotFoundError(url) for every 404; on an upload URL (the bucket's object
+    collection) that can only mean the bucket is missing. A missing object elsewhere stays transient."""
+    for url in ("http://gcs:4443/upload/storage/v1/b/nobucket/o",
+                "https://storage.googleapis.com/upload/storage/v1/b/nobucket/o?uploadType=resumable&name=x"):
+        error = classify(FileNotFoundError(url), "gs://nobucket/lake")
+        assert error.permanent and "does not exist" in str(error) and "Fix:" in str(error)
+    assert not classify(FileNotFoundError("http://gcs/storage/v1/b/lake/o/dt%3D1%2Fa"), "gs://lake/x").permanent
+
+
+def test_gcs_credential_errors_are_permanent():
+    from gcsfs.retry import HttpError
+
+    refused = classify(HttpError({"code": 401, "message": "Invalid Credentials"}), "gs://b/x")
+    forbidden = classify(OSError("Forbidden: https://storage.googleapis.com/b/x\nno storage.objects.create"), "gs://b/x")
+    assert refused.permanent and forbidden.permanent and "Fix:" in str(refused)
+    assert not classify(HttpError({"code": 503, "message": "Backend Error"}), "gs://b/x").permanent
+
+
+def test_a_gcs_service_account_key_is_a_secret_and_token_modes_are_not():
+    from ingest_core.storage import _secret_values
+    key = "-----BEGIN PRIVATE KEY-----\nMIIEv...\n-----END PRIVATE KEY-----\n"
+    found = _secret_values({"token": {"type": "service_account", "private_key": key, "private_key_id": "abc123def",
+                                      "client_email": "ingest@p.iam.gserviceaccount.com"}, "project": "p"})
+    assert key in found and "abc123def" in found and "ingest@p.iam.gserviceaccount.com" not in found
+    assert _secret_values({"token": "anon", "endpoint_url": "http://127.0.0.1:4443"}) == ()
+    error = classify(RuntimeError(f"refresh failed with {key} (invalid_grant)"), "gs://b/x", found)
+    assert "PRIVATE KEY" not in str(error) and "MIIEv" not in str(error) and "***" in str(error)

@@ -1,6 +1,6 @@
 """Real object-store test servers on 127.0.0.1 for integration tests.
 
-Two servers, each a child process in its own session (so a Ctrl-C in the
+Three servers, each a child process in its own session (so a Ctrl-C in the
 terminal or a signal to the test runner's process group does not reach it,
 and ``stop()`` can end the whole process group it started):
 
@@ -10,6 +10,14 @@ and ``stop()`` can end the whole process group it started):
   package ``azurite@3.35.0``, the newest that runs on Node 20), installed on
   first use into a cache folder outside the repo.  ``storage_options`` is ready
   for ``adlfs``.
+* :class:`FakeGcsServer` -- ``fake-gcs-server`` (Go module
+  ``github.com/fsouza/fake-gcs-server``, the GCS JSON API, in memory), built
+  with ``go install`` on first use into a cache folder outside the repo.
+  ``storage_options`` is ready for ``gcsfs``; the process that imports gcsfs
+  needs ``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false`` in its environment
+  (``FakeGcsServer.ENVIRONMENT``): otherwise gcsfs first asks for the bucket
+  type over gRPC/TLS, which the fake does not serve, and falls back only after
+  60 s.
 
 Outages
 -------
@@ -35,6 +43,10 @@ here (s3fs 2026.9 / aiobotocore 3.10, adlfs 2026.8 / azure-storage-blob 12.31):
 * adlfs defaults: ``azure.core.exceptions.ServiceResponseTimeoutError`` after
   ~320 s, for reads and writes alike; with ``read_timeout=5`` and
   ``retry_total=0`` on the service client, after 5 s.
+* gcsfs 2026.10 defaults (no ``requests_timeout``): an upload to a stopped
+  fake-gcs-server was still blocked after 6 min; it completes once the server
+  is continued.  gcsfs's ``requests_timeout=`` (seconds) is meant to bound
+  each request (not measured here).
 
 ``mode="refuse"`` needs the server to be built with ``refusable=True``: the
 server then listens on a private port behind a small TCP relay in this process
@@ -47,7 +59,9 @@ listens again on the same port.  Seen here: s3fs raises
 options (botocore retries, s3fs does not), < 1 s without botocore retries;
 adlfs raises ``azure.core.exceptions.ServiceRequestError`` after ~83 s with
 default options (SDK backoff 15 s, 18 s, 24 s ...), at once with
-``retry_total=0``.
+``retry_total=0``; gcsfs 2026.10 retries a refused request 6 times itself
+(sleeps of 1, 2, 4, 8, 16 s plus jitter) before it raises
+``aiohttp.ClientConnectorError``.
 
 ``pause()`` / ``resume()`` are the bare halves of ``outage()`` for tests that
 need to end an outage from a timer or another thread, e.g.
@@ -57,6 +71,7 @@ Command line (for humans; runs until Ctrl-C)::
 
     python deploy/local/object_stores.py s3 --port 5000
     python deploy/local/object_stores.py azurite --port 10000 --dir /tmp/azurite
+    python deploy/local/object_stores.py gcs --port 4443
 
 Only the standard library is imported at module import time; ``boto3`` is
 imported by ``MotoS3Server.create_bucket`` / ``client`` and
@@ -91,14 +106,19 @@ from typing import Any
 __all__ = [
     "AZURITE_VERSION",
     "AzuriteServer",
+    "FAKE_GCS_VERSION",
+    "FakeGcsServer",
     "MotoS3Server",
     "ServerError",
     "cache_dir",
     "ensure_azurite",
+    "ensure_fake_gcs_server",
     "free_port",
 ]
 
 AZURITE_VERSION = "3.35.0"
+FAKE_GCS_MODULE = "github.com/fsouza/fake-gcs-server"
+FAKE_GCS_VERSION = "1.56.1"
 LOCALHOST = "127.0.0.1"
 
 
@@ -132,9 +152,10 @@ def _port_is_free(host: str, port: int) -> bool:
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _http(method: str, url: str, timeout: float = 5.0, data: bytes | None = None) -> int:
+def _http(method: str, url: str, timeout: float = 5.0, data: bytes | None = None,
+          headers: dict[str, str] | None = None) -> int:
     """Send one request; return the HTTP status (error statuses included)."""
-    req = urllib.request.Request(url, data=data, method=method)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with _OPENER.open(req, timeout=timeout) as resp:
             resp.read()
@@ -308,6 +329,7 @@ class _ChildServer:
         self.die_with_parent = die_with_parent
         self._requested_port = port
         self.port: int | None = port
+        self._public_port: int | None = None  # while spawning: the port clients will use
         self._backend_port: int | None = None
         self.refusable = refusable
         self.startup_timeout = startup_timeout
@@ -355,6 +377,7 @@ class _ChildServer:
                 if self._requested_port and not _port_is_free(self.host, public):
                     raise ServerError(f"{self.name}: port {self.host}:{public} is already in use")
                 backend = free_port(self.host) if self.refusable else public
+                self._public_port = public
                 try:
                     self._spawn(backend)
                 except ServerError as e:  # most likely lost a race for the port
@@ -793,6 +816,142 @@ class AzuriteServer(_ChildServer):
 
 
 # --------------------------------------------------------------------------
+# fake-gcs-server (Google Cloud Storage via gcsfs)
+# --------------------------------------------------------------------------
+
+
+def ensure_fake_gcs_server(version: str = FAKE_GCS_VERSION, timeout: float = 900.0) -> Path:
+    """Build ``fake-gcs-server@version`` with ``go install`` into
+    ``cache_dir()/fake-gcs-server-VERSION`` unless it is there already; return
+    the path of the binary (~1.5-3 min the first time, on 2 cores).
+
+    Safe against concurrent callers (a file lock) and interrupted builds (the
+    binary goes to a scratch folder that is renamed into place when complete).
+    """
+    base = cache_dir()
+    target = base / f"fake-gcs-server-{version}"
+    exe = target / "fake-gcs-server"
+    if exe.exists():
+        return exe
+    go = shutil.which("go")
+    if go is None:
+        raise ServerError("fake-gcs-server is built from Go sources: install Go (1.24 or newer) and put `go` on PATH")
+    base.mkdir(parents=True, exist_ok=True)
+    with open(base / f"fake-gcs-server-{version}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if exe.exists():  # another process built it while we waited
+            return exe
+        scratch = Path(tempfile.mkdtemp(prefix=f".fake-gcs-server-{version}-", dir=base))
+        try:
+            # GOFLAGS from the caller's environment (-mod=vendor, say) must not reach a module install.
+            env = {**os.environ, "GOBIN": str(scratch), "GOFLAGS": "-buildvcs=false"}
+            proc = subprocess.run(
+                [go, "install", f"{FAKE_GCS_MODULE}@v{version}"],
+                cwd=scratch,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+            if proc.returncode != 0:
+                raise ServerError(
+                    f"go install {FAKE_GCS_MODULE}@v{version} failed ({proc.returncode}):\n"
+                    f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+                )
+            if not (scratch / "fake-gcs-server").exists():
+                raise ServerError(f"go install {FAKE_GCS_MODULE}@v{version} left no fake-gcs-server in {scratch}")
+            if target.exists():  # a broken earlier build
+                shutil.rmtree(target)
+            os.rename(scratch, target)
+        finally:
+            if scratch.exists():
+                shutil.rmtree(scratch, ignore_errors=True)
+    return exe
+
+
+class FakeGcsServer(_ChildServer):
+    """``fake-gcs-server -backend memory -scheme http`` on 127.0.0.1: the GCS
+    JSON API (simple and resumable uploads, ``ifGenerationMatch``), in memory.
+
+    >>> os.environ.update(FakeGcsServer.ENVIRONMENT)  # before gcsfs is imported
+    >>> with FakeGcsServer() as gcs:
+    ...     gcs.create_bucket("lake")
+    ...     fs = gcsfs.GCSFileSystem(**gcs.storage_options)
+
+    The server names ``-external-url`` in the resumable-upload URLs it hands
+    out, so with ``refusable=True`` that is the relay's public port: every
+    request of an upload goes through the relay and an outage stops them all.
+    """
+
+    name = "fake-gcs"
+    # gcsfs >= 2026.x checks each bucket's type over gRPC first unless told not to (see the module docstring).
+    ENVIRONMENT = {"GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}
+
+    def __init__(
+        self,
+        port: int | None = None,
+        host: str = LOCALHOST,
+        *,
+        refusable: bool = False,
+        startup_timeout: float = 30.0,
+        log_path: str | os.PathLike[str] | None = None,
+        version: str = FAKE_GCS_VERSION,
+        die_with_parent: bool = True,
+    ) -> None:
+        super().__init__(port, host, refusable, startup_timeout, log_path, die_with_parent)
+        self.version = version
+        self._exe: Path | None = None
+
+    def start(self) -> FakeGcsServer:
+        super().start()
+        return self
+
+    def __enter__(self) -> FakeGcsServer:
+        return self.start()
+
+    def _prepare(self) -> None:
+        self._exe = ensure_fake_gcs_server(self.version)
+
+    def _command(self, port: int) -> list[str]:
+        assert self._exe is not None
+        public = self._public_port or port
+        return [
+            str(self._exe),
+            "-backend", "memory",
+            "-scheme", "http",
+            "-host", self.host,
+            "-port", str(port),
+            "-external-url", f"http://{self.host}:{public}",
+            "-public-host", f"{self.host}:{public}",
+            "-log-level", "warn",
+        ]  # fmt: skip
+
+    def _probe_url(self, port: int) -> str:
+        return f"http://{self.host}:{port}/storage/v1/b"
+
+    @property
+    def endpoint_url(self) -> str:
+        if self.port is None or self._proc is None:
+            raise ServerError("fake-gcs-server is not started")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """Options for ``gcsfs.GCSFileSystem(**options)`` / fsspec ``storage_options``:
+        no credentials (the fake checks none), this server as the endpoint."""
+        return {"token": "anon", "endpoint_url": self.endpoint_url}
+
+    def create_bucket(self, name: str) -> str:
+        """Create bucket ``name`` (3-63 lowercase letters, digits, '-', '_', '.'); returns it."""
+        status = _http("POST", f"{self.endpoint_url}/storage/v1/b", data=json.dumps({"name": name}).encode(),
+                       headers={"Content-Type": "application/json"})
+        if status != 200:
+            raise ServerError(f"fake-gcs-server: creating bucket {name!r} answered HTTP {status}")
+        return name
+
+
+# --------------------------------------------------------------------------
 # command line
 # --------------------------------------------------------------------------
 
@@ -807,11 +966,16 @@ def _main(argv: list[str] | None = None) -> int:
     az.add_argument("--port", type=int, default=None, help="default: a free port")
     az.add_argument("--dir", default=None, help="data folder (default: a temporary one, removed on exit)")
     az.add_argument("--host", default=LOCALHOST)
+    gcs = sub.add_parser("gcs", help=f"fake-gcs-server {FAKE_GCS_VERSION} (GCS JSON API, in memory)")
+    gcs.add_argument("--port", type=int, default=None, help="default: a free port")
+    gcs.add_argument("--host", default=LOCALHOST)
     args = p.parse_args(argv)
 
-    server: MotoS3Server | AzuriteServer
+    server: MotoS3Server | AzuriteServer | FakeGcsServer
     if args.kind == "s3":
         server = MotoS3Server(args.port, args.host)
+    elif args.kind == "gcs":
+        server = FakeGcsServer(args.port, args.host)
     else:
         server = AzuriteServer(args.port, args.dir, args.host)
 
@@ -828,6 +992,9 @@ def _main(argv: list[str] | None = None) -> int:
                 f"  AWS_ACCESS_KEY_ID={server.ACCESS_KEY} AWS_SECRET_ACCESS_KEY={server.SECRET_KEY} "
                 f"AWS_DEFAULT_REGION={server.REGION} AWS_ENDPOINT_URL={server.endpoint_url}"
             )
+        elif isinstance(server, FakeGcsServer):
+            print(f"fake-gcs-server listening at {server.endpoint_url} (create buckets: POST /storage/v1/b)")
+            print("  " + " ".join(f"{k}={v}" for k, v in server.ENVIRONMENT.items()) + "  (for gcsfs)")
         else:
             print(f"Azurite blob listening at {server.blob_endpoint} (data in {server.location})")
             print(f"  AZURE_STORAGE_CONNECTION_STRING='{server.connection_string}'")

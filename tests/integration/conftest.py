@@ -1,8 +1,9 @@
 """Real servers for integration tests, started by the repo's own scripts on 127.0.0.1:
-Apache Kafka (deploy/local/kafka_broker.py), moto's S3 and Azurite (deploy/local/object_stores.py)."""
+Apache Kafka (deploy/local/kafka_broker.py), moto's S3, Azurite and fake-gcs-server (deploy/local/object_stores.py)."""
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,7 +11,10 @@ from typing import Any
 import pytest
 
 from kafka_broker import LocalKafka  # noqa: E402
-from object_stores import AzuriteServer, MotoS3Server  # noqa: E402
+from object_stores import AzuriteServer, FakeGcsServer, MotoS3Server  # noqa: E402
+
+# Before anything imports gcsfs, in this process and the `ingest` processes it starts.
+os.environ.update(FakeGcsServer.ENVIRONMENT)
 
 from ingest_core.storage import LakeStore
 
@@ -33,6 +37,12 @@ def moto():
 @pytest.fixture(scope="session")
 def azurite():
     with AzuriteServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def fake_gcs():
+    with FakeGcsServer() as server:
         yield server
 
 
@@ -70,9 +80,13 @@ def make_lake(kind: str, request, tmp_path) -> Lake:
         server = request.getfixturevalue("azurite")
         server.create_container(name)
         return Lake(kind, f"abfs://{name}/topic", server.storage_options, server)
+    if kind == "gcs":
+        server = request.getfixturevalue("fake_gcs")
+        server.create_bucket(name)
+        return Lake(kind, f"gs://{name}/topic", server.storage_options, server)
     raise ValueError(kind)
 
 
-@pytest.fixture(params=["local", "s3", "azure"])
+@pytest.fixture(params=["local", "s3", "azure", "gcs"])
 def lake(request, tmp_path) -> Lake:
     return make_lake(request.param, request, tmp_path)

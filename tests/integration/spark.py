@@ -2,9 +2,9 @@
 queries run to completion with `trigger(availableNow=True)` into a `foreachBatch` sink
 (the memory sink cannot resume from a checkpoint, and resuming is the point).
 
-pyspark 4.x from PyPI runs on the machine's Java 17. The session carries the s3a jars of
-deploy/local/spark_jars.py (fetched from Maven Central on first use), so it reads
-`s3a://` lakes on the moto server as well as local ones.
+pyspark 4.x from PyPI runs on the machine's Java 17. The session carries the s3a and abfs
+jars of deploy/local/spark_jars.py (fetched from Maven Central on first use), so it reads
+`s3a://` lakes on the moto server and `abfs://` lakes on Azurite as well as local ones.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ _session = None
 
 
 def spark_session():
-    """The test process's SparkSession (local[2], UTC, s3a on the classpath), started on first use."""
+    """The test process's SparkSession (local[2], UTC, s3a and abfs on the classpath), started on first use."""
     global _session
     if _session is None:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # pyspark otherwise resolves the host name
@@ -54,6 +54,15 @@ def use_s3_credentials(spark, access_key: str, secret_key: str) -> None:
     conf.set("fs.s3a.secret.key", secret_key)
     conf.set("fs.s3a.attempts.maximum", "2")
     conf.set("fs.s3a.retry.limit", "2")
+
+
+def use_azure_account_key(spark, account: str, key: str) -> None:
+    """The storage account's key for abfs, set on the session as a deployment would (spark-defaults,
+    a cluster's secret scope): the reader's own options never carry it. Short retries so a broken
+    setup fails fast."""
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    conf.set(f"fs.azure.account.key.{account}.dfs.core.windows.net", key)
+    conf.set("fs.azure.io.retry.max.retries", "2")
 
 
 @dataclass

@@ -1,6 +1,8 @@
-"""Publication on real stores: local disk, S3 (moto server) and Azure Blob / ADLS Gen2 (Azurite)."""
+"""Publication on real stores: local disk, S3 (moto server), Azure Blob / ADLS Gen2 (Azurite)
+and Google Cloud Storage (fake-gcs-server)."""
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import subprocess
@@ -13,7 +15,17 @@ from .lake import REPO, run_until_idle, write_config
 
 pytestmark = pytest.mark.slow
 
-BIG = 20 * 1024 * 1024  # above s3fs's multipart threshold once block_size is 5 MiB
+BIG = 20 * 1024 * 1024  # above s3fs's multipart threshold once block_size is 5 MiB (gcsfs's chunksize, too)
+
+
+def force_multipart(store, kind: str) -> None:
+    """Make BIG go up in parts: an S3 multipart upload, a GCS resumable upload in 5 MiB chunks
+    (whose ifGenerationMatch=0 is checked when the last chunk finalises it)."""
+    if kind == "s3":
+        store.fs.blocksize = 5 * 1024 * 1024
+    elif kind == "gcs":
+        pipe_file = store.fs.pipe_file
+        store.fs.pipe_file = lambda path, data, **kw: pipe_file(path, data, chunksize=5 * 1024 * 1024, **kw)
 
 
 def test_publish_is_create_only_for_small_and_multipart_files(lake):
@@ -21,8 +33,7 @@ def test_publish_is_create_only_for_small_and_multipart_files(lake):
     assert store.publish("dt=1/small.parquet", b"first") is True
     assert store.publish("dt=1/small.parquet", b"second") is False
     assert store.read("dt=1/small.parquet") == b"first"
-    if lake.kind == "s3":
-        store.fs.blocksize = 5 * 1024 * 1024  # force a multipart upload
+    force_multipart(store, lake.kind)
     big = os.urandom(BIG)
     assert store.publish("dt=1/big.parquet", big) is True
     assert store.publish("dt=1/big.parquet", b"other") is False
@@ -35,8 +46,8 @@ import json, os, sys
 sys.path.insert(0, {repo!r})
 from ingest_core.storage import LakeStore
 store = LakeStore.open({url!r}, json.loads({options!r}))
-if {kind!r} == "s3":
-    store.fs.blocksize = 5 * 1024 * 1024
+{force_multipart}
+force_multipart(store, {kind!r})
 data = os.urandom({size})
 print("uploading", flush=True)
 store.publish({path!r}, data)
@@ -53,7 +64,7 @@ def test_sigkill_during_a_large_upload_leaves_no_visible_partial_file(lake, step
     # comes 0.02 s after the upload starts.
     delay = {"local": [0.002, 0.03]}.get(lake.kind, [0.02, 0.6])[step]
     path = f"dt=1/killed-{delay}.parquet"
-    script = UPLOADER.format(repo=str(REPO), url=lake.url, options=json.dumps(lake.storage_options), kind=lake.kind,
+    script = UPLOADER.format(repo=str(REPO), force_multipart=inspect.getsource(force_multipart), url=lake.url, options=json.dumps(lake.storage_options), kind=lake.kind,
                              size=size, path=path)
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert process.stdout.readline().strip() == "uploading"
@@ -76,9 +87,10 @@ def _run_expecting_failure(tmp_path, kafka_bootstrap, url, options, topic):
     return result
 
 
-def test_missing_bucket_or_container_stops_with_a_clear_message(tmp_path, moto, azurite, topic_name):
+def test_missing_bucket_or_container_stops_with_a_clear_message(tmp_path, moto, azurite, fake_gcs, topic_name):
     for url, options in [("s3://no-such-bucket/lake", moto.storage_options),
-                         ("abfs://no-such-container/lake", azurite.storage_options)]:
+                         ("abfs://no-such-container/lake", azurite.storage_options),
+                         ("gs://no-such-bucket/lake", fake_gcs.storage_options)]:
         result = _run_expecting_failure(tmp_path, "127.0.0.1:1", url, options, topic_name)
         assert result.returncode == 2, result.stderr[-2000:]
         assert url in result.stderr and "does not exist" in result.stderr and "Fix:" in result.stderr

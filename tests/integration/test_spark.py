@@ -1,8 +1,9 @@
 """Spark's Structured Streaming file source reads what the real `ingest run` landed.
 
 The reader is `ingest autoloader`'s open-source snippet itself (`spark_reader(...).open(spark)`
-runs the printed code). Stores: local disk, and S3 on the moto server read through s3a
-(hadoop-aws from Maven Central, deploy/local/spark_jars.py), not through a local copy.
+runs the printed code). Stores: local disk, S3 on the moto server read through s3a, and ADLS Gen2
+(Blob API) on Azurite read through abfs (hadoop-aws and hadoop-azure from Maven Central,
+deploy/local/spark_jars.py), not through a local copy.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from ingest_core.ledger import Ledger
 
 from .conftest import make_lake
 from .lake import create_topic, data_files, ingest, run_until_idle, write_config
-from .spark import run_available_now, spark_session, use_s3_credentials
+from .spark import run_available_now, spark_session, use_azure_account_key, use_s3_credentials
 
 pytestmark = pytest.mark.slow
 
@@ -78,6 +79,8 @@ def readable_lake(spark, kafka, topic: str, store: str, request, tmp_path):
     lake = make_lake(store, request, tmp_path)
     if store == "s3":
         use_s3_credentials(spark, lake.server.ACCESS_KEY, lake.server.SECRET_KEY)
+    if store == "azure":
+        use_azure_account_key(spark, lake.server.ACCOUNT_NAME, lake.server.ACCOUNT_KEY)
     create_topic(kafka.bootstrap, topic, partitions=3)
     return lake
 
@@ -124,7 +127,7 @@ def check_run(run, expected: dict[tuple[int, int], int], file_rows: Counter, top
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "ndjson"])
-@pytest.mark.parametrize("store", ["local", "s3"])
+@pytest.mark.parametrize("store", ["local", "s3", "azure"])
 def test_file_stream_reads_each_new_file_once_with_explicit_and_inferred_schema(
         spark, kafka, topic_name, tmp_path, request, fmt, store):
     lake = readable_lake(spark, kafka, topic_name, store, request, tmp_path)
@@ -132,7 +135,7 @@ def test_file_stream_reads_each_new_file_once_with_explicit_and_inferred_schema(
                           storage_options=lake.storage_options)
     settings = load_settings(config)
     explicit = spark_reader(settings, PAYLOAD)
-    assert explicit.path.startswith("s3a://" if store == "s3" else "file:///")
+    assert explicit.path.startswith({"local": "file:///", "s3": "s3a://", "azure": "abfs://"}[store])
 
     # Round 1: 2,400 messages over 3 hours across midnight, every 400th one a dead letter.
     first = produce(kafka.bootstrap, topic_name, 2400, 0, START_MS, 3 * HOUR_MS, bad_every=400)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from object_stores import AzuriteServer, MotoS3Server
+from object_stores import AzuriteServer, FakeGcsServer, MotoS3Server
 
 from .lake import create_topic, data_files, expected_rows, ingest, landed_rows, produce_events, write_config
 from .conftest import Lake
@@ -20,14 +20,17 @@ pytestmark = pytest.mark.slow
 MESSAGES = 6000
 
 
-@pytest.mark.parametrize("kind,mode", [("s3", "hang"), ("azure", "refuse")])
+@pytest.mark.parametrize("kind,mode", [("s3", "hang"), ("azure", "refuse"), ("gcs", "refuse"), ("gcs", "hang")])
 def test_30s_outage_keeps_the_member_and_lands_everything_once(kafka, topic_name, tmp_path, kind, mode):
-    server = (MotoS3Server if kind == "s3" else AzuriteServer)(refusable=True).start()
+    server = {"s3": MotoS3Server, "azure": AzuriteServer, "gcs": FakeGcsServer}[kind](refusable=True).start()
     process = None
     try:
         if kind == "s3":
             server.create_bucket("outage")
             lake = Lake(kind, "s3://outage/lake", server.storage_options, server)
+        elif kind == "gcs":
+            server.create_bucket("outage")
+            lake = Lake(kind, "gs://outage/lake", server.storage_options, server)
         else:
             server.create_container("outage")
             lake = Lake(kind, "abfs://outage/lake", server.storage_options, server)
