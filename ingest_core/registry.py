@@ -89,6 +89,7 @@ class WireDecoder:
         self._registry_conf = {**REGISTRY_DEFAULTS, **registry}
         self.compiled: dict[int, CompiledSchema] = {}
         self.unknown: dict[int, tuple[float, str]] = {}  # schema id -> (when, reason)
+        self.widened_columns: dict[int, dict[str, pa.DataType]] = {}  # schema id -> column -> type it lands as
 
     @property
     def client(self):
@@ -130,6 +131,9 @@ class WireDecoder:
                     rejects[index] = self.body_problem(schema_id, error)
             if good:
                 table, extra = self.to_table(rows, compiled)
+                for name, wide in self.widened_columns.get(schema_id, {}).items():
+                    if name in table.column_names:
+                        table = table.set_column(table.column_names.index(name), name, table.column(name).cast(wide))
                 widened += extra
                 parts.append((good, table))
         if empty_rows:
@@ -164,8 +168,58 @@ class WireDecoder:
         except Rejected as error:
             self.unknown[schema_id] = (time.monotonic(), str(error))
             raise
+        self.widened_columns[schema_id] = self._widened_columns(schema_id, compiled)
         self.compiled[schema_id] = compiled
         return compiled
+
+    def _subjects_of(self, schema_id: int) -> list[str]:
+        client = self.client
+        if type(client).__name__.startswith("Mock"):  # confluent-kafka's mock:// has no GET /schemas/ids/{id}/versions
+            return [subject for subject in client.get_subjects() for version in client.get_versions(subject)
+                    if client.get_version(subject, version).schema_id == schema_id]
+        return list(dict.fromkeys(pair.subject for pair in client.get_schema_versions(schema_id)))
+
+    def _widened_columns(self, schema_id: int, compiled: CompiledSchema) -> dict[str, pa.DataType]:
+        """Top-level integer columns that another version of the same subject declares as a
+        floating-point number (Avro int → double, JSON Schema integer → number): they land as
+        float64 in every file, because Spark's mergeSchema cannot merge bigint with double.
+        Only versions registered by the time the schema id is first seen count; a registry
+        that cannot list versions (404, 501) leaves the types as declared."""
+        arrow = getattr(compiled, "arrow", None)
+        if arrow is None or not pa.types.is_struct(arrow):
+            return {}
+        integers = {arrow.field(i).name for i in range(arrow.num_fields) if pa.types.is_integer(arrow.field(i).type)}
+        if not integers:
+            return {}
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+        try:
+            widened: dict[str, pa.DataType] = {}
+            for subject in self._subjects_of(schema_id):
+                for version in self.client.get_versions(subject):
+                    registered = self.client.get_version(subject, version)
+                    if registered.schema_id == schema_id:
+                        continue
+                    other = self.compiled.get(registered.schema_id) or self.compile(registered.schema_id,
+                                                                                    registered.schema)
+                    other_arrow = getattr(other, "arrow", None)
+                    for name in integers:
+                        if other_arrow is not None and other_arrow.get_field_index(name) >= 0 \
+                                and pa.types.is_floating(other_arrow.field(name).type):
+                            widened[name] = pa.float64()
+            return widened
+        except http_errors() as error:
+            raise DecodeUnavailable(
+                f"cannot reach the schema registry at {self._registry_conf.get('url')} (decode.schema_registry.url) "
+                f"while listing the versions of schema id {schema_id}: {type(error).__name__}: {error}; retrying") \
+                from None
+        except SchemaRegistryError as error:
+            if error.http_status_code in (404, 501):
+                return {}
+            raise DecodeUnavailable(f"the schema registry at {self._registry_conf.get('url')} "
+                                    f"(decode.schema_registry.url) answered {error.http_status_code} while listing "
+                                    f"the versions of schema id {schema_id}: {error.error_message}; retrying") from None
+        except Exception:  # noqa: BLE001 - a version we cannot compile or a client without the call: as declared
+            return {}
 
     format_key = "?"  # the value of decode.format for this decoder
 

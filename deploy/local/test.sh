@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 python3 -m pip install --quiet --disable-pip-version-check -c deploy/constraints.txt -e ".[test,s3,azure]"
 python3 deploy/local/kafka_broker.py fetch          # Apache Kafka jars from Maven Central, cached in ~/.cache
+python3 deploy/local/schema_registry.py fetch       # a Confluent-REST schema registry built with go, cached in ~/.cache
 python3 deploy/local/spark_jars.py fetch           # hadoop-aws (s3a) for Spark, matching pyspark's Hadoop
 python3 -c 'import sys; sys.path.insert(0, "deploy/local"); import object_stores; object_stores.ensure_azurite()'  # Azurite from npm
 python3 -m pytest -p no:cacheprovider "$@"
