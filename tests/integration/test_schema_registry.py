@@ -124,6 +124,7 @@ def test_a_failing_registry_holds_the_batch_names_the_key_and_nothing_is_lost(fa
     try:
         time.sleep(10)
         assert process.poll() is None, "the consumer must keep running while the registry fails"
+        assert fault == "down" or (door.requests and door.requests[0][0] == fault), door.requests
         assert not data_files(LakeStore.open(f"file://{root}")) and not dead_letter_files(dlq)
         door.mode = "proxy"
         if fault == "down":
