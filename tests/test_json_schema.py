@@ -16,7 +16,8 @@ CONTEXT = SerializationContext("events", MessageField.VALUE)
 RICH = {
     "type": "object",
     "definitions": {"Point": {"type": "object", "properties": {"x": {"type": "number"}, "y": {"type": "number"}}},
-                    "Tree": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/definitions/Tree"}}}}},
+                    "Tree": {"type": "object",
+                             "properties": {"kids": {"type": "array", "items": {"$ref": "#/definitions/Tree"}}}}},
     "properties": {
         "id": {"type": "integer"},
         "ok": {"type": "boolean"},

@@ -6,6 +6,7 @@ descriptors, as a producer with generated code would have them."""
 from __future__ import annotations
 
 import json
+import struct
 
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
@@ -102,5 +103,5 @@ def expected_row(fmt: str, version: int, i: int) -> dict:
     row = {"id": i, "name": record["name"], "qty": record["qty"], "price": record["price"],
            "note": record.get("note"), "email": record.get("email")}
     if fmt == "protobuf" and version == 1:
-        row["price"] = float(__import__("struct").unpack("f", __import__("struct").pack("f", record["price"]))[0])
+        row["price"] = struct.unpack("f", struct.pack("f", record["price"]))[0]  # a float32 field
     return row
