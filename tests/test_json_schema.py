@@ -74,3 +74,12 @@ def test_undeclared_keys_land_as_text_at_the_top_and_are_dead_lettered_below_it(
     assert decoded.kept == [0, 2]
     assert decoded.table.column("extra").to_pylist() == ['{"a":1}', "s"] and decoded.widened == 1
     assert "where.z is not declared by the schema" in decoded.rejects[1]
+
+
+def test_a_draft_2020_12_schema_is_validated_too():
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
+              "properties": {"pair": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}],
+                                      "items": False}}}
+    serialize, decoder = setup(schema)
+    decoded = decoder.decode([serialize({"pair": ["a", 1]}), serialize({"pair": ["a", "b"]})])
+    assert decoded.kept == [0] and "does not match its schema at pair/1" in decoded.rejects[1]
