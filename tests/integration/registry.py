@@ -16,7 +16,12 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
 
 
 class SchemaRegistry:
@@ -136,12 +141,6 @@ class SchemaRegistry:
 
 
 # ---------------------------------------------------------------- the real registry, and a faulty door to it
-
-import time  # noqa: E402
-import urllib.error  # noqa: E402
-import urllib.request  # noqa: E402
-
-import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
