@@ -1,12 +1,10 @@
 """Avro in the Confluent wire format: schema lookup, decoding, and Avro → Arrow types.
 
 A message is `0x00` (magic byte), a 4-byte big-endian schema id, then the Avro binary
-body written with that schema. A batch is grouped by schema id; each id's writer schema
-is fetched once through confluent-kafka's `SchemaRegistryClient` (which caches it) and
-compiled once here into a fastavro schema, an Arrow type and a converter; messages are
-read with fastavro's `schemaless_reader` and each group becomes Arrow columns in one call.
-Groups written with different schema versions are merged by field name (a field added
-in v2 is null in v1 rows, a removed field is null in v2 rows).
+body written with that schema. registry.py groups a batch by schema id, fetches each
+writer schema once and merges the schema versions by field name; here each schema is
+compiled once into a fastavro schema, an Arrow type and a converter, messages are read
+with fastavro's `schemaless_reader` and each group becomes Arrow columns in one call.
 
 Types, chosen so a column keeps one type across schema versions and files (Spark's
 `mergeSchema` refuses int vs bigint): int and long → int64, float and double → float64,
@@ -18,18 +16,17 @@ decimal → decimal(p, s) (string beyond 38 digits); uuid → string; time-milli
 -micros → int64 (ms, us: Spark has no TIME in Parquet); anything else → its base type.
 A record type that contains itself is written as JSON text below its first level.
 
-Errors: a message without the magic byte, with a schema id the registry does not know
-(404), or whose body does not match its schema is rejected (dead-lettered); a registry
-that cannot be reached or answers 5xx raises `DecodeUnavailable` so the batch is retried.
+Errors (registry.py): a message without the magic byte, with a schema id the registry does
+not know (404), or whose body does not match its schema is rejected (dead-lettered); a
+registry that cannot be reached, hangs, or answers 401/403/5xx raises `DecodeUnavailable`
+so the batch is retried.
 """
 from __future__ import annotations
 
-import base64
 import datetime
 import decimal
 import io
 import json
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -37,16 +34,10 @@ from typing import Any, Callable
 import fastavro
 import pyarrow as pa
 
-from .decode import Decoded, DecodeUnavailable
-
-MAGIC_BYTE = 0
-_UNKNOWN_TTL = 60.0  # seconds an unknown schema id is remembered, so each batch does not ask again
+from .registry import MAGIC_BYTE, WireDecoder  # noqa: F401 - MAGIC_BYTE is part of this module's story
+from .registry import json_text as _json_text
 
 Converter = Callable[[Any], Any] | None
-
-
-class _Rejected(Exception):
-    """Every message written with this schema id is rejected with this reason."""
 
 
 @dataclass
@@ -67,180 +58,31 @@ class CompiledSchema:
         return {"value": datum} if self.wrap else datum
 
 
-def _http_errors() -> tuple[type[BaseException], ...]:
-    try:
-        from confluent_kafka.schema_registry.common._httpx_compat import httpx
-    except ImportError:  # older confluent-kafka
-        import httpx
-    return (httpx.HTTPError, OSError, TimeoutError)
+class AvroDecoder(WireDecoder):
+    name, schema_type, format_key = "Avro", "AVRO", "avro"
 
-
-class AvroDecoder:
-    def __init__(self, registry: dict, client=None):
-        self._client = client
-        self._registry_conf = {"timeout": 10, "max.retries": 2, "retries.wait.ms": 200,
-                               "retries.max.wait.ms": 2000, **registry}
-        self.compiled: dict[int, CompiledSchema] = {}
-        self.unknown: dict[int, tuple[float, str]] = {}  # schema id -> (when, reason)
-
-    @property
-    def client(self):
-        if self._client is None:
-            from confluent_kafka.schema_registry import SchemaRegistryClient
-            self._client = SchemaRegistryClient(self._registry_conf)
-        return self._client
-
-    def decode(self, values: list[bytes | None]) -> Decoded:
-        rejects: dict[int, str] = {}
-        groups: dict[int, list[int]] = {}
-        empty_rows: list[int] = []
-        for index, value in enumerate(values):
-            if value is None:
-                empty_rows.append(index)  # a tombstone landed as a row (decode.tombstones: row)
-            elif len(value) < 5 or value[0] != MAGIC_BYTE:
-                rejects[index] = _wire_format_problem(value)
-            else:
-                groups.setdefault(int.from_bytes(value[1:5], "big"), []).append(index)
-        parts: list[tuple[list[int], pa.Table]] = []
-        for schema_id, indices in groups.items():
-            try:
-                compiled = self.schema(schema_id)
-            except _Rejected as error:
-                rejects.update((i, str(error)) for i in indices)
-                continue
-            rows, good = [], []
-            for index in indices:
-                try:
-                    rows.append(compiled.read(values[index]))
-                    good.append(index)
-                except Exception as error:  # noqa: BLE001 - any failure to read a body is that message's fault
-                    rejects[index] = f"invalid Avro body for schema id {schema_id}: {type(error).__name__}: {str(error)[:200]}"
-            if good:
-                parts.append((good, pa.Table.from_struct_array(pa.array(rows, type=compiled.arrow))))
-        if empty_rows:
-            parts.append((empty_rows, pa.table({"_": pa.nulls(len(empty_rows))}).drop_columns(["_"])))
-        table, kept, widened = _combine(parts)
-        return Decoded(table, kept, rejects, widened)
-
-    def schema(self, schema_id: int) -> CompiledSchema:
-        compiled = self.compiled.get(schema_id)
-        if compiled is not None:
-            return compiled
-        remembered = self.unknown.get(schema_id)
-        if remembered is not None and time.monotonic() - remembered[0] < _UNKNOWN_TTL:
-            raise _Rejected(remembered[1])
-        try:
-            compiled = self._fetch(schema_id)
-        except _Rejected as error:
-            self.unknown[schema_id] = (time.monotonic(), str(error))
-            raise
-        self.compiled[schema_id] = compiled
-        return compiled
-
-    def _fetch(self, schema_id: int) -> CompiledSchema:
-        from confluent_kafka.schema_registry.error import SchemaRegistryError
-
-        url = self._registry_conf.get("url")
-        try:
-            registered = self.client.get_schema(schema_id)
-            parsed_named: dict[str, Any] = {}
-            named: dict[str, Any] = {}
-            self._references(registered.references or [], parsed_named, named)
-        except SchemaRegistryError as error:
-            status = error.http_status_code
-            if status == 404:
-                raise _Rejected(f"unknown schema id {schema_id}: the schema registry has no such schema "
-                                f"({error.error_code}: {error.error_message})") from None
-            if status in (401, 403):
-                raise DecodeUnavailable(f"the schema registry at {url} refused us ({status}: {error.error_message}). "
-                                        "Fix: check decode.schema_registry credentials", permanent=True) from None
-            raise DecodeUnavailable(f"the schema registry at {url} answered {status}: {error.error_message}") from None
-        except _http_errors() as error:
-            raise DecodeUnavailable(f"cannot reach the schema registry at {url}: {type(error).__name__}: {error}") from None
-        kind = (registered.schema_type or "AVRO").upper()
-        if kind != "AVRO":
-            raise _Rejected(f"schema id {schema_id} is a {kind} schema; decode.format avro reads Avro only")
-        try:
-            definition = json.loads(registered.schema_str)
-            parsed = fastavro.parse_schema(definition, named_schemas=parsed_named)
-            arrow, convert = AvroTypes(named).convert(definition)
-        except Exception as error:  # noqa: BLE001 - a schema we cannot use rejects its messages
-            raise _Rejected(f"schema id {schema_id} cannot be used: {type(error).__name__}: {str(error)[:200]}") from None
+    def compile(self, schema_id: int, registered) -> CompiledSchema:
+        parsed_named: dict[str, Any] = {}
+        named: dict[str, Any] = {}
+        self._references(registered.references or [], parsed_named, named)
+        definition = json.loads(registered.schema_str)
+        parsed = fastavro.parse_schema(definition, named_schemas=parsed_named)
+        arrow, convert = AvroTypes(named).convert(definition)
         wrap = not pa.types.is_struct(arrow)
         if wrap:
-            arrow, convert = pa.struct([pa.field("value", arrow)]), convert
+            arrow = pa.struct([pa.field("value", arrow)])
         return CompiledSchema(schema_id, parsed, arrow, convert, wrap)
 
     def _references(self, references, parsed_named: dict[str, Any], named: dict[str, Any]) -> None:
         """Named types from schema references, resolved depth first: fastavro's parsed forms
         in `parsed_named`, the definitions by full name in `named`."""
         for reference in references:
-            version = self.client.get_version(reference.subject, reference.version)
+            version = self.call(lambda: self.client.get_version(reference.subject, reference.version),
+                                f"reference {reference.subject} version {reference.version}")
             self._references(version.schema.references or [], parsed_named, named)
             definition = json.loads(version.schema.schema_str)
             fastavro.parse_schema(definition, named_schemas=parsed_named)
             AvroTypes.collect_names(definition, named)
-
-
-def _wire_format_problem(value: bytes) -> str:
-    if not value:
-        return "empty value: expected Avro in the Confluent wire format"
-    if len(value) < 5:
-        return f"not Avro in the Confluent wire format: {len(value)} bytes, shorter than the 5-byte header"
-    return (f"not Avro in the Confluent wire format: first byte is 0x{value[0]:02x}, expected the magic byte 0x00 "
-            "followed by a 4-byte schema id")
-
-
-def _combine(parts: list[tuple[list[int], pa.Table]]) -> tuple[pa.Table, list[int], int]:
-    """One table in batch order from per-schema tables; fields merged by name."""
-    if not parts:
-        return pa.table({}), [], 0
-    if len(parts) == 1:
-        return parts[0][1], parts[0][0], 0
-    tables = [t for _, t in parts]
-    widened = 0
-    try:
-        table = pa.concat_tables(tables, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        tables, widened = _conflicts_as_text(tables)
-        table = pa.concat_tables(tables, promote_options="permissive")
-    order = [i for indices, _ in parts for i in indices]
-    positions = sorted(range(len(order)), key=order.__getitem__)
-    return table.take(pa.array(positions, pa.int64())), sorted(order), widened
-
-
-def _conflicts_as_text(tables: list[pa.Table]) -> tuple[list[pa.Table], int]:
-    """Top-level columns whose types disagree between schema versions become JSON text."""
-    types: dict[str, set] = {}
-    for table in tables:
-        for f in table.schema:
-            if not pa.types.is_null(f.type):
-                types.setdefault(f.name, set()).add(f.type)
-    conflicting = {name for name, seen in types.items() if len(seen) > 1}
-    widened = 0
-    result = []
-    for table in tables:
-        for name in conflicting & set(table.column_names):
-            values = table.column(name).to_pylist(maps_as_pydicts="lossy")
-            widened += sum(v is not None and not isinstance(v, str) for v in values)
-            text = pa.array([None if v is None else v if isinstance(v, str) else _json_text(v) for v in values], pa.string())
-            table = table.set_column(table.column_names.index(name), name, text)
-        result.append(table)
-    return result, widened
-
-
-def _json_default(value):
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, (decimal.Decimal, uuid.UUID)):
-        return str(value)
-    raise TypeError(type(value).__name__)
-
-
-def _json_text(value) -> str:
-    return json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False)
 
 
 _PRIMITIVES: dict[str, pa.DataType] = {

@@ -1,7 +1,8 @@
 """Decoding a batch of raw values into an Arrow table of rows, or dead-letter reasons.
 
-Formats: `json` (one object per message), `avro` (Confluent wire format, see avro.py) and
-`raw` (the value bytes as they are). Tombstones (no value) follow `decode.tombstones`:
+Formats: `json` (one object per message), `raw` (the value bytes as they are), and the
+Confluent wire formats read with schemas from a schema registry (registry.py): `avro`
+(avro.py), `json_schema` (json_schema.py) and `protobuf` (protobuf.py). Tombstones (no value) follow `decode.tombstones`:
 dead-letter them (default), skip and count them, or land them as a row whose payload
 columns are all null.
 
@@ -43,6 +44,13 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _FIRST_CHAR = re.compile(rb"[ \t\r\n]*([^ \t\r\n])")
 
 
+_WIRE_FORMATS = {  # decode.format -> (module, decoder class); imported only when used
+    "avro": (".avro", "AvroDecoder"),
+    "json_schema": (".json_schema", "JsonSchemaDecoder"),
+    "protobuf": (".protobuf", "ProtobufDecoder"),
+}
+
+
 class NotSliceable(Exception):
     """A batch's slices do not all fit its first slice's schema, or one needs a look of its
     own (`Decoder.decode_in_slices`): decode the batch whole instead."""
@@ -50,9 +58,10 @@ class NotSliceable(Exception):
 
 class DecodeUnavailable(Exception):
     """Decoding cannot proceed now for a reason outside the messages (the schema registry is
-    down, times out, or answers 5xx). Retry the batch later, like a storage outage; never
-    dead-letter its messages. `permanent` is True when retrying cannot help (the registry
-    refuses our credentials: 401/403)."""
+    down, times out, or answers 401/403/5xx). Retry the batch later, like a storage outage;
+    never dead-letter its messages. `permanent` is True when retrying cannot help and the
+    consumer should stop (no decoder raises that today: refused credentials are retried,
+    since they can be fixed while the consumer waits)."""
 
     def __init__(self, message: str, permanent: bool = False):
         super().__init__(message)
@@ -76,7 +85,7 @@ class Decoder:
 
     def __init__(self, fmt: str = "json", tombstones: str = "dead_letter", max_depth: int = 64,
                  schema_registry: dict | None = None, registry_client=None, text_only: bool = False):
-        if fmt not in ("json", "avro", "raw"):
+        if fmt not in ("json", "raw", *_WIRE_FORMATS):
             raise ValueError(f"decode.format {fmt!r} is not known")
         self.format = fmt
         self.tombstones = tombstones
@@ -86,10 +95,12 @@ class Decoder:
         # spreads one parse over every core, and two at once only held two parsers' memory
         # (bench/RESULTS.md, round 7: 30-40 MiB less peak RSS, the same throughput).
         self.whole_parse = threading.Lock()
-        self.avro = None
-        if fmt == "avro":
-            from .avro import AvroDecoder
-            self.avro = AvroDecoder(schema_registry or {}, client=registry_client)
+        self.wire = None  # the registry-backed decoder of a Confluent wire format
+        if fmt in _WIRE_FORMATS:
+            module_name, class_name = _WIRE_FORMATS[fmt]
+            import importlib
+            decoder_class = getattr(importlib.import_module(module_name, __package__), class_name)
+            self.wire = decoder_class(schema_registry or {}, client=registry_client)
 
     @classmethod
     def from_settings(cls, decode, text_only: bool = False) -> "Decoder":
@@ -140,7 +151,7 @@ class Decoder:
             return decode_json(values, self.max_depth, self.text_only, self.whole_parse)
         if self.format == "raw":
             return decode_raw(values)
-        return self.avro.decode(values.to_pylist())
+        return self.wire.decode(values.to_pylist())
 
 
 def as_binary_array(values: pa.Array | list[bytes | None]) -> pa.Array:

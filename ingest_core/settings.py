@@ -30,16 +30,16 @@ class _Section(BaseModel):
 
 
 class DecodeSettings(_Section):
-    format: Literal["json", "avro", "raw"] = "json"
+    format: Literal["json", "avro", "json_schema", "protobuf", "raw"] = "json"
     # confluent-kafka SchemaRegistryClient properties: url, basic.auth.user.info, ssl.*, timeout, ...
     schema_registry: dict[str, Any] = Field(default_factory=dict)
     tombstones: Literal["dead_letter", "skip", "row"] = "dead_letter"  # messages with no value
     max_depth: int = Field(default=64, ge=1, le=100)  # JSON objects/arrays nested deeper are dead-lettered
 
     @model_validator(mode="after")
-    def _avro_needs_a_registry(self) -> "DecodeSettings":
-        if self.format == "avro" and not self.schema_registry.get("url"):
-            raise ValueError("format avro reads schemas from a schema registry. "
+    def _wire_formats_need_a_registry(self) -> "DecodeSettings":
+        if self.format in ("avro", "json_schema", "protobuf") and not self.schema_registry.get("url"):
+            raise ValueError(f"format {self.format} reads schemas from a schema registry. "
                              "Fix: add `schema_registry: {url: \"${SCHEMA_REGISTRY_URL}\"}`")
         return self
 

@@ -222,12 +222,16 @@ def test_a_registry_that_is_down_makes_the_encoder_raise_for_a_retry_never_a_dea
     assert not encoded.rejects and parquet(encoded).column("id").to_pylist() == [1]
 
 
-def test_a_registry_refusing_our_credentials_is_permanent(registry):
+def test_a_registry_refusing_our_credentials_is_retried_with_the_key_to_fix(registry):
+    # Credentials are fixed by updating a Secret while the consumer waits: retried, never a stop.
     good = serializer(registry, V1)({"id": 1, "note": "n"})
     registry.down = "unauthorized"
+    decoder = Decoder("avro", schema_registry={"url": registry.url, "max.retries": 0})
     with pytest.raises(DecodeUnavailable) as error:
-        Decoder("avro", schema_registry={"url": registry.url, "max.retries": 0}).decode([good])
-    assert error.value.permanent and "credentials" in str(error.value)
+        decoder.decode([good])
+    assert not error.value.permanent and "decode.schema_registry" in str(error.value) and "401" in str(error.value)
+    registry.down = None
+    assert decoder.decode([good]).table.column("id").to_pylist() == [1]
 
 
 def test_avro_without_a_registry_url_is_a_config_error():

@@ -1,9 +1,9 @@
-"""A small in-process schema registry serving the REST calls confluent-kafka's
+"""For unit tests: a small in-process schema registry serving the REST calls confluent-kafka's
 SchemaRegistryClient makes (register, look up, fetch by id, fetch a version).
 
-No Confluent Schema Registry can be installed on these machines (it ships only from
-Confluent's own repositories, not from PyPI, npm or Maven Central), so tests run this
-instead. It speaks the same JSON over HTTP, with Confluent's error codes (40401 subject
+Integration tests use the real registry of deploy/local/schema_registry.py instead (the
+`schema_registry` fixture below), and `FaultyRegistry` in front of it to misbehave. This
+one speaks the same JSON over HTTP, with Confluent's error codes (40401 subject
 not found, 40402 version not found, 40403 schema not found), but does no compatibility
 checking: any schema may be registered under any subject.
 
@@ -16,7 +16,12 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
 
 
 class SchemaRegistry:
@@ -133,3 +138,73 @@ class SchemaRegistry:
     def _version(self, subject: str, version: int) -> dict:
         schema_id = self.subjects[subject][version - 1]
         return {"subject": subject, "version": version, "id": schema_id, **self.schemas[schema_id]}
+
+
+# ---------------------------------------------------------------- the real registry, and a faulty door to it
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory):
+    """A real Confluent-REST schema registry (deploy/local/schema_registry.py) for the session."""
+    from schema_registry import LocalSchemaRegistry  # deploy/local is on sys.path (tests/conftest.py)
+
+    registry = LocalSchemaRegistry(tmp_path_factory.mktemp("schema-registry")).start()
+    yield registry
+    registry.stop()
+
+
+class FaultyRegistry:
+    """A door to a real registry that misbehaves on demand: `mode` "hang" (answers nothing for
+    `hang_s`), "401", "403", "503", or "proxy" (forwards GETs to `upstream`); `stop()` then
+    `start()` again on the same port makes it unreachable meanwhile."""
+
+    def __init__(self, upstream: str, mode: str = "proxy", hang_s: float = 30.0):
+        self.upstream, self.mode, self.hang_s = upstream, mode, hang_s
+        self.requests: list[tuple[str, str]] = []
+        self._port = 0
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    def start(self) -> "FaultyRegistry":
+        door = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_):
+                pass
+
+            def do_GET(self):
+                door.requests.append((door.mode, self.path))
+                if door.mode == "hang":
+                    time.sleep(door.hang_s)
+                    return
+                if door.mode in ("401", "403", "503"):
+                    self._send(int(door.mode), json.dumps({"error_code": int(door.mode) * 100,
+                                                           "message": f"test door answers {door.mode}"}).encode())
+                    return
+                opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+                try:
+                    with opener.open(door.upstream + self.path, timeout=10) as answer:
+                        self._send(answer.status, answer.read())
+                except urllib.error.HTTPError as error:
+                    self._send(error.code, error.read())
+
+            def _send(self, status: int, data: bytes):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
+        self._port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
