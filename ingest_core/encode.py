@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 from array import array
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Iterator, Mapping
 
 import pyarrow as pa
@@ -57,7 +58,8 @@ class BatchEncoder:
         # unless partition_by reads record fields from it.
         text_only = settings.output.format == "ndjson" and not self.template.fields
         self.decoder = Decoder.from_settings(settings.decode, text_only=text_only)
-        self.with_metadata = settings.output.metadata
+        self.with_metadata = bool(settings.output.metadata_columns)
+        self.with_headers = settings.output.with_headers  # the pipeline's buffers keep headers only then
         self.encoder = encoder_for(settings.output.format, settings.output.codec)
         # Parquet from JSON is parsed and written a slice at a time when the folders do not
         # depend on the records (round 8: no table of a whole batch is held).
@@ -82,7 +84,7 @@ class BatchEncoder:
         kept = pa.array(decoded.kept, pa.int64())
         offsets = int64s(batch.offsets).take(kept)
         stamps = int64s(batch.timestamps).take(kept)
-        metadata = _metadata_table(batch, kept) if self.with_metadata else None
+        metadata = _metadata_table(batch, kept, self.with_headers) if self.with_metadata else None
         folders = self.template.folders(stamps, decoded.table)
         files = []
         for folder, positions in _group_positions(folders):
@@ -111,7 +113,7 @@ class BatchEncoder:
         tables = self.decoder.decode_in_slices(batch.values)
         if tables is None:
             return None
-        metadata = _metadata_table(batch) if self.with_metadata else None
+        metadata = _metadata_table(batch, None, self.with_headers) if self.with_metadata else None
         try:
             data = self.encoder.encode_slices(_rows_of(tables, metadata))
         except NotSliceable:
@@ -167,20 +169,38 @@ def int64s(numbers) -> pa.Array:
     return pa.array(numbers, pa.int64())
 
 
-def _metadata_table(batch: Batch, kept: pa.Array | None = None) -> pa.Table:
+# A message's Kafka headers in order, duplicates kept; [] for a message without any (never null).
+HEADERS_TYPE = pa.list_(pa.struct([pa.field("key", pa.string()), pa.field("value", pa.binary())]))
+
+
+def _metadata_table(batch: Batch, kept: pa.Array | None = None, with_headers: bool = False) -> pa.Table:
     """The metadata columns of the rows at `kept` (all the batch's rows when None)."""
     def rows(array: pa.Array) -> pa.Array:
         return array if kept is None else array.take(kept)
 
     count = len(batch.offsets) if kept is None else len(kept)
     keys = rows(pa.array(batch.keys, pa.binary()))
-    return pa.table({
+    columns = {
         "_topic": pa.array([batch.topic] * count, pa.string()),
         "_partition": pa.array([batch.partition] * count, pa.int32()),
         "_offset": rows(int64s(batch.offsets)),
         "_timestamp": rows(int64s(batch.timestamps)).cast(pa.timestamp("ms", tz="UTC")).cast(pa.timestamp("us", tz="UTC")),
         "_key": _keys_as_text(keys),
-    })
+    }
+    if with_headers:
+        columns["_headers"] = rows(headers_array(batch.headers or [None] * len(batch.offsets)))
+    return pa.table(columns)
+
+
+def headers_array(headers: list) -> pa.Array:
+    """Each message's headers ([(key, value), ...] or None) as one list<struct<key, value>> array:
+    the pairs flattened into two columns and the list offsets, no Python object per row."""
+    pairs = [pair for message in headers if message for pair in message]
+    offsets = array("i", accumulate((len(message) if message else 0 for message in headers), initial=0))
+    entries = pa.StructArray.from_arrays(
+        [pa.array([key for key, _ in pairs], pa.string()), pa.array([value for _, value in pairs], pa.binary())],
+        fields=list(HEADERS_TYPE.value_type))
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), entries, type=HEADERS_TYPE)
 
 
 def _keys_as_text(keys: pa.Array) -> pa.Array:

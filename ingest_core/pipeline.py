@@ -147,7 +147,8 @@ class Pipeline:
 
     def on_assign(self, _consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            self.states[tp.partition] = PartitionState(PartitionBuffer(self.topic, tp.partition))
+            buffer = PartitionBuffer(self.topic, tp.partition, with_headers=self.encoder.with_headers)
+            self.states[tp.partition] = PartitionState(buffer)
         numbers = sorted(tp.partition for tp in partitions)
         log.info("assigned partitions %s", numbers, extra={"event": "assigned", "partitions": numbers})
         self.observer.assignment(sorted(self.states))

@@ -43,13 +43,47 @@ class DecodeSettings(_Section):
         return self
 
 
+METADATA_COLUMNS = ("_topic", "_partition", "_offset", "_timestamp", "_key")  # what `metadata: true` adds
+HEADERS_COLUMN = "_headers"  # Kafka headers: a list of {key, value}, asked for by name
+
+
 class OutputSettings(_Section):
     url: str
     storage_options: dict[str, Any] = Field(default_factory=dict)
     format: Literal["parquet", "ndjson"] = "parquet"
     compression: str | None = None  # None: zstd for parquet, gzip for ndjson
     partition_by: str = DEFAULT_PARTITION_BY
-    metadata: bool = True
+    # true: METADATA_COLUMNS; false: none; a list: those, in METADATA_COLUMNS order, and
+    # `_headers` if listed (docs/headers.md). A list must hold all of METADATA_COLUMNS.
+    metadata: bool | list[str] = True
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_columns_known(cls, value: bool | list[str]) -> bool | list[str]:
+        if isinstance(value, bool):
+            return value
+        known = (*METADATA_COLUMNS, HEADERS_COLUMN)
+        unknown = [name for name in value if name not in known]
+        if unknown:
+            raise ValueError(f"unknown metadata column(s) {', '.join(unknown)}; the columns are {', '.join(known)}")
+        missing = [name for name in METADATA_COLUMNS if name not in value]
+        if missing:
+            raise ValueError(f"a metadata list must hold {', '.join(METADATA_COLUMNS)} (a subset is not supported); "
+                             f"missing {', '.join(missing)}. Fix: add them, or write `metadata: false` for none")
+        return list(dict.fromkeys(value))
+
+    @property
+    def metadata_columns(self) -> tuple[str, ...]:
+        """The metadata columns every row carries, in the order they are written."""
+        if self.metadata is False:
+            return ()
+        if self.metadata is True:
+            return METADATA_COLUMNS
+        return METADATA_COLUMNS + ((HEADERS_COLUMN,) if HEADERS_COLUMN in self.metadata else ())
+
+    @property
+    def with_headers(self) -> bool:
+        return HEADERS_COLUMN in self.metadata_columns
 
     @model_validator(mode="after")
     def _compression_fits_format(self) -> "OutputSettings":
