@@ -11,6 +11,7 @@ encoded again after a backoff, as after a storage outage.
 from __future__ import annotations
 
 import base64
+import hashlib
 from array import array
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -48,6 +49,7 @@ class EncodedBatch:
     rejects: list[Reject] = field(default_factory=list)
     widened: int = 0  # values written as text (a type conflict in the batch) rather than dropped
     skipped: int = 0  # tombstones skipped under decode.tombstones: skip (neither landed nor dead-lettered)
+    schema_fingerprint: str | None = None  # of the rows' columns and types; None when written as JSON text
 
 
 class BatchEncoder:
@@ -100,7 +102,8 @@ class BatchEncoder:
                 group_offsets = offsets.take(positions)
             files.append(self._output_file(batch, folder, group_offsets, self.encoder.encode(rows)))
         files.sort(key=lambda f: f.path)
-        return EncodedBatch(batch, files, rejects, decoded.widened, decoded.skipped)
+        fingerprint = None if decoded.lines is not None else schema_fingerprint(decoded.table.schema, metadata)
+        return EncodedBatch(batch, files, rejects, decoded.widened, decoded.skipped, fingerprint)
 
     def _parquet_in_slices(self, batch: Batch) -> EncodedBatch | None:
         """The batch as one Parquet file parsed and written slice by slice; None when it
@@ -114,11 +117,13 @@ class BatchEncoder:
         if tables is None:
             return None
         metadata = _metadata_table(batch, None, self.with_headers) if self.with_metadata else None
+        schemas: list[pa.Schema] = []
         try:
-            data = self.encoder.encode_slices(_rows_of(tables, metadata))
+            data = self.encoder.encode_slices(_rows_of(tables, metadata, schemas))
         except NotSliceable:
             return None
-        return EncodedBatch(batch, [self._output_file(batch, groups[0][0], int64s(batch.offsets), data)])
+        return EncodedBatch(batch, [self._output_file(batch, groups[0][0], int64s(batch.offsets), data)],
+                            schema_fingerprint=schema_fingerprint(schemas[0], metadata) if schemas else None)
 
     def _output_file(self, batch: Batch, folder: str, offsets: pa.Array, data: FileData) -> OutputFile:
         """The file of the rows at `offsets` in `folder`, named by its first offset."""
@@ -128,13 +133,23 @@ class BatchEncoder:
                           first_offset=first, last_offset=offsets[-1].as_py())
 
 
-def _rows_of(tables: Iterator[pa.Table], metadata: pa.Table | None) -> Iterator[Rows]:
-    """Each slice's table with the metadata of the same rows."""
+def _rows_of(tables: Iterator[pa.Table], metadata: pa.Table | None, schemas: list[pa.Schema]) -> Iterator[Rows]:
+    """Each slice's table with the metadata of the same rows; the first slice's schema goes to `schemas`."""
     start = 0
     for table in tables:
+        if not schemas:
+            schemas.append(table.schema)
         yield Rows(payload=table, metadata=None if metadata is None else metadata.slice(start, table.num_rows),
                    json_lines=None)
         start += table.num_rows
+
+
+def schema_fingerprint(payload: pa.Schema, metadata: pa.Table | None) -> str:
+    """'sha256:' and 16 hex digits of the columns written (metadata, then payload: names and types
+    in order, nested fields included): the same for every batch of an unchanged schema."""
+    fields = list(metadata.schema) if metadata is not None else []
+    text = ";".join(f"{f.name}:{f.type}" for f in fields + list(payload))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def use_system_allocator(environ: Mapping[str, str]) -> str:

@@ -33,6 +33,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from .batch import Batch, FlushPolicy, PartitionBuffer
 from .decode import DecodeUnavailable
 from .encode import BatchEncoder, EncodedBatch, return_freed_arrow_memory
+from .events import NoEvents
 from .faults import FaultInjector
 from .formats import data_size
 from .ledger import BatchMarker, Ledger, MarkedFile
@@ -133,6 +134,7 @@ class Pipeline:
     stats: Stats = field(default_factory=Stats)
     observer: PipelineObserver = field(default_factory=PipelineObserver)
     faults: FaultInjector = field(default_factory=FaultInjector)
+    events: object = field(default_factory=NoEvents)  # landed-batch events (events.py), announced before the commit
     states: dict[int, PartitionState] = field(default_factory=dict)
     waiting_for_memory: bool = False  # the last _poll() waited for publication instead of consuming
     _consumed_at: float = 0.0  # when consume() was last called
@@ -478,6 +480,7 @@ class Pipeline:
             created += self.store.publish(output.path, output.data)
         self.faults.point("after_files")
         self.dead_letters.write(encoded.batch, encoded.rejects)
+        self.events.announce(encoded)
         return created
 
     def _published(self, partition: int, state: PartitionState, created: int) -> None:

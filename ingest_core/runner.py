@@ -16,6 +16,7 @@ from confluent_kafka import Consumer
 from .batch import FlushPolicy
 from .deadletter import DeadLetterFiles, DeadLetters, DeadLetterTopic
 from .encode import BatchEncoder, use_system_allocator
+from .events import batch_events
 from .faults import FaultInjector
 from .kafka import BrokerErrors, consumer_config, producer_config
 from .ledger import Ledger
@@ -66,6 +67,8 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
         store = LakeStore.open(settings.output.url, settings.output.storage_options)
         store.check_writable()
         dead_letters = dead_letter_destinations(settings, store)
+        events = batch_events(settings, {**producer_config(settings),
+                                         "bootstrap.servers": consumer_config(settings)["bootstrap.servers"]})
     except StorageError as error:
         log.error("%s (config: %s, key output.url)", error, source, extra={"event": "storage_fatal"})
         return EXIT_FATAL
@@ -90,6 +93,7 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
         topic=settings.topic, consumer=consumer, encoder=BatchEncoder(settings), store=store,
         ledger=Ledger(store), dead_letters=dead_letters, policy=FlushPolicy.from_settings(settings.batch),
         faults=FaultInjector.from_environment(), observer=instruments.observer, partition_eof=partition_eof,
+        events=events,
     )
     stop = {"requested": False}
 

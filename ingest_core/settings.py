@@ -111,6 +111,24 @@ class DeadLetterSettings(_Section):
     url: str | None = None
 
 
+class EventsSettings(_Section):
+    """Landed-batch events (docs/events.md): one per published batch, to a topic and/or an HTTP URL."""
+
+    topic: str | None = None  # produced with the consumer's kafka properties, key = the event id
+    url: str | None = None  # http(s)://...: each event POSTed as JSON
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().startswith(("http://", "https://")):
+            raise ValueError(f"events are POSTed over HTTP; {value!r} is not an http:// or https:// URL")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.topic or self.url)
+
+
 class ResourceSettings(_Section):
     cpu: str = "500m"
     memory: str = "1Gi"  # measured peak RSS on a 1 KiB backlog: 0.43-0.52 GiB at 64 MiB x 4 partitions (bench/RESULTS.md, round 9)
@@ -162,6 +180,7 @@ class Settings(_Section):
     output: OutputSettings
     batch: BatchSettings = Field(default_factory=BatchSettings)
     dead_letter: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
     deploy: DeploySettings = Field(default_factory=DeploySettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
 
