@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .batch import Batch
-from .decode import DecodeUnavailable, Decoder, NotSliceable  # noqa: F401 - DecodeUnavailable is part of encode()'s contract
+from .decode import Decoder, DecodeUnavailable, NotSliceable  # noqa: F401 - DecodeUnavailable is part of encode()'s contract
 from .formats import FileData, Rows, encoder_for
 from .paths import PartitionTemplate, data_file_name
 from .settings import Settings

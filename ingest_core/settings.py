@@ -6,6 +6,7 @@ rejected (the loader turns that into a did-you-mean). Values that are secrets
 """
 from __future__ import annotations
 
+import difflib
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
@@ -65,7 +66,9 @@ class OutputSettings(_Section):
         known = (*METADATA_COLUMNS, HEADERS_COLUMN)
         unknown = [name for name in value if name not in known]
         if unknown:
-            raise ValueError(f"unknown metadata column(s) {', '.join(unknown)}; the columns are {', '.join(known)}")
+            close = [m for name in unknown for m in difflib.get_close_matches(name, known, n=1)]
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise ValueError(f"unknown metadata column(s) {', '.join(unknown)}; {hint}the columns are {', '.join(known)}")
         missing = [name for name in METADATA_COLUMNS if name not in value]
         if missing:
             raise ValueError(f"a metadata list must hold {', '.join(METADATA_COLUMNS)} (a subset is not supported); "
@@ -121,7 +124,7 @@ class EventsSettings(_Section):
     @classmethod
     def _url_is_http(cls, value: str | None) -> str | None:
         if value is not None and not value.lower().startswith(("http://", "https://")):
-            raise ValueError(f"events are POSTed over HTTP; {value!r} is not an http:// or https:// URL")
+            raise ValueError("events are POSTed over HTTP. Fix: use an http:// or https:// URL, or events.topic")
         return value
 
     @property

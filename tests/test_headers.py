@@ -5,7 +5,6 @@ import gzip
 import io
 import json
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
@@ -65,7 +64,7 @@ def test_parquet_headers_column_has_the_same_type_when_no_message_has_any():
                          ids=["columnwise", "per-row"])
 def test_ndjson_headers_are_base64_objects_in_order(values):
     rows = ndjson_rows(BatchEncoder(settings(metadata=ALL, format="ndjson")).encode(batch(HEADERS, values)))
-    assert [list(row)[:6] for row in rows][0] == ALL
+    assert all(list(row)[:6] == ALL for row in rows)
     decoded = [[{"key": h["key"], "value": None if h["value"] is None else base64.b64decode(h["value"])}
                 for h in row["_headers"]] for row in rows]
     assert decoded == expected(HEADERS)

@@ -16,10 +16,10 @@ from collections import Counter, defaultdict
 
 import pytest
 from confluent_kafka import Consumer
+from integration.lake import REPO, committed_offsets, create_topic, produce_events, write_config
 
 from ingest_core.ledger import Ledger
 from ingest_core.storage import LakeStore
-from integration.lake import REPO, committed_offsets, create_topic, produce_events, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ FAULTS = "before_commit:0.1"  # killed after the announcement, before the commit
 class Collector(http.server.BaseHTTPRequestHandler):
     received: list = []
 
-    def do_POST(self):  # noqa: N802 - http.server's name
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         Collector.received.append(body)
         self.send_response(204)
