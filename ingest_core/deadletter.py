@@ -4,7 +4,8 @@ Two destinations, either or both:
 - a URL: one NDJSON file per batch, `{topic}+{partition}+{base:020d}.ndjson`, created
   once (so a replay never duplicates it), key and value base64;
 - a Kafka topic: the original key, value and headers plus `ingest.error.*` headers.
-The original headers are there when the consumer keeps them (`_headers` in output.metadata).
+The original headers are read from Kafka only for `_headers` in output.metadata or a dead-letter
+topic; without either, dead-letter files record none.
 `write()` returns only when the dead letters are durable, so the offset can be committed.
 """
 from __future__ import annotations
@@ -123,7 +124,7 @@ class DeadLetterTopic:
 
 
 def _headers_of(batch: Batch, index: int) -> list:
-    """A message's original headers; none when they were not kept (`_headers` not in output.metadata)."""
+    """A message's original headers; none when they were not read (see BatchEncoder.reads_headers)."""
     return list(batch.headers[index] or []) if batch.headers else []
 
 

@@ -61,7 +61,11 @@ class BatchEncoder:
         text_only = settings.output.format == "ndjson" and not self.template.fields
         self.decoder = Decoder.from_settings(settings.decode, text_only=text_only)
         self.with_metadata = bool(settings.output.metadata_columns)
-        self.with_headers = settings.output.with_headers  # the pipeline's buffers keep headers only then
+        self.with_headers = settings.output.with_headers  # a _headers column
+        # Whether the pipeline's buffers read each message's headers: for the lake's _headers, or for a
+        # dead-letter topic, which re-produces the original message, headers included. Otherwise they are
+        # not read at all (about 90 ns a message) and dead-letter files record none.
+        self.reads_headers = self.with_headers or bool(settings.dead_letter.topic)
         self.encoder = encoder_for(settings.output.format, settings.output.codec)
         # Parquet from JSON is parsed and written a slice at a time when the folders do not
         # depend on the records (round 8: no table of a whole batch is held).

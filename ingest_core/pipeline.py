@@ -149,7 +149,7 @@ class Pipeline:
 
     def on_assign(self, _consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            buffer = PartitionBuffer(self.topic, tp.partition, with_headers=self.encoder.with_headers)
+            buffer = PartitionBuffer(self.topic, tp.partition, with_headers=self.encoder.reads_headers)
             self.states[tp.partition] = PartitionState(buffer)
         numbers = sorted(tp.partition for tp in partitions)
         log.info("assigned partitions %s", numbers, extra={"event": "assigned", "partitions": numbers})

@@ -124,3 +124,11 @@ def test_autoloader_hints_type_the_headers_only_when_asked():
     from ingest_core.autoloader import schema_hints
     assert "_headers ARRAY<STRUCT<key: STRING, value: BINARY>>" in schema_hints(settings(metadata=ALL))
     assert "_headers" not in schema_hints(settings())
+
+
+def test_headers_are_read_for_the_lake_or_a_dead_letter_topic_only():
+    assert not BatchEncoder(settings()).reads_headers
+    assert BatchEncoder(settings(metadata=ALL)).reads_headers
+    with_topic = Settings.model_validate({"topic": "orders", "output": {"url": "file:///x"},
+                                          "dead_letter": {"topic": "orders.dlq"}})
+    assert BatchEncoder(with_topic).reads_headers and not BatchEncoder(with_topic).with_headers
