@@ -55,7 +55,7 @@ def consumer_config(settings: Settings, error_cb=None, partition_eof: bool = Fal
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
-    """The connection part of the consumer's properties, for the dead-letter producer."""
+    """The connection part of the consumer's properties, for the dead-letter and events producers."""
     consumer_only = ("group.", "auto.offset", "enable.auto", "partition.assignment", "queued.", "fetch.",
                      "session.timeout", "max.poll", "heartbeat", "isolation.level", "enable.partition.eof")
     config = {k: v for k, v in settings.kafka.items() if not k.startswith(consumer_only)}
