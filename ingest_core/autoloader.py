@@ -25,6 +25,8 @@ from .settings import Settings
 
 METADATA_COLUMNS = (("_topic", "STRING"), ("_partition", "INT"), ("_offset", "BIGINT"),
                     ("_timestamp", "TIMESTAMP"), ("_key", "STRING"))
+# Kafka headers, when output.metadata lists _headers. BINARY also reads NDJSON's base64 text.
+HEADERS_DDL = ("_headers", "ARRAY<STRUCT<key: STRING, value: BINARY>>")
 SPARK_FORMATS = {"parquet": "parquet", "ndjson": "json"}
 _EXTENSIONS = {"parquet": ".parquet", "none": ".ndjson", "gzip": ".ndjson.gz", "zstd": ".ndjson.zst"}
 # strftime formats whose output Spark's partition inference reads as a number (it infers "09" as 9).
@@ -225,7 +227,10 @@ def spark_reader(settings: Settings, payload_schema: str | None = None) -> Spark
 
 
 def _metadata_ddl(settings: Settings) -> str:
-    return ", ".join(f"{name} {kind}" for name, kind in METADATA_COLUMNS) if settings.output.metadata else ""
+    if not settings.output.metadata_columns:
+        return ""
+    columns = METADATA_COLUMNS + ((HEADERS_DDL,) if settings.output.with_headers else ())
+    return ", ".join(f"{name} {kind}" for name, kind in columns)
 
 
 def _partition_ddl(settings: Settings) -> str:

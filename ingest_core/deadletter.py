@@ -4,6 +4,8 @@ Two destinations, either or both:
 - a URL: one NDJSON file per batch, `{topic}+{partition}+{base:020d}.ndjson`, created
   once (so a replay never duplicates it), key and value base64;
 - a Kafka topic: the original key, value and headers plus `ingest.error.*` headers.
+The original headers are read from Kafka only for `_headers` in output.metadata or a dead-letter
+topic; without either, dead-letter files record none.
 `write()` returns only when the dead letters are durable, so the offset can be committed.
 """
 from __future__ import annotations
@@ -35,7 +37,7 @@ def dead_letter_rows(batch: Batch, rejects: list[Reject]) -> list[dict]:
             "reason": reject.reason,
             "key_base64": None if key is None else base64.b64encode(key).decode("ascii"),
             "value_base64": None if value is None else base64.b64encode(value).decode("ascii"),
-            "headers": [[h, None if v is None else base64.b64encode(v).decode("ascii")] for h, v in (batch.headers[i] or [])],
+            "headers": [[h, None if v is None else base64.b64encode(v).decode("ascii")] for h, v in _headers_of(batch, i)],
         })
     return rows
 
@@ -101,7 +103,7 @@ class DeadLetterTopic:
 
     def _produce(self, batch: Batch, reject: Reject, value, extra_headers, on_delivery, too_large) -> None:
         i = reject.index
-        headers = list(batch.headers[i] or []) + [
+        headers = _headers_of(batch, i) + [
             ("ingest.error.reason", reject.reason.encode()),
             ("ingest.error.topic", batch.topic.encode()),
             ("ingest.error.partition", str(batch.partition).encode()),
@@ -119,6 +121,11 @@ class DeadLetterTopic:
                     too_large.append(reject)
                     return
                 raise StorageError(f"dead-letter topic {self.topic}: {error}", permanent=False) from error
+
+
+def _headers_of(batch: Batch, index: int) -> list:
+    """A message's original headers; none when they were not read (see BatchEncoder.reads_headers)."""
+    return list(batch.headers[index] or []) if batch.headers else []
 
 
 class DeadLetters:

@@ -11,15 +11,17 @@ encoded again after a backoff, as after a storage outage.
 from __future__ import annotations
 
 import base64
+import hashlib
 from array import array
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Iterator, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .batch import Batch
-from .decode import DecodeUnavailable, Decoder, NotSliceable  # noqa: F401 - DecodeUnavailable is part of encode()'s contract
+from .decode import Decoder, DecodeUnavailable, NotSliceable  # noqa: F401 - DecodeUnavailable is part of encode()'s contract
 from .formats import FileData, Rows, encoder_for
 from .paths import PartitionTemplate, data_file_name
 from .settings import Settings
@@ -47,6 +49,7 @@ class EncodedBatch:
     rejects: list[Reject] = field(default_factory=list)
     widened: int = 0  # values written as text (a type conflict in the batch) rather than dropped
     skipped: int = 0  # tombstones skipped under decode.tombstones: skip (neither landed nor dead-lettered)
+    schema_fingerprint: str | None = None  # of the rows' columns and types; None when written as JSON text
 
 
 class BatchEncoder:
@@ -57,7 +60,12 @@ class BatchEncoder:
         # unless partition_by reads record fields from it.
         text_only = settings.output.format == "ndjson" and not self.template.fields
         self.decoder = Decoder.from_settings(settings.decode, text_only=text_only)
-        self.with_metadata = settings.output.metadata
+        self.with_metadata = bool(settings.output.metadata_columns)
+        self.with_headers = settings.output.with_headers  # a _headers column
+        # Whether the pipeline's buffers read each message's headers: for the lake's _headers, or for a
+        # dead-letter topic, which re-produces the original message, headers included. Otherwise they are
+        # not read at all (about 90 ns a message) and dead-letter files record none.
+        self.reads_headers = self.with_headers or bool(settings.dead_letter.topic)
         self.encoder = encoder_for(settings.output.format, settings.output.codec)
         # Parquet from JSON is parsed and written a slice at a time when the folders do not
         # depend on the records (round 8: no table of a whole batch is held).
@@ -82,7 +90,7 @@ class BatchEncoder:
         kept = pa.array(decoded.kept, pa.int64())
         offsets = int64s(batch.offsets).take(kept)
         stamps = int64s(batch.timestamps).take(kept)
-        metadata = _metadata_table(batch, kept) if self.with_metadata else None
+        metadata = _metadata_table(batch, kept, self.with_headers) if self.with_metadata else None
         folders = self.template.folders(stamps, decoded.table)
         files = []
         for folder, positions in _group_positions(folders):
@@ -98,7 +106,8 @@ class BatchEncoder:
                 group_offsets = offsets.take(positions)
             files.append(self._output_file(batch, folder, group_offsets, self.encoder.encode(rows)))
         files.sort(key=lambda f: f.path)
-        return EncodedBatch(batch, files, rejects, decoded.widened, decoded.skipped)
+        fingerprint = None if decoded.lines is not None else schema_fingerprint(decoded.table.schema, metadata)
+        return EncodedBatch(batch, files, rejects, decoded.widened, decoded.skipped, fingerprint)
 
     def _parquet_in_slices(self, batch: Batch) -> EncodedBatch | None:
         """The batch as one Parquet file parsed and written slice by slice; None when it
@@ -111,12 +120,14 @@ class BatchEncoder:
         tables = self.decoder.decode_in_slices(batch.values)
         if tables is None:
             return None
-        metadata = _metadata_table(batch) if self.with_metadata else None
+        metadata = _metadata_table(batch, None, self.with_headers) if self.with_metadata else None
+        schemas: list[pa.Schema] = []
         try:
-            data = self.encoder.encode_slices(_rows_of(tables, metadata))
+            data = self.encoder.encode_slices(_rows_of(tables, metadata, schemas))
         except NotSliceable:
             return None
-        return EncodedBatch(batch, [self._output_file(batch, groups[0][0], int64s(batch.offsets), data)])
+        return EncodedBatch(batch, [self._output_file(batch, groups[0][0], int64s(batch.offsets), data)],
+                            schema_fingerprint=schema_fingerprint(schemas[0], metadata) if schemas else None)
 
     def _output_file(self, batch: Batch, folder: str, offsets: pa.Array, data: FileData) -> OutputFile:
         """The file of the rows at `offsets` in `folder`, named by its first offset."""
@@ -126,13 +137,23 @@ class BatchEncoder:
                           first_offset=first, last_offset=offsets[-1].as_py())
 
 
-def _rows_of(tables: Iterator[pa.Table], metadata: pa.Table | None) -> Iterator[Rows]:
-    """Each slice's table with the metadata of the same rows."""
+def _rows_of(tables: Iterator[pa.Table], metadata: pa.Table | None, schemas: list[pa.Schema]) -> Iterator[Rows]:
+    """Each slice's table with the metadata of the same rows; the first slice's schema goes to `schemas`."""
     start = 0
     for table in tables:
+        if not schemas:
+            schemas.append(table.schema)
         yield Rows(payload=table, metadata=None if metadata is None else metadata.slice(start, table.num_rows),
                    json_lines=None)
         start += table.num_rows
+
+
+def schema_fingerprint(payload: pa.Schema, metadata: pa.Table | None) -> str:
+    """'sha256:' and 16 hex digits of the columns written (metadata, then payload: names and types
+    in order, nested fields included): the same for every batch of an unchanged schema."""
+    fields = list(metadata.schema) if metadata is not None else []
+    text = ";".join(f"{f.name}:{f.type}" for f in fields + list(payload))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def use_system_allocator(environ: Mapping[str, str]) -> str:
@@ -167,20 +188,38 @@ def int64s(numbers) -> pa.Array:
     return pa.array(numbers, pa.int64())
 
 
-def _metadata_table(batch: Batch, kept: pa.Array | None = None) -> pa.Table:
+# A message's Kafka headers in order, duplicates kept; [] for a message without any (never null).
+HEADERS_TYPE = pa.list_(pa.struct([pa.field("key", pa.string()), pa.field("value", pa.binary())]))
+
+
+def _metadata_table(batch: Batch, kept: pa.Array | None = None, with_headers: bool = False) -> pa.Table:
     """The metadata columns of the rows at `kept` (all the batch's rows when None)."""
     def rows(array: pa.Array) -> pa.Array:
         return array if kept is None else array.take(kept)
 
     count = len(batch.offsets) if kept is None else len(kept)
     keys = rows(pa.array(batch.keys, pa.binary()))
-    return pa.table({
+    columns = {
         "_topic": pa.array([batch.topic] * count, pa.string()),
         "_partition": pa.array([batch.partition] * count, pa.int32()),
         "_offset": rows(int64s(batch.offsets)),
         "_timestamp": rows(int64s(batch.timestamps)).cast(pa.timestamp("ms", tz="UTC")).cast(pa.timestamp("us", tz="UTC")),
         "_key": _keys_as_text(keys),
-    })
+    }
+    if with_headers:
+        columns["_headers"] = rows(headers_array(batch.headers or [None] * len(batch.offsets)))
+    return pa.table(columns)
+
+
+def headers_array(headers: list) -> pa.Array:
+    """Each message's headers ([(key, value), ...] or None) as one list<struct<key, value>> array:
+    the pairs flattened into two columns and the list offsets, no Python object per row."""
+    pairs = [pair for message in headers if message for pair in message]
+    offsets = array("i", accumulate((len(message) if message else 0 for message in headers), initial=0))
+    entries = pa.StructArray.from_arrays(
+        [pa.array([key for key, _ in pairs], pa.string()), pa.array([value for _, value in pairs], pa.binary())],
+        fields=list(HEADERS_TYPE.value_type))
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), entries, type=HEADERS_TYPE)
 
 
 def _keys_as_text(keys: pa.Array) -> pa.Array:

@@ -1,7 +1,8 @@
 """The Kafka side: consumer configuration, and readable reports of broker trouble.
 
 librdkafka retries unreachable brokers by itself; `BrokerErrors` turns its error
-callbacks into one clear log line per kind of problem (not one per retry).
+callbacks into one clear log line per kind of problem (not one per retry). Every client
+we configure logs librdkafka's own lines through `log.librdkafka_logger()`.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 import time
 from typing import Any
 
+from .log import librdkafka_logger
 from .settings import Settings
 
 log = logging.getLogger("ingest.kafka")
@@ -46,16 +48,19 @@ def consumer_config(settings: Settings, error_cb=None, partition_eof: bool = Fal
         config["enable.partition.eof"] = True
     config.setdefault("bootstrap.servers", "localhost:9092")
     config["group.id"] = settings.group
+    config["logger"] = librdkafka_logger()  # librdkafka's lines through our log format, never raw to stderr
     if error_cb is not None:
         config["error_cb"] = error_cb
     return config
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
-    """The connection part of the consumer's properties, for the dead-letter producer."""
+    """The connection part of the consumer's properties, for the dead-letter and events producers."""
     consumer_only = ("group.", "auto.offset", "enable.auto", "partition.assignment", "queued.", "fetch.",
                      "session.timeout", "max.poll", "heartbeat", "isolation.level", "enable.partition.eof")
-    return {k: v for k, v in settings.kafka.items() if not k.startswith(consumer_only)}
+    config = {k: v for k, v in settings.kafka.items() if not k.startswith(consumer_only)}
+    config["logger"] = librdkafka_logger()
+    return config
 
 
 class BrokerErrors:

@@ -36,6 +36,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from .batch import Batch, FlushPolicy, PartitionBuffer
 from .decode import DecodeUnavailable
 from .encode import BatchEncoder, EncodedBatch, return_freed_arrow_memory
+from .events import NoEvents
 from .faults import FaultInjector
 from .formats import data_size
 from .ledger import BatchMarker, Ledger, MarkedFile
@@ -141,6 +142,7 @@ class Pipeline:
     stats: Stats = field(default_factory=Stats)
     observer: PipelineObserver = field(default_factory=PipelineObserver)
     faults: FaultInjector = field(default_factory=FaultInjector)
+    events: object = field(default_factory=NoEvents)  # landed-batch events (events.py), announced before the commit
     states: dict[int, PartitionState] = field(default_factory=dict)
     waiting_for_memory: bool = False  # the last _poll() waited for publication instead of consuming
     holding_all: bool = False  # at the budget and about to consume anyway: every partition is paused
@@ -159,7 +161,8 @@ class Pipeline:
 
     def on_assign(self, _consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            self.states[tp.partition] = PartitionState(PartitionBuffer(self.topic, tp.partition))
+            buffer = PartitionBuffer(self.topic, tp.partition, with_headers=self.encoder.reads_headers)
+            self.states[tp.partition] = PartitionState(buffer)
         numbers = sorted(tp.partition for tp in partitions)
         log.info("assigned partitions %s", numbers, extra={"event": "assigned", "partitions": numbers})
         self.observer.assignment(sorted(self.states))
@@ -542,6 +545,7 @@ class Pipeline:
             created += self.store.publish(output.path, output.data)
         self.faults.point("after_files")
         self.dead_letters.write(encoded.batch, encoded.rejects)
+        self.events.announce(encoded)
         return created
 
     def _published(self, partition: int, state: PartitionState, created: int) -> None:

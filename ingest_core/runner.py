@@ -17,6 +17,7 @@ from .batch import FlushPolicy
 from .budget import MemoryBudget, prefetch_bytes
 from .deadletter import DeadLetterFiles, DeadLetters, DeadLetterTopic
 from .encode import BatchEncoder, use_system_allocator
+from .events import batch_events
 from .faults import FaultInjector
 from .kafka import BrokerErrors, consumer_config, producer_config
 from .ledger import Ledger
@@ -68,6 +69,8 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
         store = LakeStore.open(settings.output.url, settings.output.storage_options)
         store.check_writable()
         dead_letters = dead_letter_destinations(settings, store)
+        events = batch_events(settings, {**producer_config(settings),
+                                         "bootstrap.servers": consumer_config(settings)["bootstrap.servers"]})
     except StorageError as error:
         log.error("%s (config: %s, key output.url)", error, source, extra={"event": "storage_fatal"})
         return EXIT_FATAL
@@ -95,7 +98,7 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
         topic=settings.topic, consumer=consumer, encoder=BatchEncoder(settings), store=store,
         ledger=Ledger(store), dead_letters=dead_letters, policy=FlushPolicy.from_settings(settings.batch),
         faults=FaultInjector.from_environment(), observer=instruments.observer, partition_eof=partition_eof,
-        publish_slots=PUBLISH_SLOTS, memory_budget=budget.messages,
+        publish_slots=PUBLISH_SLOTS, memory_budget=budget.messages, events=events,
     )
     log.info("memory budget %d MiB (memory.limit): %d MiB for messages, %d MiB librdkafka prefetch, %d MiB "
              "encoding; %d full batches of batch.max_bytes at once", budget.limit >> 20, budget.messages >> 20,

@@ -6,6 +6,7 @@ rejected (the loader turns that into a did-you-mean). Values that are secrets
 """
 from __future__ import annotations
 
+import difflib
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
@@ -44,13 +45,49 @@ class DecodeSettings(_Section):
         return self
 
 
+METADATA_COLUMNS = ("_topic", "_partition", "_offset", "_timestamp", "_key")  # what `metadata: true` adds
+HEADERS_COLUMN = "_headers"  # Kafka headers: a list of {key, value}, asked for by name
+
+
 class OutputSettings(_Section):
     url: str
     storage_options: dict[str, Any] = Field(default_factory=dict)
     format: Literal["parquet", "ndjson"] = "parquet"
     compression: str | None = None  # None: zstd for parquet, gzip for ndjson
     partition_by: str = DEFAULT_PARTITION_BY
-    metadata: bool = True
+    # true: METADATA_COLUMNS; false: none; a list: those, in METADATA_COLUMNS order, and
+    # `_headers` if listed (docs/headers.md). A list must hold all of METADATA_COLUMNS.
+    metadata: bool | list[str] = True
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_columns_known(cls, value: bool | list[str]) -> bool | list[str]:
+        if isinstance(value, bool):
+            return value
+        known = (*METADATA_COLUMNS, HEADERS_COLUMN)
+        unknown = [name for name in value if name not in known]
+        if unknown:
+            close = [m for name in unknown for m in difflib.get_close_matches(name, known, n=1)]
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise ValueError(f"unknown metadata column(s) {', '.join(unknown)}; {hint}the columns are {', '.join(known)}")
+        missing = [name for name in METADATA_COLUMNS if name not in value]
+        if missing:
+            raise ValueError(f"a metadata list must hold {', '.join(METADATA_COLUMNS)} (a subset is not supported); "
+                             f"missing {', '.join(missing)}. Fix: add them, or write `metadata: false` for none")
+        return list(dict.fromkeys(value))
+
+    @property
+    def metadata_columns(self) -> tuple[str, ...]:
+        """The metadata columns every row carries, in the order they are written."""
+        if self.metadata is False:
+            return ()
+        if self.metadata is True:
+            return METADATA_COLUMNS
+        return METADATA_COLUMNS + ((HEADERS_COLUMN,) if HEADERS_COLUMN in self.metadata else ())
+
+    @property
+    def with_headers(self) -> bool:
+        return HEADERS_COLUMN in self.metadata_columns
 
     @model_validator(mode="after")
     def _compression_fits_format(self) -> "OutputSettings":
@@ -76,6 +113,24 @@ class BatchSettings(_Section):
 class DeadLetterSettings(_Section):
     topic: str | None = None
     url: str | None = None
+
+
+class EventsSettings(_Section):
+    """Landed-batch events (docs/events.md): one per published batch, to a topic and/or an HTTP URL."""
+
+    topic: str | None = None  # produced with the consumer's kafka properties, key = the event id
+    url: str | None = None  # http(s)://...: each event POSTed as JSON
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().startswith(("http://", "https://")):
+            raise ValueError("events are POSTed over HTTP. Fix: use an http:// or https:// URL, or events.topic")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.topic or self.url)
 
 
 class ResourceSettings(_Section):
@@ -155,6 +210,7 @@ class Settings(_Section):
     output: OutputSettings
     batch: BatchSettings = Field(default_factory=BatchSettings)
     dead_letter: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
     deploy: DeploySettings = Field(default_factory=DeploySettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     http: HttpSettings = Field(default_factory=HttpSettings)

@@ -1,4 +1,4 @@
-"""Local Apache Kafka broker for tests and demos (standard library only).
+"""Local Apache Kafka broker for tests and demos (standard library, plus confluent-kafka to ask for readiness).
 
 This module owns everything needed to run one real Kafka broker on 127.0.0.1
 without Docker:
@@ -35,12 +35,12 @@ import atexit
 import base64
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -346,85 +346,19 @@ def _ports_from_properties(path: Path) -> tuple[int, int] | None:
 
 
 # --------------------------------------------------------------------------
-# Kafka wire protocol: just enough to ask "are you serving, registered, and
-# able to host consumer groups?" without a client library.
+# Readiness, asked with confluent-kafka's AdminClient (imported only here: `fetch`
+# runs before the package and its dependencies are installed).
 
-API_METADATA, API_FIND_COORDINATOR, API_VERSIONS = 3, 10, 18
-# Highest versions still using the plain (non-"flexible") encoding below.
-PLAIN_MAX = {API_METADATA: 8, API_FIND_COORDINATOR: 2}
+PROBE_GROUP = "lake-ingest-probe"
 
 
-def _request(api_key: int, api_version: int, body: bytes, corr: int) -> bytes:
-    client_id = b"lake-ingest-probe"
-    header = struct.pack(">hhih", api_key, api_version, corr, len(client_id)) + client_id
-    payload = header + body
-    return struct.pack(">i", len(payload)) + payload
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("connection closed by broker")
-        buf += chunk
-    return buf
-
-
-def _call(sock: socket.socket, api_key: int, api_version: int, body: bytes, corr: int) -> bytes:
-    sock.sendall(_request(api_key, api_version, body, corr))
-    (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-    resp = _recv_exact(sock, size)
-    if struct.unpack(">i", resp[:4])[0] != corr:
-        raise ConnectionError("correlation id mismatch")
-    return resp[4:]  # strip the v0 response header
-
-
-def _pick_versions(api_versions_resp: bytes) -> dict[int, int]:
-    """Map each API we use to the highest version both sides can encode."""
-    # ApiVersions v0 response: error_code, [api_key, min, max].
-    error, count = struct.unpack_from(">hi", api_versions_resp)
-    if error:
-        raise ConnectionError(f"ApiVersions error {error}")
-    picked = {}
-    for i in range(count):
-        key, lo, hi = struct.unpack_from(">hhh", api_versions_resp, 6 + 6 * i)
-        if key in PLAIN_MAX and min(hi, PLAIN_MAX[key]) >= max(lo, 1):
-            picked[key] = min(hi, PLAIN_MAX[key])
-    if len(picked) != len(PLAIN_MAX):
-        raise ConnectionError(f"broker lacks a plain-encoded version of APIs {PLAIN_MAX}")
-    return picked
-
-
-def _metadata_body(version: int) -> bytes:
-    body = struct.pack(">i", -1)  # null topic list: "no topics", just brokers
-    if version >= 4:
-        body += b"\x00"  # allow_auto_topic_creation
-    if version >= 8:
-        body += b"\x00\x00"  # include cluster/topic authorized operations
-    return body
-
-
-def _broker_ids(metadata_resp: bytes, version: int) -> list[int]:
-    pos = 4 if version >= 3 else 0  # throttle_time_ms
-    (count,) = struct.unpack_from(">i", metadata_resp, pos)
-    pos += 4
-    ids = []
-    for _ in range(count):
-        node_id, host_len = struct.unpack_from(">ih", metadata_resp, pos)
-        pos += 6 + host_len + 4  # host, port
-        (rack_len,) = struct.unpack_from(">h", metadata_resp, pos)
-        pos += 2 + max(rack_len, 0)
-        ids.append(node_id)
-    return ids
-
-
-def _find_coordinator_error(sock: socket.socket, version: int, corr: int) -> int:
-    key = b"lake-ingest-probe"
-    body = struct.pack(">h", len(key)) + key + b"\x00"  # key_type 0: group
-    resp = _call(sock, API_FIND_COORDINATOR, version, body, corr)
-    (error,) = struct.unpack_from(">h", resp, 4)  # after throttle_time_ms
-    return error
+def _quiet_logger() -> logging.Logger:
+    """librdkafka's own log lines while the broker is still starting ("Connection refused")
+    say nothing the caller needs: they go to a logger that drops them, not to stderr."""
+    quiet = logging.getLogger("lake-ingest.kafka-probe")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    return quiet
 
 
 def broker_ready(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> bool:
@@ -433,20 +367,27 @@ def broker_ready(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> bo
     An open port is not enough: KRaft binds early and only serves requests
     (and lists itself, unfenced) once it has caught up with the controller;
     creating topics before that fails with "0 broker(s) are registered".
-    Asking for a group coordinator makes the broker create __consumer_offsets
-    now rather than on the first consumer's join, which librdkafka would only
-    retry about 3 s later.
+    Describing a consumer group asks for its coordinator, which makes the
+    broker create __consumer_offsets now rather than on the first consumer's
+    join, which librdkafka would only retry about 3 s later.
     """
+    try:  # a closed port answers at once; no client is made for it
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError:
+        return False
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": f"{host}:{port}", "logger": _quiet_logger(),
+                         "socket.timeout.ms": int(timeout * 1000)})
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            versions = _pick_versions(_call(sock, API_VERSIONS, 0, b"", 1))
-            md_version = versions[API_METADATA]
-            metadata = _call(sock, API_METADATA, md_version, _metadata_body(md_version), 2)
-            if NODE_ID not in _broker_ids(metadata, md_version):
-                return False
-            return _find_coordinator_error(sock, versions[API_FIND_COORDINATOR], 3) == 0
-    except (OSError, ConnectionError, struct.error):
+        metadata = admin.list_topics(timeout=timeout)
+        if NODE_ID not in metadata.brokers:
+            return False
+        future = admin.describe_consumer_groups([PROBE_GROUP], request_timeout=timeout)[PROBE_GROUP]
+        future.result(timeout=timeout + 1)  # raises while no coordinator is available
+        return True
+    except (KafkaException, TimeoutError, OSError, RuntimeError):
         return False
 
 

@@ -20,7 +20,7 @@ class Rows:
     the validated JSON text of each row (NDJSON writes it through unchanged)."""
 
     payload: pa.Table
-    metadata: pa.Table | None  # _topic, _partition, _offset, _timestamp, _key; None if metadata: false
+    metadata: pa.Table | None  # _topic, _partition, _offset, _timestamp, _key (and _headers if asked); None if metadata: false
     json_lines: pa.Array | None  # binary, one value per row
 
 

@@ -1,4 +1,5 @@
 """NDJSON files: one JSON object per line, metadata fields first, the payload unchanged.
+Kafka headers (`_headers`) are a list of `{"key": text, "value": base64}` objects.
 
 JSON input is written through as the producer wrote it (NaN and Infinity included:
 Spark's JSON reader accepts them by default). Other input (Avro, raw) is written from
@@ -89,7 +90,7 @@ def _spliced_columnwise(metadata: pa.Table, bodies: pa.Array) -> pa.Array | None
         _binary(f'{{"_topic":{json.dumps(topic)},"_partition":{partition},"_offset":'.encode()),
         metadata.column("_offset").combine_chunks().cast(pa.string()).cast(pa.binary()),
         _binary(b',"_timestamp":"'), _iso_millis(metadata.column("_timestamp").combine_chunks()),
-        _binary(b'Z","_key":'), quoted_keys,
+        _binary(b'Z","_key":'), quoted_keys, *_headers_fields(metadata),
         _field_separators(bodies), pc.binary_slice(bodies, 1, 2**31 - 1),  # the body from after its "{"
         _binary(b"\n"), _binary(b""))
     return lines
@@ -125,10 +126,32 @@ def _metadata_prefixes(metadata: pa.Table) -> list[bytes]:
     stamps = pc.strftime(metadata.column("_timestamp"), format="%Y-%m-%dT%H:%M:%S.%fZ").to_pylist()
     keys = metadata.column("_key").to_pylist()
     topic_json = json.dumps(topics[0]) if topics else '""'
-    return [
+    prefixes = [
         f'{{"_topic":{topic_json},"_partition":{p},"_offset":{o},"_timestamp":"{_millis(t)}","_key":{json.dumps(k)}'.encode()
         for p, o, t, k in zip(partitions, offsets, stamps, keys)
     ]
+    if "_headers" in metadata.column_names:
+        prefixes = [prefix + b',"_headers":' + text for prefix, text in zip(prefixes, headers_json(metadata.column("_headers")))]
+    return prefixes
+
+
+def _headers_fields(metadata: pa.Table) -> list:
+    """The `,"_headers":[...]` field of each row, when the metadata has that column."""
+    if "_headers" not in metadata.column_names:
+        return []
+    return [_binary(b',"_headers":'), pa.array(headers_json(metadata.column("_headers")), pa.binary())]
+
+
+def headers_json(headers: pa.ChunkedArray | pa.Array) -> list[bytes]:
+    """Each row's headers as JSON: `[{"key":"k","value":"<base64>"},...]` in order, duplicates
+    kept, a null value as null; `[]` for a message without headers (docs/headers.md)."""
+    lengths = pc.list_value_length(headers).to_pylist()
+    if not any(lengths):
+        return [b"[]"] * len(lengths)
+    return [b"[]" if not length else json.dumps(
+        [{"key": h["key"], "value": None if h["value"] is None else base64.b64encode(h["value"]).decode("ascii")}
+         for h in row], separators=(",", ":")).encode()
+        for length, row in zip(lengths, headers.to_pylist())]
 
 
 def _millis(stamp: str) -> str:
