@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             marks = common.high_watermarks(broker.bootstrap, topic, partitions)
             print(f"[memory] {partitions} partitions: preloaded {args.messages:,} ({value_bytes / 1e9:.2f} GB) "
                   f"in {seconds:.0f} s", flush=True)
-            runs = [one_run(broker.bootstrap, topic, partitions, marks, workdir, run) for run in range(1, args.runs + 1)]
+            runs = [one_run(broker.bootstrap, topic, partitions, marks, workdir, run, value_bytes)
+                    for run in range(1, args.runs + 1)]
             report["cases"].append({"partitions": partitions, "runs": runs})
             delete_topic(broker.bootstrap, topic)  # the next case's backlog must not share the disk with this one
         if args.idle:
@@ -89,7 +90,8 @@ def config_text(bootstrap: str, topic: str, group: str, lake: Path) -> str:
             "http: {port: 0}\n")
 
 
-def one_run(bootstrap: str, topic: str, partitions: int, marks: dict[int, int], workdir: Path, run: int) -> dict:
+def one_run(bootstrap: str, topic: str, partitions: int, marks: dict[int, int], workdir: Path, run: int,
+            value_bytes: int) -> dict:
     group = f"memory-{uuid.uuid4().hex[:8]}"
     lake = workdir / f"lake-{group}"
     config = workdir / f"{group}.yaml"
@@ -112,6 +114,7 @@ def one_run(bootstrap: str, topic: str, partitions: int, marks: dict[int, int], 
         "records_per_s": round(landed / seconds) if seconds > 0 else 0,
         "files": sum(len(e["paths"]) for e in flushes),
         "mean_file_mib": round(sum(e["bytes"] for e in flushes) / max(1, sum(len(e["paths"]) for e in flushes)) / MiB, 2),
+        "mean_batch_mib": round(value_bytes / max(1, len(flushes)) / MiB, 1),  # message bytes per batch
         "cut_for_memory": sum(1 for e in flushes if e.get("reason") == "memory"),
         "batches": len(flushes), "cpu_s": round(child.cpu_s, 1),
     }
@@ -157,8 +160,8 @@ def markdown_table(report: dict) -> str:
         f"revision {report['lake_ingest_revision']}",
         "",
         "| partitions | peak RSS MiB (runs) | % of pod | budget MiB (messages) | records/s | vs 4 partitions | "
-        "mean file MiB | cut for memory | all committed |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "mean batch MiB (values) | mean file MiB (Parquet) | cut for memory | all committed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_partitions = {case["partitions"]: case["runs"] for case in report["cases"]}
     base = statistics.median(r["records_per_s"] for r in by_partitions[4]) if 4 in by_partitions else None
@@ -169,6 +172,7 @@ def markdown_table(report: dict) -> str:
             f"| {partitions} | {rss:.0f} ({', '.join(format(r['peak_rss_mib'], '.0f') for r in runs)}) | "
             f"{100 * rss / runs[0]['pod_limit_mib']:.0f} % | {runs[0]['budget_mib']} ({runs[0]['budget_messages_mib']}) | "
             f"{speed:,.0f} | {format(speed / base, '.2f') if base else '-'} | "
+            f"{statistics.median(r['mean_batch_mib'] for r in runs):.1f} | "
             f"{statistics.median(r['mean_file_mib'] for r in runs):.1f} | "
             f"{statistics.median(r['cut_for_memory'] for r in runs):.0f} of "
             f"{statistics.median(r['batches'] for r in runs):.0f} | "

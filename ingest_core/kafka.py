@@ -25,6 +25,11 @@ _DEFAULTS = {
     # 8 MiB (round 9) as fast as 16, with 10-25 MiB less.
     "queued.max.messages.kbytes": 8192,
     "fetch.max.bytes": 8388608,
+    # A fetch may take its whole 8 MiB from one partition (librdkafka's default is 1 MiB a
+    # partition): while the memory focus lets only a few partitions consume, 1 MiB each left
+    # fetches small (bench/memory.py, 64 partitions: 62 k against 50 k records/s). The response
+    # is still capped by fetch.max.bytes, so this costs no memory.
+    "max.partition.fetch.bytes": 8388608,
     # Once that prefetch is full, librdkafka (>= 2.4) waits fetch.queue.backoff.ms before it
     # fetches again, 1000 ms by default, even if we drained the queue meanwhile: a consumer
     # that keeps up with the broker then idles most of the time (bench/RESULTS.md, round 4:

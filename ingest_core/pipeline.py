@@ -151,6 +151,7 @@ class Pipeline:
     focus: frozenset[int] | None = None
     _consumed_at: float = 0.0  # when consume() was last called
     _early_cut: PartitionState | None = None  # at the byte budget: the buffer to cut before it is due
+    _room_from: PartitionState | None = None  # a caught-up buffer to cut for partitions waiting for room
 
     def __post_init__(self) -> None:
         if self.executor is None:
@@ -288,6 +289,21 @@ class Pipeline:
             room -= need
         return frozenset(chosen)
 
+    def _caught_up_to_cut(self) -> PartitionState | None:
+        """While partitions with a backlog wait paused for room (the memory focus), the fullest
+        buffer of a partition already read to its end is cut early: it can only grow at the
+        rate the topic is produced to, and the room it holds lets a waiting partition make a
+        full-size file. With no partition waiting, caught-up buffers fill up as usual."""
+        if self.focus is None:
+            return None
+        waiting = any(p not in self.focus and not s.at_end and s.resolved for p, s in self.states.items())
+        if not waiting:
+            return None
+        caught_up = [s for s in self.states.values()
+                     if s.at_end and s.buffer.offsets and s.cut is None and s.job is None and s.resolved
+                     and s.forced_end is None and s.attempts == 0]
+        return max(caught_up, key=lambda s: s.buffer.nbytes, default=None)
+
     def _wait_for_memory(self) -> bool:
         """Wait for publication rather than consume more? At the budget, with a batch being
         published, unless storage is failing or we waited too long (then we consume with
@@ -328,6 +344,7 @@ class Pipeline:
 
     def turn(self, now: float) -> None:
         self._early_cut = self._fullest_buffer() if self._at_budget() else None
+        self._room_from = self._caught_up_to_cut()
         for partition, state in list(self.states.items()):
             self._advance(partition, state, now, force=False)
         if self.holding_all and not self._at_budget():
@@ -483,12 +500,14 @@ class Pipeline:
         reason = self.policy.reason(buffer, now) or ("shutdown" if force else None)
         if reason is None and state is self._early_cut and self._at_budget():
             reason = "memory"  # the byte budget is reached: the fullest buffer goes first
+        if reason is None and state is self._room_from:
+            reason = "memory"  # read to its end while others wait for room: see _caught_up_to_cut
         if reason is None:
             state.due_since = None  # (a buffer cut early for memory is not due once another is fuller)
             return None
         if not force and not self._slot_free(state, now):
             return None
-        self._early_cut = None
+        self._early_cut = self._room_from = None
         state.flush_reason = reason
         self.observer.cut(reason)
         state.due_since = None

@@ -548,3 +548,29 @@ def test_under_memory_pressure_the_fullest_buffers_fill_to_full_batches(tmp_path
     assert cuts.count("bytes") >= 0.6 * len(cuts), cuts
     assert consumer.committed_offsets == {p: per_partition for p in range(partitions)}
     assert landed(tmp_path) == [(p, i) for p in range(partitions) for i in range(per_partition)]
+
+
+def test_a_caught_up_buffer_is_cut_for_partitions_waiting_for_room(tmp_path):
+    """Under the memory focus, a partition read to its end cannot grow, so its buffer is cut
+    early (reason memory) while a partition with a backlog waits paused for room; when no
+    partition waits, caught-up buffers are left to fill up as usual."""
+    consumer = FakeConsumer(TOPIC, {0: hundred_byte_messages(0, 5), 1: hundred_byte_messages(1, 40)},
+                            committed_offsets={0: 0, 1: 0}, partition_eof=True)
+    pipeline, _ = make(tmp_path, consumer, max_records=1000, max_bytes=1000)
+    pipeline.memory_budget = 1_000
+    pipeline.accept(consumer.consume(7, 0), pipeline.clock())  # 5 of partition 0 and its end, 1 of partition 1
+    pipeline.turn(pipeline.clock())
+    states = pipeline.states
+    assert states[0].at_end and not states[1].at_end and pipeline.held_bytes() == 600
+    pipeline.focus = frozenset({0})  # as if partition 1 were waiting for room
+    cuts: list[str] = []
+    pipeline.observer.cut = cuts.append
+    pipeline.turn(pipeline.clock())
+    assert cuts == ["memory"] and consumer.committed_offsets[0] == 5
+    # Nobody waits: a caught-up buffer is not cut early.
+    pipeline.accept(consumer.consume(1, 0), pipeline.clock())
+    pipeline.focus = None
+    consumer.log[0] += hundred_byte_messages(0, 2, start=5)
+    pipeline.accept(consumer.consume(2, 0), pipeline.clock())
+    pipeline.turn(pipeline.clock())
+    assert cuts == ["memory"]
