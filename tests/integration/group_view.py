@@ -23,3 +23,9 @@ class GroupView:
         description = self.admin.describe_consumer_groups([self.group], request_timeout=20)[self.group].result(timeout=30)
         return sorted((m.member_id, tuple(sorted(tp.partition for tp in m.assignment.topic_partitions)))
                       for m in description.members)
+
+    def owners(self) -> dict[int, str]:
+        """{partition: who owns it}: the member's group.instance.id when static, else its member id."""
+        description = self.admin.describe_consumer_groups([self.group], request_timeout=20)[self.group].result(timeout=30)
+        return {tp.partition: m.group_instance_id or m.member_id
+                for m in description.members for tp in m.assignment.topic_partitions}
