@@ -104,12 +104,20 @@ def test_revoke_while_storage_is_down_commits_nothing_and_the_new_owner_lands_it
     try:
         produce_events(kafka.bootstrap, topic_name, 400, partitions=4)
         wait_for("the first batches to be committed", lambda: group.committed() == {p: 100 for p in range(4)})
+        # A second member joins while storage is up (start-up checks the store is writable), then
+        # stalls past its session: the first member owns every partition again.
+        second = ingest("run", str(configs[1]), "--log-format", "json")
+        wait_for("the two members to share the partitions",
+                 lambda: len(members := group.members()) == 2 and all(parts for _, parts in members), timeout=90)
+        second.send_signal(signal.SIGSTOP)
+        wait_for("the first member to own every partition again",
+                 lambda: [parts for _, parts in group.members()] == [(0, 1, 2, 3)], timeout=60)
         with s3_lake.server.outage("refuse"):
             produce_events(kafka.bootstrap, topic_name, 400, partitions=4, start=400)
             wait_for("the new records to be buffered", lambda: consumed(ports[0]) >= 800)
-            second = ingest("run", str(configs[1]), "--log-format", "json")  # a rebalance: some partitions move
-            wait_for("the second member to own partitions",
-                     lambda: len(group.members()) == 2 and all(parts for _, parts in group.members()), timeout=90)
+            second.send_signal(signal.SIGCONT)  # it rejoins: the first member must give partitions back, mid-outage
+            wait_for("the second member to own partitions again",
+                     lambda: len(members := group.members()) == 2 and all(parts for _, parts in members), timeout=90)
             assert group.committed() == {p: 100 for p in range(4)}, "a commit while storage was down"
             assert first.poll() is None and second.poll() is None
         wait_for("everything to be committed after the outage",
@@ -124,5 +132,6 @@ def test_revoke_while_storage_is_down_commits_nothing_and_the_new_owner_lands_it
     finally:
         for process in (first, second):
             if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGCONT)
                 process.kill()
                 process.wait()
