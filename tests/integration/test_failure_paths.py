@@ -4,7 +4,9 @@ the lake, then a later run must land everything exactly once."""
 from __future__ import annotations
 
 import json
+import queue
 import signal
+import threading
 import time
 
 import pytest
@@ -135,3 +137,35 @@ def test_revoke_while_storage_is_down_commits_nothing_and_the_new_owner_lands_it
                 process.send_signal(signal.SIGCONT)
                 process.kill()
                 process.wait()
+
+
+def test_an_unreachable_broker_at_start_is_named_with_its_key_as_soon_as_it_is_seen(tmp_path, topic_name):
+    """Waits for the report itself (not a fixed time), then stops the member cleanly."""
+    port = free_port()  # nothing listens there
+    config = write_config(tmp_path, topic_name, f"127.0.0.1:{port}", f"file://{tmp_path / 'lake'}")
+    process = ingest("run", str(config), "--log-format", "json")
+    try:
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
+        deadline = time.monotonic() + 60
+        reported, seen = None, []
+        while reported is None:
+            assert time.monotonic() < deadline and process.poll() is None, seen[-20:]
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            seen.append(line)
+            if line.startswith("{") and json.loads(line).get("event") == "broker_unreachable":
+                reported = json.loads(line)["message"]
+        assert f"127.0.0.1:{port}" in reported and "kafka.bootstrap.servers" in reported and str(config) in reported
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        rest = []
+        while not lines.empty():
+            rest.append(lines.get())
+        assert process.returncode == 0 and "Traceback" not in "".join(seen + rest)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
