@@ -190,3 +190,23 @@ def test_a_broken_config_exits_2(tmp_path):
     config.write_text("topic: x\noutput: {url: file:///tmp/x, format: parquet, compression: lz4}\n")
     code, report, err = audit_cli(config)
     assert code == 2 and "compression" in err
+
+
+@pytest.mark.parametrize("kind", ["s3", "azure"])
+def test_an_object_store_lake_is_audited_and_a_stray_copy_found(kafka, topic_name, tmp_path, request, kind):
+    from .conftest import make_lake
+
+    lake = make_lake(kind, request, tmp_path)
+    create_topic(kafka.bootstrap, topic_name, PARTITIONS)
+    produce_events(kafka.bootstrap, topic_name, 900, PARTITIONS)
+    config = write_config(tmp_path, topic_name, kafka.bootstrap, lake.url, storage_options=lake.storage_options)
+    assert run_until_idle(config, idle="2s").returncode == 0
+    code, report, err = audit_cli(config, "--deep")
+    assert code == 0 and report["rows_read"] == 900, (report, err[-2000:])
+    store = lake.store
+    original = data_files(store)[0]
+    stray = original.rsplit("/", 1)[0] + "/stray.parquet"
+    assert store.publish(stray, store.read(original))
+    code, report, _ = audit_cli(config, "--deep")
+    assert code == 1 and [(f["kind"], f["path"]) for f in report["findings"]] == [
+        ("unaccounted_file", stray), ("duplicate_row", None)]
