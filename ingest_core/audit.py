@@ -16,16 +16,26 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .audit_chain import (DUPLICATE_ROW, ROW_COUNT, ROW_OUTSIDE_BATCH, UNACCOUNTED_FILE,
-                          UNREADABLE_FILE, UNREADABLE_MARKER, Finding, HoldsRecords, PartitionReport, assume_records,
-                          check_chain)
+from .audit_chain import (
+    DUPLICATE_ROW,
+    ROW_COUNT,
+    ROW_OUTSIDE_BATCH,
+    UNACCOUNTED_FILE,
+    UNREADABLE_FILE,
+    UNREADABLE_MARKER,
+    Finding,
+    HoldsRecords,
+    PartitionReport,
+    assume_records,
+    check_chain,
+)
 from .audit_rows import UnreadableFile, read_rows
 from .config import ConfigError, load_settings
 from .ledger import MARKER_ROOT, BatchMarker, MarkedFile
@@ -223,7 +233,7 @@ def render_table(report: AuditReport) -> str:
     header = f"{'partition':>9} {'batches':>7} {'rows':>9} {'dead':>5} {'committed':>10} {'high':>10} {'lag':>8}  landed ranges"
     lines = [f"topic {report.topic}: {report.data_files} data file(s), {report.marker_files} marker(s)"
              + (f", {report.rows_read} row(s) read" if report.rows_read is not None else ""), header]
-    show = lambda v: "-" if v is None or v < 0 else str(v)  # noqa: E731
+    show = lambda v: "-" if v is None or v < 0 else str(v)
     for r in report.partitions:
         ranges = ", ".join(f"{a}..{b}" for a, b in r.ranges) or "-"
         flight = f" ({r.in_flight} batch(es) at or past the commit)" if r.in_flight else ""

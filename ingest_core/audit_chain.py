@@ -9,14 +9,14 @@ findings when they are below the low watermark (deleted from the topic, never in
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 from .ledger import BatchMarker
 
 # (partition, first, last) -> the offset of the first record the topic holds in [first, last], or None.
 # An audit that cannot ask the topic passes `assume_records`: every range is taken as holding records.
-HoldsRecords = Callable[[int, int, int], Optional[int]]
+HoldsRecords = Callable[[int, int, int], int | None]
 
 
 def assume_records(partition: int, first: int, last: int) -> int | None:

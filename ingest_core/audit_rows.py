@@ -44,8 +44,12 @@ def read_rows(path: str, data: bytes) -> FileRows:
     except UnreadableFile:
         raise
     except (pa.ArrowException, OSError, EOFError, zlib.error, ValueError) as error:
-        raise UnreadableFile(f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else ''}") from error
+        raise UnreadableFile(f"{type(error).__name__}: {_first_line(error)}") from error
     raise UnreadableFile("not a data file this lake writes (.parquet, .ndjson, .ndjson.gz, .ndjson.zst)")
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [""])[0][:200]
 
 
 def _unzstd(data: bytes) -> bytes:

@@ -30,7 +30,7 @@ class TopicView:
             self._consumer.close()
             self._consumer = None
 
-    def __enter__(self) -> "TopicView":
+    def __enter__(self) -> TopicView:
         return self
 
     def __exit__(self, *exc) -> None:

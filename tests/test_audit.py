@@ -10,9 +10,22 @@ import pyarrow as pa
 import pytest
 
 from ingest_core.audit import audit, is_data_path, render_table
-from ingest_core.audit_chain import (AFTER_LAST, BEFORE_FIRST, DUPLICATE_ROW, GAP, INSIDE_BATCH, MISSING_FILE,
-                                     OVERLAP, RETENTION, ROW_COUNT, ROW_OUTSIDE_BATCH, UNACCOUNTED_FILE,
-                                     UNREADABLE_FILE, UNREADABLE_MARKER, check_chain)
+from ingest_core.audit_chain import (
+    AFTER_LAST,
+    BEFORE_FIRST,
+    DUPLICATE_ROW,
+    GAP,
+    INSIDE_BATCH,
+    MISSING_FILE,
+    OVERLAP,
+    RETENTION,
+    ROW_COUNT,
+    ROW_OUTSIDE_BATCH,
+    UNACCOUNTED_FILE,
+    UNREADABLE_FILE,
+    UNREADABLE_MARKER,
+    check_chain,
+)
 from ingest_core.audit_rows import UnreadableFile, read_rows
 from ingest_core.formats import Rows, data_bytes, encoder_for
 from ingest_core.ledger import BatchMarker, MarkedFile, marker_path

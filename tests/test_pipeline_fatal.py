@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
-
 from fakes import FakeConsumer, json_messages
-from ingest_core.pipeline import FatalError
 from test_pipeline import TOPIC, make, spin
+
+from ingest_core.pipeline import FatalError
 
 FENCED = KafkaError(KafkaError.FENCED_INSTANCE_ID, "Static consumer fenced by other consumer", fatal=True)
 

@@ -30,13 +30,13 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
+from integration.group_view import GroupView
+from integration.lake import REPO, create_topic, landed_rows, write_config
+from integration.spark import spark_session
 
 from ingest_core.autoloader import spark_reader
 from ingest_core.config import load_settings
 from ingest_core.storage import LakeStore
-from integration.group_view import GroupView
-from integration.lake import REPO, create_topic, landed_rows, write_config
-from integration.spark import spark_session
 
 pytestmark = pytest.mark.slow
 

@@ -17,9 +17,9 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from ingest_core.ledger import MARKER_ROOT
+from ingest_core.storage import LakeStore
 
 from .lake import REPO, create_topic, data_files, produce_events, run_until_idle, write_config
-from ingest_core.storage import LakeStore
 
 pytestmark = pytest.mark.slow
 

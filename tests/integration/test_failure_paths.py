@@ -10,12 +10,20 @@ import threading
 import time
 
 import pytest
-
 from object_stores import MotoS3Server
 
 from .conftest import Lake
 from .group_view import GroupView
-from .lake import create_topic, data_files, expected_rows, ingest, landed_rows, produce_events, run_until_idle, write_config
+from .lake import (
+    create_topic,
+    data_files,
+    expected_rows,
+    ingest,
+    landed_rows,
+    produce_events,
+    run_until_idle,
+    write_config,
+)
 from .test_fleet import free_port, metrics
 
 pytestmark = pytest.mark.slow
