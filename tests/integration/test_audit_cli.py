@@ -210,3 +210,19 @@ def test_an_object_store_lake_is_audited_and_a_stray_copy_found(kafka, topic_nam
     code, report, _ = audit_cli(config, "--deep")
     assert code == 1 and [(f["kind"], f["path"]) for f in report["findings"]] == [
         ("unaccounted_file", stray), ("duplicate_row", None)]
+
+
+def test_records_deleted_by_retention_while_the_group_was_away_are_reported(kafka, topic_name, tmp_path):
+    create_topic(kafka.bootstrap, topic_name, PARTITIONS)
+    config = write_config(tmp_path, topic_name, kafka.bootstrap, f"file://{tmp_path / 'lake'}")
+    produce_events(kafka.bootstrap, topic_name, 300, PARTITIONS)
+    assert run_until_idle(config, idle="2s").returncode == 0  # committed 100 on each partition
+    produce_events(kafka.bootstrap, topic_name, 300, PARTITIONS, start=300)
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    for future in admin.delete_records([TopicPartition(topic_name, 0, 150)]).values():
+        future.result(timeout=30)  # retention, while no member ran: partition 0 now starts at 150
+    assert run_until_idle(config, idle="2s").returncode == 0  # resumes at 100, finds 150 first
+    code, report, _ = audit_cli(config, "--deep")
+    assert code == 1
+    assert [(f["kind"], f["partition"], f["first"], f["last"]) for f in report["findings"]] == [
+        ("retention", 0, 100, 149)]

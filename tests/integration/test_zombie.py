@@ -68,6 +68,7 @@ def test_a_resumed_zombie_rewrites_adds_and_commits_nothing(kafka, topic_name, t
                  lambda: metric(zombie_port, "ingest_consumed_messages_total") == MESSAGES, timeout=4, every=0.02)
         zombie.send_signal(signal.SIGSTOP)
         stopped_at = time.monotonic()
+        assert not [p for p in root.rglob("*.parquet")], "the zombie published before it was stopped"
 
         owner = ingest("run", str(owner_config), "--log-format", "json")
         everything = {p: MESSAGES // PARTITIONS for p in range(PARTITIONS)}
