@@ -323,6 +323,8 @@ class Pipeline:
                 if error.code() == _PARTITION_EOF:  # information, not an error
                     ends[message.partition()] = len(by_partition.get(message.partition(), ()))
                     reports += 1
+                elif error.fatal():  # e.g. fenced by another member with our group.instance.id
+                    raise FatalError(f"Kafka client failed for good: {error.str()}")
                 else:
                     log.warning("consume error: %s", error.str(), extra={"event": "consume_error"})
                 continue
@@ -617,6 +619,10 @@ class Pipeline:
             state.commit_due = None
         except KafkaException as error:
             self.observer.committed(partition, offset, time.perf_counter() - started, False)
+            if error.args and isinstance(error.args[0], KafkaError) and error.args[0].fatal():
+                # The client is unusable (fenced by another member with our group.instance.id, say):
+                # retrying would spin forever; the next owner replays from the marker.
+                raise FatalError(f"Kafka client failed for good: {error.args[0].str()}") from error
             # The batch is in the lake and its marker makes a new owner's replay exact. If we keep
             # the partition (a rebalance that changed the generation but not our assignment), the
             # commit is retried, or the last batch of an idle partition would stay uncommitted.
