@@ -21,6 +21,7 @@ class TopicView:
         self.topic = settings.topic
         self._where = f"kafka.bootstrap.servers in {config_path}"
         config = consumer_config(settings, partition_eof=True)
+        config.pop("group.instance.id", None)  # never taken for a member of the group, even a static one
         # The probe reads what a consumer of the group would: committed transactions only.
         config.setdefault("isolation.level", "read_committed")
         self._consumer = Consumer(config)
