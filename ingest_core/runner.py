@@ -9,7 +9,9 @@ import gc
 import logging
 import os
 import signal
+import time
 from pathlib import Path
+from typing import Callable
 
 from confluent_kafka import Consumer
 
@@ -22,7 +24,7 @@ from .faults import FaultInjector
 from .kafka import BrokerErrors, consumer_config, producer_config
 from .ledger import Ledger
 from .metrics import Instruments
-from .pipeline import FatalError, Pipeline
+from .pipeline import Backoff, FatalError, Pipeline
 from .settings import Settings
 from .storage import LakeStore, StorageError
 
@@ -64,10 +66,46 @@ def tune_garbage_collection() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def wait_until_writable(store: LakeStore, source: Path, should_stop: Callable[[], bool],
+                        sleep: Callable[[float], None] = time.sleep, backoff: Backoff | None = None) -> bool:
+    """Check that the lake can be written before consuming anything. A permanent error (no such
+    bucket, refused credentials) raises StorageError; a transient one (the store is down) is
+    retried with backoff, so a pod started during a storage outage waits for it instead of
+    crash-looping. Returns False if asked to stop meanwhile."""
+    backoff = backoff or Backoff(first=1.0, cap=30.0)
+    attempt = 0
+    while not should_stop():
+        try:
+            store.check_writable()
+            if attempt:
+                log.info("the lake can be written again; starting", extra={"event": "storage_recovered"})
+            return True
+        except StorageError as error:
+            if error.permanent:
+                raise
+            attempt += 1
+            delay = backoff.delay(attempt)
+            log.warning("cannot write the lake at start (attempt %d), retrying in %.1f s: %s (config: %s, key "
+                        "output.url)", attempt, delay, error, source,
+                        extra={"event": "storage_retry_at_start", "attempt": attempt})
+            sleep(delay)
+    return False
+
+
 def run(settings: Settings, source: Path, exit_when_idle: float | None = None, shutdown_timeout: float = 30.0) -> int:
+    stop = {"requested": False}
+
+    def request_stop(signum, _frame):
+        log.info("received %s: publishing what is buffered, then stopping", signal.Signals(signum).name,
+                 extra={"event": "stopping"})
+        stop["requested"] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     try:
         store = LakeStore.open(settings.output.url, settings.output.storage_options)
-        store.check_writable()
+        if not wait_until_writable(store, source, lambda: stop["requested"]):
+            return EXIT_OK  # stopped before anything was consumed
         dead_letters = dead_letter_destinations(settings, store)
         events = batch_events(settings, {**producer_config(settings),
                                          "bootstrap.servers": consumer_config(settings)["bootstrap.servers"]})
@@ -105,15 +143,6 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
              budget.prefetch >> 20, budget.encode_working >> 20, budget.full_batches,
              extra={"event": "memory_budget", "limit": budget.limit, "messages": budget.messages,
                     "prefetch": budget.prefetch, "encode_working": budget.encode_working})
-    stop = {"requested": False}
-
-    def request_stop(signum, _frame):
-        log.info("received %s: publishing what is buffered, then stopping", signal.Signals(signum).name,
-                 extra={"event": "stopping"})
-        stop["requested"] = True
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
     consumer.subscribe([settings.topic], on_assign=pipeline.on_assign, on_revoke=pipeline.on_revoke,
                        on_lost=pipeline.on_lost)
     log.info("consuming %s as group %s into %s (%s)", settings.topic, settings.group, settings.output.url,

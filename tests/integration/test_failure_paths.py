@@ -147,6 +147,41 @@ def test_revoke_while_storage_is_down_commits_nothing_and_the_new_owner_lands_it
                 process.wait()
 
 
+def test_a_run_started_while_storage_is_down_waits_for_it_then_lands_everything_once(kafka, topic_name, tmp_path,
+                                                                                      s3_lake):
+    """A pod restarted during a storage outage must not crash-loop: `ingest run` retries its start-up
+    write check with backoff, consumes nothing meanwhile, and lands everything once the store is back."""
+    create_topic(kafka.bootstrap, topic_name, 2)
+    produce_events(kafka.bootstrap, topic_name, 300, partitions=2)
+    config = write_config(tmp_path, topic_name, kafka.bootstrap, s3_lake.url, storage_options=s3_lake.storage_options,
+                          batch={"max_age": "1s"})
+    group = GroupView(kafka.bootstrap, f"ingest-{topic_name}", topic_name, 2)
+    with s3_lake.server.outage("refuse"):
+        process = ingest("run", str(config), "--exit-when-idle", "3s", "--log-format", "json")
+        lines: queue.Queue = queue.Queue()
+        reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True)
+        reader.start()
+        seen: list[dict] = []
+
+        def retried_twice() -> bool:
+            while not lines.empty():
+                line = lines.get()
+                if line.startswith("{"):
+                    seen.append(json.loads(line))
+            return sum(1 for e in seen if e.get("event") == "storage_retry_at_start") >= 2
+
+        wait_for("two retries of the start-up check", retried_twice, timeout=60)
+        assert process.poll() is None, "ingest run gave up while the store was down"
+        assert group.committed() == {0: -1001, 1: -1001} and not group.members()  # nothing consumed yet
+    process.wait(timeout=120)
+    reader.join(timeout=30)  # it ends at the end of stderr
+    rest = [lines.get() for _ in range(lines.qsize())]
+    assert process.returncode == 0, "".join(rest)[-3000:]
+    assert "storage_recovered" in "".join(rest)
+    assert group.committed() == {0: 150, 1: 150}
+    assert landed_rows(s3_lake.store, "parquet") == expected_rows(300, partitions=2)
+
+
 def test_an_unreachable_broker_at_start_is_named_with_its_key_as_soon_as_it_is_seen(tmp_path, topic_name):
     """Waits for the report itself (not a fixed time), then stops the member cleanly."""
     port = free_port()  # nothing listens there
