@@ -40,6 +40,12 @@ def test_configuration_reference_names_every_key():
         assert f"`{name}" in text
 
 
+def test_readme_is_short():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 150
+    assert max(len(line) for line in lines) <= 200
+
+
 def _pages() -> list[Path]:
     return [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted(DOCS.glob("*.md"))]
 
@@ -55,3 +61,9 @@ def test_relative_links_point_to_files(page: Path):
         if not path.exists() and path not in WRITTEN_ELSEWHERE:
             broken.append(target)
     assert not broken, f"{page.name} links to missing files: {broken}"
+
+
+def test_no_history_in_docs():
+    pattern = re.compile(r"round [0-9]", re.I)
+    pages = [ROOT / "README.md", *DOCS.rglob("*.md")]
+    assert not [p.name for p in pages if pattern.search(p.read_text())]
