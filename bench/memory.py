@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         out.write_text(json.dumps(report, indent=2))
         print(f"\n[memory] raw results: {out}")
+        common.replace_section("table:memory", table)
+        print(f"[memory] updated {common.BENCH / 'RESULTS.md'} (section table:memory)")
     return 0
 
 

@@ -31,11 +31,11 @@ def main(spec: dict) -> int:
               "auto.offset.reset": "earliest", "enable.auto.commit": False,
               "partition.assignment.strategy": "cooperative-sticky"}
     if not spec.get("librdkafka_defaults"):  # the `ceiling-defaults` contender leaves prefetch at librdkafka's defaults
-        # 16 MiB, not lake-ingest's 8 MiB (round 9): with 8 MiB this loop, which does nothing
-        # else, read 10-15 % slower, while lake-ingest, bound by its own CPU, did not; the
-        # ceiling stays the faster of the two.
-        # fetch.wait.max.ms as lake-ingest's since round 10: it can only help a loop that never
-        # pauses a partition (the broker holds a fetch only while its partitions have nothing).
+        # 16 MiB, not lake-ingest's 8 MiB: with 8 MiB this loop, which does nothing else,
+        # reads 10-15 % slower, while lake-ingest, bound by its own CPU, does not; the ceiling
+        # stays the faster of the two.
+        # fetch.wait.max.ms as lake-ingest's: it can only help a loop that never pauses a
+        # partition (the broker holds a fetch only while its partitions have nothing).
         config.update({"queued.max.messages.kbytes": 16384, "fetch.max.bytes": 16777216,
                        "fetch.queue.backoff.ms": 10, "fetch.wait.max.ms": 100})
     consumer = Consumer(config)
