@@ -39,7 +39,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -47,6 +46,10 @@ import time
 import uuid
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # local_service.py, however this file is loaded
+import local_service  # noqa: E402
+from local_service import cache_root, free_port, terminate_group  # noqa: E402,F401 - also this module's API
 
 DEFAULT_VERSION = "4.3.1"
 # Kafka 4.x logs through slf4j but ships no binding in its Maven pom; the
@@ -58,7 +61,6 @@ DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 
 NODE_ID = 1
 READY_TIMEOUT_S = 90.0
-STOP_TIMEOUT_S = 20.0
 # C1-only JIT and the serial GC start the JVM about 1 s sooner on a small
 # machine; a test broker's throughput is bound by the clients, not by C2.
 JVM_OPTS = ["-Xms256m", "-Xmx768m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
@@ -76,13 +78,6 @@ class KafkaSetupError(RuntimeError):
 
 def kafka_version(version: str | None = None) -> str:
     return version or os.environ.get("LAKE_KAFKA_VERSION") or DEFAULT_VERSION
-
-
-def cache_root() -> Path:
-    if os.environ.get("LAKE_INGEST_CACHE"):
-        return Path(os.environ["LAKE_INGEST_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "lake-ingest"
 
 
 def version_dir(version: str | None = None) -> Path:
@@ -247,15 +242,6 @@ def ensure_jars(version: str | None = None) -> Path:
 # Config
 
 
-def free_port(avoid: set[int] = frozenset()) -> int:
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port not in avoid:
-            return port
-
-
 def new_cluster_id() -> str:
     # Same shape as Kafka's Uuid.randomUuid(): base64url of 16 bytes, no
     # padding, never starting with "-" (CLIs would read it as an option).
@@ -395,46 +381,9 @@ def broker_ready(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> bo
 # Processes
 
 
-def _is_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # A zombie has exited but, when its parent never reaps it, keeps its pid.
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _is_our_broker(pid: int, data_dir: Path) -> bool:
-    # Guards against signalling an unrelated process that reused the pid.
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
+    cmdline = local_service.command_line(pid)
     return b"kafka.Kafka" in cmdline and str(data_dir / "server.properties").encode() in cmdline
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def terminate_group(pid: int, timeout: float = STOP_TIMEOUT_S,
-                    proc: subprocess.Popen | None = None) -> None:
-    """SIGTERM the process group led by pid; SIGKILL it after timeout."""
-    def gone() -> bool:
-        return proc.poll() is not None if proc else not _is_alive(pid)
-
-    _signal_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while not gone() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if not gone():
-        _signal_group(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while not gone() and time.monotonic() < deadline:
-            time.sleep(0.05)
 
 
 def _run_java(args: list[str], cwd: Path, timeout: float) -> str:
@@ -613,11 +562,8 @@ def _state_file(data_dir: Path) -> Path:
 
 
 def _read_state(data_dir: Path) -> dict | None:
-    try:
-        state = json.loads(_state_file(data_dir).read_text())
-    except (OSError, ValueError):
-        return None
-    return state if _is_alive(state["pid"]) and _is_our_broker(state["pid"], data_dir) else None
+    state = local_service.read_state(_state_file(data_dir))
+    return state if state and local_service.is_alive(state["pid"]) and _is_our_broker(state["pid"], data_dir) else None
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
@@ -638,7 +584,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
         "controller_port": kafka.controller_port, "version": kafka.version,
         "data_dir": str(data_dir), "log": str(kafka.log_file),
     }
-    _state_file(data_dir).write_text(json.dumps(state, indent=1) + "\n")
+    local_service.write_state(_state_file(data_dir), state)
     kafka.detach()
     print(kafka.bootstrap)
     return 0
@@ -647,47 +593,24 @@ def _cmd_start(args: argparse.Namespace) -> int:
 def _cmd_stop(args: argparse.Namespace) -> int:
     data_dir = Path(args.dir).resolve()
     state = _read_state(data_dir)
-    if state:
-        terminate_group(state["pid"])
-    _state_file(data_dir).unlink(missing_ok=True)
-    print("stopped" if state else "not running")
-    return 0
+    return local_service.stop_command(_state_file(data_dir), state, [state["pid"]] if state else [])
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     state = _read_state(Path(args.dir).resolve())
     if not state:
         print("not running")
-        return 3  # LSB "program is not running"
+        return local_service.NOT_RUNNING
     health = "ready" if broker_ready(state["port"]) else "not ready"
     print(f"running pid={state['pid']} bootstrap={state['bootstrap']} ({health})")
     return 0 if health == "ready" else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--kafka-version", dest="version", help="Kafka version (default "
-                        f"$LAKE_KAFKA_VERSION or {DEFAULT_VERSION})")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("fetch", parents=[common], help="only resolve the jars into the cache"
-                   ).set_defaults(func=_cmd_fetch)
-    start = sub.add_parser("start", parents=[common],
-                           help="start a broker in the background, print bootstrap")
-    start.add_argument("--dir", required=True, help="data dir")
-    start.add_argument("--port", type=int, help="broker port (default: a free one)")
-    start.set_defaults(func=_cmd_start)
-    for name, func, text in (("stop", _cmd_stop, "stop the broker of a data dir"),
-                             ("status", _cmd_status, "is the broker of a data dir running")):
-        cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("--dir", required=True, help="data dir")
-        cmd.set_defaults(func=func)
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except KafkaSetupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+main = local_service.cli(
+    __doc__.splitlines()[0], "broker",
+    {"fetch": _cmd_fetch, "start": _cmd_start, "stop": _cmd_stop, "status": _cmd_status}, KafkaSetupError,
+    version_flag=("--kafka-version", f"Kafka version (default $LAKE_KAFKA_VERSION or {DEFAULT_VERSION})"),
+    fetch_help="only resolve the jars into the cache", start_help="start a broker in the background, print bootstrap")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,8 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kafka_broker import _is_alive, cache_root, free_port, terminate_group  # noqa: E402
+import local_service  # noqa: E402
+from local_service import cache_root, free_port, terminate_group  # noqa: E402
 
 KUBERNETES_VERSION = "v1.34.4"
 ETCD_VERSION = "v3.6.16"
@@ -520,20 +521,15 @@ def _state_file(data_dir: Path) -> Path:
 
 def _is_ours(pid: int, data_dir: Path) -> bool:
     # Guards against signalling an unrelated process that reused the pid.
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return str(data_dir).encode() in cmdline
+    return str(data_dir).encode() in b"\0".join(local_service.command_line(pid))
 
 
 def _read_state(data_dir: Path) -> dict | None:
-    try:
-        state = json.loads(_state_file(data_dir).read_text())
-    except (OSError, ValueError):
+    state = local_service.read_state(_state_file(data_dir))
+    if not state:
         return None
     state["alive"] = {name: pid for name, pid in state["pids"].items()
-                      if _is_alive(pid) and _is_ours(pid, data_dir)}
+                      if local_service.is_alive(pid) and _is_ours(pid, data_dir)}
     return state if state["alive"] else None
 
 
@@ -555,7 +551,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
         server.install_crds()
     state = {"pids": server.detach(), "port": server.port, "etcd_port": server.etcd_port, "url": server.url,
              "kubeconfig": str(server.kubeconfig), "data_dir": str(data_dir), "version": KUBERNETES_VERSION}
-    _state_file(data_dir).write_text(json.dumps(state, indent=1) + "\n")
+    local_service.write_state(_state_file(data_dir), state)
     print(server.kubeconfig)
     return 0
 
@@ -563,13 +559,8 @@ def _cmd_start(args: argparse.Namespace) -> int:
 def _cmd_stop(args: argparse.Namespace) -> int:
     data_dir = Path(args.dir).resolve()
     state = _read_state(data_dir)
-    if state:
-        for name in ("apiserver", "etcd"):
-            if name in state["alive"]:
-                terminate_group(state["alive"][name])
-    _state_file(data_dir).unlink(missing_ok=True)
-    print("stopped" if state else "not running")
-    return 0
+    pids = [state["alive"][name] for name in ("apiserver", "etcd") if name in state["alive"]] if state else []
+    return local_service.stop_command(_state_file(data_dir), state, pids)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -577,7 +568,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     state = _read_state(data_dir)
     if not state:
         print("not running")
-        return 3  # LSB "program is not running"
+        return local_service.NOT_RUNNING
     token = (data_dir / "pki" / "tokens.csv").read_text().split(",", 1)[0]
     ready = http_status(f"{state['url']}/readyz", token, data_dir / "pki" / "serving.crt") == 200
     health = "ready" if ready and len(state["alive"]) == 2 else "not ready"
@@ -585,27 +576,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0 if health == "ready" else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("fetch", help="only build the binaries and copy the CRDs into the cache"
-                   ).set_defaults(func=_cmd_fetch)
-    start = sub.add_parser("start", help="start etcd + kube-apiserver in the background, print the kubeconfig path")
-    start.add_argument("--dir", required=True, help="data dir")
-    start.add_argument("--port", type=int, help="API server port (default: a free one)")
-    start.add_argument("--crds", action="store_true", help="also install KEDA's and the Prometheus operator's CRDs")
-    start.set_defaults(func=_cmd_start)
-    for name, func, text in (("stop", _cmd_stop, "stop the server of a data dir"),
-                             ("status", _cmd_status, "is the server of a data dir running")):
-        cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("--dir", required=True, help="data dir")
-        cmd.set_defaults(func=func)
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except KubeSetupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+main = local_service.cli(
+    __doc__.splitlines()[0], "server",
+    {"fetch": _cmd_fetch, "start": _cmd_start, "stop": _cmd_stop, "status": _cmd_status}, KubeSetupError,
+    start_options=lambda start: start.add_argument(
+        "--crds", action="store_true", help="also install KEDA's and the Prometheus operator's CRDs"),
+    fetch_help="only build the binaries and copy the CRDs into the cache",
+    start_help="start etcd + kube-apiserver in the background, print the kubeconfig path")
 
 
 if __name__ == "__main__":

@@ -40,8 +40,6 @@ import fcntl
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -49,11 +47,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # local_service.py, however this file is loaded
+import local_service  # noqa: E402
+from local_service import cache_root, free_port, terminate_group  # noqa: E402,F401 - also this module's API
+
 MODULE = "github.com/conduitio/conduit-schema-registry"
 DEFAULT_VERSION = "v0.2.6"
 BINARY = "schema-registry"
 READY_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 10.0
 BUILD_TIMEOUT_S = 600.0
 LOG_TAIL_LINES = 40
 
@@ -105,13 +106,6 @@ class RegistrySetupError(RuntimeError):
 
 def registry_version(version: str | None = None) -> str:
     return version or os.environ.get("LAKE_SCHEMA_REGISTRY_VERSION") or DEFAULT_VERSION
-
-
-def cache_root() -> Path:
-    if os.environ.get("LAKE_INGEST_CACHE"):
-        return Path(os.environ["LAKE_INGEST_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "lake-ingest"
 
 
 def version_dir(version: str | None = None) -> Path:
@@ -170,12 +164,6 @@ def ensure_binary(version: str | None = None) -> Path:
 # Processes
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1 never goes through a proxy
 
 
@@ -191,38 +179,10 @@ def registry_ready(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def _is_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
-
-
 def _is_our_registry(pid: int, binary: str) -> bool:
     """Guards against signalling an unrelated process that reused the pid."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
+    cmdline = local_service.command_line(pid)
     return bool(cmdline) and cmdline[0] == binary.encode()
-
-
-def terminate_group(pid: int, timeout: float = STOP_TIMEOUT_S, proc: subprocess.Popen | None = None) -> None:
-    """SIGTERM the process group led by pid; SIGKILL it after timeout."""
-    def gone() -> bool:
-        return proc.poll() is not None if proc else not _is_alive(pid)
-
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while not gone() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if gone():
-            return
 
 
 class LocalSchemaRegistry:
@@ -316,11 +276,10 @@ def _state_file(data_dir: Path) -> Path:
 
 
 def _read_state(data_dir: Path) -> dict | None:
-    try:
-        state = json.loads(_state_file(data_dir).read_text())
-    except (OSError, ValueError):
+    state = local_service.read_state(_state_file(data_dir))
+    if not state or not local_service.is_alive(state["pid"]):
         return None
-    return state if _is_alive(state["pid"]) and _is_our_registry(state["pid"], state["binary"]) else None
+    return state if _is_our_registry(state["pid"], state["binary"]) else None
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
@@ -338,7 +297,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
     registry = LocalSchemaRegistry(data_dir, port=args.port, version=args.version).start()
     state = {"pid": registry.pid, "url": registry.url, "port": registry.port, "version": registry.version,
              "binary": str(registry.binary), "data_dir": str(data_dir), "log": str(registry.stdout_file)}
-    _state_file(data_dir).write_text(json.dumps(state, indent=1) + "\n")
+    local_service.write_state(_state_file(data_dir), state)
     registry.detach()
     print(registry.url)
     return 0
@@ -347,46 +306,24 @@ def _cmd_start(args: argparse.Namespace) -> int:
 def _cmd_stop(args: argparse.Namespace) -> int:
     data_dir = Path(args.dir).resolve()
     state = _read_state(data_dir)
-    if state:
-        terminate_group(state["pid"])
-    _state_file(data_dir).unlink(missing_ok=True)
-    print("stopped" if state else "not running")
-    return 0
+    return local_service.stop_command(_state_file(data_dir), state, [state["pid"]] if state else [])
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     state = _read_state(Path(args.dir).resolve())
     if not state:
         print("not running")
-        return 3  # LSB "program is not running"
+        return local_service.NOT_RUNNING
     health = "ready" if registry_ready(state["url"]) else "not ready"
     print(f"running pid={state['pid']} url={state['url']} ({health})")
     return 0 if health == "ready" else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--registry-version", dest="version",
-                        help=f"module version (default $LAKE_SCHEMA_REGISTRY_VERSION or {DEFAULT_VERSION})")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("fetch", parents=[common], help="only build the registry into the cache"
-                   ).set_defaults(func=_cmd_fetch)
-    start = sub.add_parser("start", parents=[common], help="start a registry in the background, print its URL")
-    start.add_argument("--dir", required=True, help="data dir (its output and state file)")
-    start.add_argument("--port", type=int, help="port (default: a free one)")
-    start.set_defaults(func=_cmd_start)
-    for name, func, text in (("stop", _cmd_stop, "stop the registry of a data dir"),
-                             ("status", _cmd_status, "is the registry of a data dir running")):
-        cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("--dir", required=True, help="data dir")
-        cmd.set_defaults(func=func)
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except RegistrySetupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+main = local_service.cli(
+    __doc__.splitlines()[0], "registry",
+    {"fetch": _cmd_fetch, "start": _cmd_start, "stop": _cmd_stop, "status": _cmd_status}, RegistrySetupError,
+    version_flag=("--registry-version", f"module version (default $LAKE_SCHEMA_REGISTRY_VERSION or {DEFAULT_VERSION})"),
+    fetch_help="only build the registry into the cache", start_help="start a registry in the background, print its URL")
 
 
 if __name__ == "__main__":
