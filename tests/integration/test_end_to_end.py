@@ -10,6 +10,7 @@ import pytest
 
 from ingest_core.storage import LakeStore
 
+from .group_view import GroupView
 from .lake import (committed_offsets, create_topic, data_files, expected_rows, ingest, landed_rows, produce_events,
                    run_until_idle, write_config)
 
@@ -90,7 +91,11 @@ def test_idle_partition_partial_batch_lands_after_max_age(kafka, topic_name, tmp
                           batch={"max_records": 100_000, "max_age": "3s"})
     process = ingest("run", str(config), "--log-format", "json")
     try:
-        time.sleep(4)  # let the consumer join and go idle first
+        group = GroupView(kafka.bootstrap, f"ingest-{topic_name}", topic_name, 3)
+        deadline = time.monotonic() + 60
+        while [parts for _, parts in group.members()] != [(0, 1, 2)]:  # joined, owning every partition
+            assert time.monotonic() < deadline, "the consumer did not join its group"
+            time.sleep(0.2)
         produce_events(kafka.bootstrap, topic_name, 7, partitions=1)
         produced_at = time.monotonic()
         while not data_files(lake) and time.monotonic() - produced_at < 30:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+import threading
 import time
 from collections import Counter
 
@@ -118,8 +119,14 @@ def test_a_failing_registry_holds_the_batch_names_the_key_and_nothing_is_lost(fa
                           extra=f"decode: {{format: {fmt}, schema_registry: {{url: \"{door.url}\", "
                                 f"timeout: 2, max.retries: 0}}}}\ndead_letter: {{url: \"file://{dlq}\"}}\n")
     process = ingest("run", str(config), "--log-format", "json")
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    reader.start()
     try:
-        time.sleep(10)
+        deadline = time.monotonic() + 90
+        while sum('"storage_retry"' in line for line in list(lines)) < 2:  # the batch was retried twice
+            assert time.monotonic() < deadline and process.poll() is None, "".join(lines)[-3000:]
+            time.sleep(0.2)
         assert process.poll() is None, "the consumer must keep running while the registry fails"
         assert fault == "down" or (door.requests and door.requests[0][0] == fault), door.requests
         assert not data_files(LakeStore.open(f"file://{root}")) and not dead_letter_files(dlq)
@@ -130,7 +137,9 @@ def test_a_failing_registry_holds_the_batch_names_the_key_and_nothing_is_lost(fa
         while len(lake_rows(root)) < 40 and time.monotonic() < deadline:
             time.sleep(0.5)
         process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=60)
+        process.wait(timeout=60)
+        reader.join(timeout=30)
+        err = "".join(lines)
     finally:
         if process.poll() is None:
             process.kill()
