@@ -11,6 +11,7 @@ batch, and any (partition, offset) found twice anywhere in the lake.
 Exit 0 clean, 1 findings, 2 the audit cannot run (config, storage or broker). docs/audit.md
 describes the findings and the `--json` report.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,11 @@ PROGRESS_EVERY = 2.0  # seconds between --deep progress lines on stderr
 
 def add_arguments(parser) -> None:
     parser.add_argument("config", type=Path)
-    parser.add_argument("--deep", action="store_true",
-                        help="also read every row of every data file: unreadable files, row counts, duplicates")
+    parser.add_argument(
+        "--deep",
+        action="store_true",
+        help="also read every row of every data file: unreadable files, row counts, duplicates",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON (schema: docs/audit.md)")
 
 
@@ -72,10 +76,17 @@ class AuditReport:
         return EXIT_FINDINGS if self.all_findings else EXIT_CLEAN
 
     def as_json(self) -> dict:
-        return {"topic": self.topic, "deep": self.deep, "ok": not self.all_findings, "exit_code": self.exit_code,
-                "data_files": self.data_files, "marker_files": self.marker_files, "rows_read": self.rows_read,
-                "partitions": [p.as_json() for p in self.partitions],
-                "findings": [f.as_json() for f in self.all_findings]}
+        return {
+            "topic": self.topic,
+            "deep": self.deep,
+            "ok": not self.all_findings,
+            "exit_code": self.exit_code,
+            "data_files": self.data_files,
+            "marker_files": self.marker_files,
+            "rows_read": self.rows_read,
+            "partitions": [p.as_json() for p in self.partitions],
+            "findings": [f.as_json() for f in self.all_findings],
+        }
 
 
 def is_data_path(path: str) -> bool:
@@ -87,7 +98,7 @@ def load_markers(store: LakeStore, topic: str, paths: list[str]) -> tuple[list[B
     """The markers at `paths` (under _ingest/batches/{topic}/); one that cannot be parsed is a finding."""
     markers, findings = [], []
     for start in range(0, len(paths), 1024):
-        for path, data in _read_chunk(store, paths[start:start + 1024]):
+        for path, data in _read_chunk(store, paths[start : start + 1024]):
             try:
                 body = json.loads(data)
                 body["files"] = tuple(MarkedFile(**f) for f in body["files"])
@@ -109,8 +120,13 @@ def _read_chunk(store: LakeStore, paths: list[str]):
         yield from store.read_many(paths).items()
 
 
-def audit(settings, deep: bool = False, positions: dict[int, tuple[int, int, int]] | None = None,
-          holds: HoldsRecords = assume_records, progress: Callable[[str], None] | None = None) -> AuditReport:
+def audit(
+    settings,
+    deep: bool = False,
+    positions: dict[int, tuple[int, int, int]] | None = None,
+    holds: HoldsRecords = assume_records,
+    progress: Callable[[str], None] | None = None,
+) -> AuditReport:
     """The audit of the lake against `positions` ({partition: (committed, low, high)}, from the topic)."""
     store = LakeStore.open(settings.output.url, settings.output.storage_options)
     listing = store.list_files()
@@ -130,28 +146,37 @@ def audit(settings, deep: bool = False, positions: dict[int, tuple[int, int, int
         report.high = high
         reports.append(report)
     named = {f.path: (m.partition, f) for m in markers for f in m.files}
-    findings += [Finding(UNACCOUNTED_FILE, path=p, detail="no batch marker names this file") for p in data_paths
-                 if p not in named]
+    findings += [
+        Finding(UNACCOUNTED_FILE, path=p, detail="no batch marker names this file")
+        for p in data_paths
+        if p not in named
+    ]
     result = AuditReport(settings.topic, deep, reports, findings, len(data_paths), len(marker_paths))
     if deep:
         result.rows_read = deep_check(store, data_paths, named, result.findings, progress)
     return result
 
 
-def deep_check(store: LakeStore, paths: list[str], named: dict[str, tuple[int, MarkedFile]], findings: list[Finding],
-               progress: Callable[[str], None] | None = None) -> int:
+def deep_check(
+    store: LakeStore,
+    paths: list[str],
+    named: dict[str, tuple[int, MarkedFile]],
+    findings: list[Finding],
+    progress: Callable[[str], None] | None = None,
+) -> int:
     """Read every row of every file in `paths`, one chunk of files at a time; append findings; return rows read."""
     offsets_by_partition: dict[int, list[pa.Array]] = {}
     rows_read = 0
     last_report = time.monotonic()
     for start in range(0, len(paths), READ_AT_ONCE):
-        chunk = paths[start:start + READ_AT_ONCE]
+        chunk = paths[start : start + READ_AT_ONCE]
         for path, data in _read_chunk(store, chunk):
             try:
                 rows = read_rows(path, data)
             except UnreadableFile as error:
-                findings.append(Finding(UNREADABLE_FILE, named[path][0] if path in named else None, path=path,
-                                        detail=str(error)))
+                findings.append(
+                    Finding(UNREADABLE_FILE, named[path][0] if path in named else None, path=path, detail=str(error))
+                )
                 continue
             rows_read += rows.rows
             check_file_rows(path, rows, named.get(path), findings)
@@ -159,7 +184,9 @@ def deep_check(store: LakeStore, paths: list[str], named: dict[str, tuple[int, M
                 for partition in pc.unique(rows.partitions).to_pylist():
                     mask = pc.equal(rows.partitions, partition)
                     offsets_by_partition.setdefault(partition, []).append(pc.filter(rows.offsets, mask))
-        if progress is not None and (time.monotonic() - last_report > PROGRESS_EVERY or start + READ_AT_ONCE >= len(paths)):
+        if progress is not None and (
+            time.monotonic() - last_report > PROGRESS_EVERY or start + READ_AT_ONCE >= len(paths)
+        ):
             last_report = time.monotonic()
             progress(f"audit --deep: {min(start + READ_AT_ONCE, len(paths))}/{len(paths)} files, {rows_read} rows read")
     for partition in sorted(offsets_by_partition):
@@ -168,9 +195,17 @@ def deep_check(store: LakeStore, paths: list[str], named: dict[str, tuple[int, M
         if len(twice):
             offsets = twice.field("values")
             extra = pc.sum(pc.subtract(twice.field("counts"), 1)).as_py()
-            findings.append(Finding(DUPLICATE_ROW, partition, pc.min(offsets).as_py(), pc.max(offsets).as_py(),
-                                    count=extra, detail=f"{len(twice)} offset(s) found more than once, "
-                                    f"{extra} extra row(s); e.g. {sorted(offsets.to_pylist())[:5]}"))
+            findings.append(
+                Finding(
+                    DUPLICATE_ROW,
+                    partition,
+                    pc.min(offsets).as_py(),
+                    pc.max(offsets).as_py(),
+                    count=extra,
+                    detail=f"{len(twice)} offset(s) found more than once, "
+                    f"{extra} extra row(s); e.g. {sorted(offsets.to_pylist())[:5]}",
+                )
+            )
     return rows_read
 
 
@@ -180,20 +215,41 @@ def check_file_rows(path: str, rows, marked: tuple[int, MarkedFile] | None, find
         return
     partition, entry = marked
     if rows.rows != entry.rows:
-        findings.append(Finding(ROW_COUNT, partition, entry.first_offset, entry.last_offset, path=path, count=rows.rows,
-                                detail=f"the marker says {entry.rows} row(s), the file has {rows.rows}"))
+        findings.append(
+            Finding(
+                ROW_COUNT,
+                partition,
+                entry.first_offset,
+                entry.last_offset,
+                path=path,
+                count=rows.rows,
+                detail=f"the marker says {entry.rows} row(s), the file has {rows.rows}",
+            )
+        )
     if rows.partitions is None:
         return  # metadata: false: only the row count can be checked
-    outside = pc.or_(pc.not_equal(rows.partitions, partition),
-                     pc.or_(pc.less(rows.offsets, entry.first_offset), pc.greater(rows.offsets, entry.last_offset)))
+    outside = pc.or_(
+        pc.not_equal(rows.partitions, partition),
+        pc.or_(pc.less(rows.offsets, entry.first_offset), pc.greater(rows.offsets, entry.last_offset)),
+    )
     count = pc.sum(pc.cast(outside, pa.int64())).as_py() or 0
     if count:
-        findings.append(Finding(ROW_OUTSIDE_BATCH, partition, entry.first_offset, entry.last_offset, path=path,
-                                count=count, detail="rows whose partition or offset lie outside the file's marked range"))
+        findings.append(
+            Finding(
+                ROW_OUTSIDE_BATCH,
+                partition,
+                entry.first_offset,
+                entry.last_offset,
+                path=path,
+                count=count,
+                detail="rows whose partition or offset lie outside the file's marked range",
+            )
+        )
 
 
-def audit_against_topic(settings, config_path, deep: bool = False,
-                         progress: Callable[[str], None] | None = None) -> AuditReport:
+def audit_against_topic(
+    settings, config_path, deep: bool = False, progress: Callable[[str], None] | None = None
+) -> AuditReport:
     """The audit with the group's commits and the topic's watermarks read from the broker."""
     from .audit_topic import TopicView
 
@@ -210,8 +266,9 @@ def command(args) -> int:
         print(error, file=sys.stderr)
         return EXIT_CANNOT_RUN
     try:
-        report = audit_against_topic(settings, args.config, args.deep,
-                                     progress=lambda line: print(line, file=sys.stderr, flush=True))
+        report = audit_against_topic(
+            settings, args.config, args.deep, progress=lambda line: print(line, file=sys.stderr, flush=True)
+        )
     except TopicUnavailable as error:
         print(f"ingest audit: {error}", file=sys.stderr)
         return EXIT_CANNOT_RUN
@@ -219,8 +276,10 @@ def command(args) -> int:
         print(f"ingest audit: {error}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     except Exception as error:  # noqa: BLE001 - e.g. a librdkafka property it refuses: one line, no traceback
-        print(f"ingest audit: {type(error).__name__}: {error}. Fix: check the kafka and output sections of "
-              f"{args.config}", file=sys.stderr)
+        print(
+            f"ingest audit: {type(error).__name__}: {error}. Fix: check the kafka and output sections of {args.config}",
+            file=sys.stderr,
+        )
         return EXIT_CANNOT_RUN
     if args.json:
         print(json.dumps(report.as_json(), indent=1))
@@ -231,19 +290,30 @@ def command(args) -> int:
 
 def render_table(report: AuditReport) -> str:
     header = f"{'partition':>9} {'batches':>7} {'rows':>9} {'dead':>5} {'committed':>10} {'high':>10} {'lag':>8}  landed ranges"
-    lines = [f"topic {report.topic}: {report.data_files} data file(s), {report.marker_files} marker(s)"
-             + (f", {report.rows_read} row(s) read" if report.rows_read is not None else ""), header]
-    show = lambda v: "-" if v is None or v < 0 else str(v)
+    lines = [
+        f"topic {report.topic}: {report.data_files} data file(s), {report.marker_files} marker(s)"
+        + (f", {report.rows_read} row(s) read" if report.rows_read is not None else ""),
+        header,
+    ]
+
+    def show(v: int | None) -> str:
+        return "-" if v is None or v < 0 else str(v)
+
     for r in report.partitions:
         ranges = ", ".join(f"{a}..{b}" for a, b in r.ranges) or "-"
         flight = f" ({r.in_flight} batch(es) at or past the commit)" if r.in_flight else ""
-        lines.append(f"{r.partition:>9} {r.batches:>7} {r.rows:>9} {r.dead_letters:>5} {show(r.committed):>10} "
-                     f"{show(r.high):>10} {show(r.lag):>8}  {ranges}{flight}")
+        lines.append(
+            f"{r.partition:>9} {r.batches:>7} {r.rows:>9} {r.dead_letters:>5} {show(r.committed):>10} "
+            f"{show(r.high):>10} {show(r.lag):>8}  {ranges}{flight}"
+        )
     found = report.all_findings
     shown = found[:50]
     lines += [f"  {f.text()}" for f in shown]
     if len(found) > len(shown):
         lines.append(f"  ... and {len(found) - len(shown)} more (--json lists them all)")
-    lines.append("OK: every committed offset is in the lake once, every file is accounted for" if not found
-                 else f"PROBLEMS: {len(found)}")
+    lines.append(
+        "OK: every committed offset is in the lake once, every file is accounted for"
+        if not found
+        else f"PROBLEMS: {len(found)}"
+    )
     return "\n".join(lines)

@@ -7,6 +7,7 @@ hole in the chain (a finding), or lie before the first batch or after the last o
 are findings when the topic still holds a record there (`holds` asks it), and "retention"
 findings when they are below the low watermark (deleted from the topic, never in the lake).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -38,8 +39,21 @@ ROW_COUNT = "row_count"  # --deep: a file's rows differ from its marker's count
 ROW_OUTSIDE_BATCH = "row_outside_batch"  # --deep: rows whose partition/offset lie outside the file's marked range
 DUPLICATE_ROW = "duplicate_row"  # --deep: a (partition, offset) found more than once in the lake
 
-KINDS = (GAP, BEFORE_FIRST, AFTER_LAST, INSIDE_BATCH, RETENTION, OVERLAP, MISSING_FILE, UNACCOUNTED_FILE,
-         UNREADABLE_MARKER, UNREADABLE_FILE, ROW_COUNT, ROW_OUTSIDE_BATCH, DUPLICATE_ROW)
+KINDS = (
+    GAP,
+    BEFORE_FIRST,
+    AFTER_LAST,
+    INSIDE_BATCH,
+    RETENTION,
+    OVERLAP,
+    MISSING_FILE,
+    UNACCOUNTED_FILE,
+    UNREADABLE_MARKER,
+    UNREADABLE_FILE,
+    ROW_COUNT,
+    ROW_OUTSIDE_BATCH,
+    DUPLICATE_ROW,
+)
 
 
 @dataclass(frozen=True)
@@ -53,8 +67,15 @@ class Finding:
     detail: str = ""
 
     def as_json(self) -> dict:
-        return {"kind": self.kind, "partition": self.partition, "first": self.first, "last": self.last,
-                "path": self.path, "count": self.count, "detail": self.detail}
+        return {
+            "kind": self.kind,
+            "partition": self.partition,
+            "first": self.first,
+            "last": self.last,
+            "path": self.path,
+            "count": self.count,
+            "detail": self.detail,
+        }
 
     def text(self) -> str:
         where = []
@@ -94,10 +115,19 @@ class PartitionReport:
         return len(self.findings)
 
     def as_json(self) -> dict:
-        return {"partition": self.partition, "batches": self.batches, "in_flight": self.in_flight,
-                "ranges": [list(r) for r in self.ranges], "rows": self.rows, "dead_letters": self.dead_letters,
-                "committed": _offset(self.committed), "low": _offset(self.low), "high": _offset(self.high),
-                "lag": self.lag, "findings": len(self.findings)}
+        return {
+            "partition": self.partition,
+            "batches": self.batches,
+            "in_flight": self.in_flight,
+            "ranges": [list(r) for r in self.ranges],
+            "rows": self.rows,
+            "dead_letters": self.dead_letters,
+            "committed": _offset(self.committed),
+            "low": _offset(self.low),
+            "high": _offset(self.high),
+            "lag": self.lag,
+            "findings": len(self.findings),
+        }
 
 
 def _offset(value: int | None) -> int | None:
@@ -105,8 +135,14 @@ def _offset(value: int | None) -> int | None:
     return value if value is not None and value >= 0 else None
 
 
-def check_chain(partition: int, markers: list[BatchMarker], files: set[str], committed: int | None,
-                low: int | None = None, holds: HoldsRecords = assume_records) -> PartitionReport:
+def check_chain(
+    partition: int,
+    markers: list[BatchMarker],
+    files: set[str],
+    committed: int | None,
+    low: int | None = None,
+    holds: HoldsRecords = assume_records,
+) -> PartitionReport:
     """The report of one partition. `files`: the lake's file listing (relative paths)."""
     report = PartitionReport(partition, committed=committed, low=low)
     commit = _offset(committed)
@@ -118,14 +154,25 @@ def check_chain(partition: int, markers: list[BatchMarker], files: set[str], com
     def not_landed(first: int, last: int, kind: str, detail: str) -> None:
         """[first, last] is below the commit and in no file: split it at the low watermark."""
         if low is not None and first < low:
-            findings.append(Finding(RETENTION, partition, first, min(last, low - 1), detail=(
-                f"{detail}; the topic no longer holds these offsets (low watermark {low}): deleted by retention "
-                "before they landed, unless no record ever had them (compaction, transaction markers)")))
+            findings.append(
+                Finding(
+                    RETENTION,
+                    partition,
+                    first,
+                    min(last, low - 1),
+                    detail=(
+                        f"{detail}; the topic no longer holds these offsets (low watermark {low}): deleted by retention "
+                        "before they landed, unless no record ever had them (compaction, transaction markers)"
+                    ),
+                )
+            )
             first = low
         if first <= last:
             found = holds(partition, first, last)
             if found is not None and found <= last:
-                findings.append(Finding(kind, partition, found, last, detail=f"{detail}; the topic holds these records"))
+                findings.append(
+                    Finding(kind, partition, found, last, detail=f"{detail}; the topic holds these records")
+                )
 
     reach = None  # the highest end of the batches so far
     for marker in markers:
@@ -134,16 +181,39 @@ def check_chain(partition: int, markers: list[BatchMarker], files: set[str], com
             report.in_flight += 1
         if reach is not None:
             if marker.base > reach + 1:
-                findings.append(Finding(GAP, partition, reach + 1, marker.base - 1,
-                                        detail="no batch covers these offsets (a marker is missing)"))
+                findings.append(
+                    Finding(
+                        GAP,
+                        partition,
+                        reach + 1,
+                        marker.base - 1,
+                        detail="no batch covers these offsets (a marker is missing)",
+                    )
+                )
             elif marker.base <= reach:
-                findings.append(Finding(OVERLAP, partition, marker.base, min(reach, marker.end),
-                                        detail="two batches cover these offsets"))
+                findings.append(
+                    Finding(
+                        OVERLAP,
+                        partition,
+                        marker.base,
+                        min(reach, marker.end),
+                        detail="two batches cover these offsets",
+                    )
+                )
         if settled:
             for f in marker.files:
                 if f.path not in files:
-                    findings.append(Finding(MISSING_FILE, partition, f.first_offset, f.last_offset, path=f.path,
-                                            count=f.rows, detail=f"committed batch {marker.base}..{marker.end} names it"))
+                    findings.append(
+                        Finding(
+                            MISSING_FILE,
+                            partition,
+                            f.first_offset,
+                            f.last_offset,
+                            path=f.path,
+                            count=f.rows,
+                            detail=f"committed batch {marker.base}..{marker.end} names it",
+                        )
+                    )
             report.rows += sum(f.rows for f in marker.files)
             report.dead_letters += marker.dead_letters
             if report.ranges and report.ranges[-1][1] + 1 >= marker.base:
@@ -154,8 +224,9 @@ def check_chain(partition: int, markers: list[BatchMarker], files: set[str], com
             if first_row is not None and first_row > marker.base:
                 # The batch follows the commit at `base`, but its first record is later: what lay
                 # between was skipped (the commit fell below the low watermark, say).
-                not_landed(marker.base, first_row - 1, INSIDE_BATCH,
-                           f"batch {marker.base}..{marker.end} starts at {first_row}")
+                not_landed(
+                    marker.base, first_row - 1, INSIDE_BATCH, f"batch {marker.base}..{marker.end} starts at {first_row}"
+                )
         reach = marker.end if reach is None else max(reach, marker.end)
 
     if commit is None:
@@ -170,8 +241,15 @@ def check_chain(partition: int, markers: list[BatchMarker], files: set[str], com
     landed_to = max((m.end for m in markers if m.end < commit), default=None)
     if landed_to is None:
         if commit > first_base:
-            findings.append(Finding(AFTER_LAST, partition, first_base, commit - 1,
-                                    detail=f"committed at {commit}, inside batch {first_base}..{markers[0].end}"))
+            findings.append(
+                Finding(
+                    AFTER_LAST,
+                    partition,
+                    first_base,
+                    commit - 1,
+                    detail=f"committed at {commit}, inside batch {first_base}..{markers[0].end}",
+                )
+            )
     elif commit > landed_to + 1:
         not_landed(landed_to + 1, commit - 1, AFTER_LAST, f"committed at {commit}, past the last batch")
     return report

@@ -1,6 +1,7 @@
 """`ingest audit --deep`: read back the `_partition, _offset` of every row of a data file,
 whatever the format and compression the settings accept (the reader is chosen by the file's
 name, as Spark does), and say clearly why a file cannot be read."""
+
 from __future__ import annotations
 
 import gzip
@@ -63,8 +64,11 @@ def _parquet_rows(data: bytes) -> FileRows:
     if not {"_partition", "_offset"} <= names:
         return FileRows(parquet.metadata.num_rows, None, None)
     table = parquet.read(columns=["_partition", "_offset"])  # reads every page of both columns
-    return FileRows(table.num_rows, table.column("_partition").combine_chunks().cast(pa.int64()),
-                    table.column("_offset").combine_chunks().cast(pa.int64()))
+    return FileRows(
+        table.num_rows,
+        table.column("_partition").combine_chunks().cast(pa.int64()),
+        table.column("_offset").combine_chunks().cast(pa.int64()),
+    )
 
 
 def _ndjson_rows(text: bytes) -> FileRows:

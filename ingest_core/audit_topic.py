@@ -2,6 +2,7 @@
 and whether the topic holds a record in an offset range. One consumer, never subscribed
 (so it never joins the group) and never committing; closed by `close()` (a client left open
 aborts in librdkafka's destructor at exit)."""
+
 from __future__ import annotations
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -42,7 +43,9 @@ class TopicView:
         try:
             metadata = self._consumer.list_topics(self.topic, timeout=TIMEOUT)
         except KafkaException as error:
-            raise TopicUnavailable(f"cannot reach the broker ({error.args[0].str()}). Fix: check {self._where}") from error
+            raise TopicUnavailable(
+                f"cannot reach the broker ({error.args[0].str()}). Fix: check {self._where}"
+            ) from error
         found = metadata.topics.get(self.topic)
         if found is None or found.error is not None:
             reason = found.error.str() if found is not None and found.error is not None else "not listed"
@@ -52,12 +55,15 @@ class TopicView:
             committed = self._consumer.committed([TopicPartition(self.topic, p) for p in numbers], timeout=TIMEOUT)
             result = {}
             for tp in committed:
-                low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, tp.partition),
-                                                                 timeout=TIMEOUT)
+                low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, tp.partition), timeout=TIMEOUT
+                )
                 result[tp.partition] = (tp.offset, low, high)
         except KafkaException as error:
-            raise TopicUnavailable(f"reading offsets of {self.topic!r}: {error.args[0].str()}. "
-                                   f"Fix: check {self._where} and the group's access") from error
+            raise TopicUnavailable(
+                f"reading offsets of {self.topic!r}: {error.args[0].str()}. "
+                f"Fix: check {self._where} and the group's access"
+            ) from error
         return result
 
     def first_record(self, partition: int, first: int, last: int) -> int | None:

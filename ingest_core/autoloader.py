@@ -10,6 +10,7 @@ become partition columns; data files are `{topic}+{partition}+{offset:020d}{ext}
 everything internal or temporary starts with `_` or `.`, which Spark's file source
 skips (and `pathGlobFilter` narrows reads to data files on top of that).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,13 @@ from urllib.parse import urlsplit
 from .paths import PartitionTemplate
 from .settings import Settings
 
-METADATA_COLUMNS = (("_topic", "STRING"), ("_partition", "INT"), ("_offset", "BIGINT"),
-                    ("_timestamp", "TIMESTAMP"), ("_key", "STRING"))
+METADATA_COLUMNS = (
+    ("_topic", "STRING"),
+    ("_partition", "INT"),
+    ("_offset", "BIGINT"),
+    ("_timestamp", "TIMESTAMP"),
+    ("_key", "STRING"),
+)
 # Kafka headers, when output.metadata lists _headers. BINARY also reads NDJSON's base64 text.
 HEADERS_DDL = ("_headers", "ARRAY<STRUCT<key: STRING, value: BINARY>>")
 SPARK_FORMATS = {"parquet": "parquet", "ndjson": "json"}
@@ -62,7 +68,7 @@ def _value_type(value: str) -> str:
         return "STRING"  # record values: declared as text, whatever they look like
     if placeholder.fmt == "%Y-%m-%d":
         return "DATE"
-    return "INT" if _NUMERIC_DIRECTIVES.fullmatch(placeholder.fmt) else "STRING"
+    return "INT" if _NUMERIC_DIRECTIVES.fullmatch(placeholder.fmt or "") else "STRING"
 
 
 def data_file_extension(settings: Settings) -> str:
@@ -75,12 +81,14 @@ def layout_problems(settings: Settings) -> list[str]:
     if settings.topic.startswith(("_", ".")):
         problems.append(
             f"topic {settings.topic!r}: data files are named {settings.topic}+<partition>+<offset>..., and Spark "
-            "and Auto Loader skip every file whose name starts with '_' or '.'; nothing of this topic would be read")
+            "and Auto Loader skip every file whose name starts with '_' or '.'; nothing of this topic would be read"
+        )
     for segment in filter(None, settings.output.partition_by.split("/")):
         if segment.startswith(".") or (segment.startswith("_") and "=" not in segment):
             problems.append(
                 f"output.partition_by folder {segment!r} starts with {segment[0]!r}: Spark and Auto Loader skip it "
-                "and everything below it. Fix: rename the folder, e.g. to name={...}")
+                "and everything below it. Fix: rename the folder, e.g. to name={...}"
+            )
     return problems
 
 
@@ -88,8 +96,10 @@ def layout_warnings(settings: Settings) -> list[str]:
     warnings = []
     for segment in filter(None, settings.output.partition_by.split("/")):
         if "=" not in segment:
-            warnings.append(f"output.partition_by folder {segment!r} has no 'name=': it gives no partition column "
-                            "(write it as e.g. year={timestamp:%Y})")
+            warnings.append(
+                f"output.partition_by folder {segment!r} has no 'name=': it gives no partition column "
+                "(write it as e.g. year={timestamp:%Y})"
+            )
     if not settings.output.metadata:
         warnings.append("output.metadata is false: rows carry no _topic/_partition/_offset/_timestamp/_key")
     return warnings
@@ -215,8 +225,9 @@ def spark_reader(settings: Settings, payload_schema: str | None = None) -> Spark
     session_conf: dict[str, str] = {}
     schema = None
     if payload_schema:
-        schema = ", ".join(filter(None, [_metadata_ddl(settings), payload_schema.strip().rstrip(","),
-                                         _partition_ddl(settings)]))
+        schema = ", ".join(
+            filter(None, [_metadata_ddl(settings), payload_schema.strip().rstrip(","), _partition_ddl(settings)])
+        )
     else:
         session_conf["spark.sql.streaming.schemaInference"] = "true"
         if fmt == "parquet":
@@ -239,8 +250,9 @@ def _partition_ddl(settings: Settings) -> str:
 
 def schema_hints(settings: Settings, payload_schema: str | None = None) -> str:
     """cloudFiles.schemaHints: exact types for the metadata and partition columns (and the payload, if given)."""
-    return ", ".join(filter(None, [_metadata_ddl(settings), (payload_schema or "").strip().rstrip(","),
-                                   _partition_ddl(settings)]))
+    return ", ".join(
+        filter(None, [_metadata_ddl(settings), (payload_schema or "").strip().rstrip(","), _partition_ddl(settings)])
+    )
 
 
 def default_checkpoint(settings: Settings, databricks: bool) -> str:
@@ -252,8 +264,9 @@ def default_table(settings: Settings) -> str:
     return "bronze." + re.sub(r"[^A-Za-z0-9_]", "_", settings.topic)
 
 
-def autoloader_snippet(settings: Settings, checkpoint: str | None = None, table: str | None = None,
-                       payload_schema: str | None = None) -> str:
+def autoloader_snippet(
+    settings: Settings, checkpoint: str | None = None, table: str | None = None, payload_schema: str | None = None
+) -> str:
     """Databricks Auto Loader (cloudFiles) for this topic, writing a Delta table."""
     checkpoint = checkpoint or default_checkpoint(settings, databricks=True)
     fmt = SPARK_FORMATS[settings.output.format]
@@ -269,11 +282,23 @@ def autoloader_snippet(settings: Settings, checkpoint: str | None = None, table:
         options.append(("cloudFiles.schemaHints", hints, ""))
     columns = partition_columns(settings.output.partition_by)
     if columns:
-        options.append(("cloudFiles.partitionColumns", ",".join(c.name for c in columns), "from the name=value folders"))
-    options.append(("cloudFiles.useIncrementalListing", "false",
-                    "names sort by offset only within one Kafka partition, so 'list after the last file' would miss files"))
-    options.append(("pathGlobFilter", f"*{data_file_extension(settings)}",
-                    "data files only; _ingest/, _dlq/ and .tmp names are skipped anyway"))
+        options.append(
+            ("cloudFiles.partitionColumns", ",".join(c.name for c in columns), "from the name=value folders")
+        )
+    options.append(
+        (
+            "cloudFiles.useIncrementalListing",
+            "false",
+            "names sort by offset only within one Kafka partition, so 'list after the last file' would miss files",
+        )
+    )
+    options.append(
+        (
+            "pathGlobFilter",
+            f"*{data_file_extension(settings)}",
+            "data files only; _ingest/, _dlq/ and .tmp names are skipped anyway",
+        )
+    )
     lines = [
         f"# Databricks Auto Loader: topic {settings.topic} ({settings.output.format}) into a Delta table.",
         "# For large lakes prefer file notification mode (cloudFiles.useManagedFileEvents) over listing.",
@@ -290,31 +315,38 @@ def autoloader_snippet(settings: Settings, checkpoint: str | None = None, table:
         "(df.writeStream",
         '    .option("checkpointLocation", checkpoint)',
         '    .option("mergeSchema", "true")  # let the Delta table take the new columns too',
-        "    .trigger(availableNow=True)  # or processingTime=\"1 minute\" for a continuous stream",
+        '    .trigger(availableNow=True)  # or processingTime="1 minute" for a continuous stream',
         f"    .toTable({json.dumps(table or default_table(settings))}))",
     ]
     return "\n".join(lines) + "\n"
 
 
-def spark_snippet(settings: Settings, checkpoint: str | None = None, table: str | None = None,
-                  payload_schema: str | None = None) -> str:
+def spark_snippet(
+    settings: Settings, checkpoint: str | None = None, table: str | None = None, payload_schema: str | None = None
+) -> str:
     """Open-source Spark Structured Streaming: `spark_reader()`'s code and a writer."""
     reader = spark_reader(settings, payload_schema)
     checkpoint = checkpoint or default_checkpoint(settings, databricks=False)
     header = [f"# Open-source Spark Structured Streaming: topic {settings.topic} ({settings.output.format})."]
     if reader.schema is None:
         header.append("# The schema is inferred when the query starts: restart it to pick up new fields, or pass")
-        header.append("# `ingest autoloader --schema \"field TYPE, ...\"` for an explicit schema.")
+        header.append('# `ingest autoloader --schema "field TYPE, ..."` for an explicit schema.')
     if reader.path.startswith("s3a://"):
         header.append("# Needs hadoop-aws matching Spark's Hadoop (deploy/local/spark_jars.py fetches it);")
         header.append("# credentials come from Spark's environment (fs.s3a.* or the AWS credential chain).")
     if reader.path.startswith(("abfss://", "abfs://")):
-        account = reader.path.split("@", 1)[1].split("/", 1)[0] if "@" in reader.path else "<account>.dfs.core.windows.net"
-        header.append("# Needs hadoop-azure matching Spark's Hadoop (deploy/local/spark_jars.py fetches it); credentials")
-        header.append(f"# come from Spark's configuration: fs.azure.account.key.{account} (or OAuth fs.azure.* settings).")
+        account = (
+            reader.path.split("@", 1)[1].split("/", 1)[0] if "@" in reader.path else "<account>.dfs.core.windows.net"
+        )
+        header.append(
+            "# Needs hadoop-azure matching Spark's Hadoop (deploy/local/spark_jars.py fetches it); credentials"
+        )
+        header.append(
+            f"# come from Spark's configuration: fs.azure.account.key.{account} (or OAuth fs.azure.* settings)."
+        )
     writer = [
         "(df.writeStream",
-        f"    .option(\"checkpointLocation\", {json.dumps(checkpoint)})",
+        f'    .option("checkpointLocation", {json.dumps(checkpoint)})',
         "    .trigger(availableNow=True)  # each run reads only files it has not seen",
         f"    .toTable({json.dumps(table or default_table(settings))}))",
     ]
@@ -324,19 +356,24 @@ def spark_snippet(settings: Settings, checkpoint: str | None = None, table: str 
 def small_files_note(settings: Settings) -> str:
     """How many files this config makes, as a comment: the small-files trade-off in numbers."""
     batch = settings.batch
-    return (f"# Files: a quiet Kafka partition publishes one file per partition_by folder every batch.max_age "
-            f"({batch.max_age:g}s): up to {3600 / batch.max_age:.0f} per partition per hour.\n"
-            f"# A busy one publishes every {batch.max_records} records or {batch.max_bytes / 2**20:g} MiB "
-            "(batch.max_records / max_bytes). Raise max_age for quiet topics.\n")
+    return (
+        f"# Files: a quiet Kafka partition publishes one file per partition_by folder every batch.max_age "
+        f"({batch.max_age:g}s): up to {3600 / batch.max_age:.0f} per partition per hour.\n"
+        f"# A busy one publishes every {batch.max_records} records or {batch.max_bytes / 2**20:g} MiB "
+        "(batch.max_records / max_bytes). Raise max_age for quiet topics.\n"
+    )
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("config", type=Path, help="the consumer's YAML")
     parser.add_argument("--checkpoint", help="streaming checkpoint URL (default: <lake parent>/_checkpoints/<topic>)")
     parser.add_argument("--table", help="target table (default: bronze.<topic>)")
-    parser.add_argument("--schema", metavar="DDL",
-                        help='the payload fields as Spark DDL, e.g. "order_id BIGINT, amount DOUBLE": '
-                             "gives the open-source reader an explicit schema and Auto Loader schema hints")
+    parser.add_argument(
+        "--schema",
+        metavar="DDL",
+        help='the payload fields as Spark DDL, e.g. "order_id BIGINT, amount DOUBLE": '
+        "gives the open-source reader an explicit schema and Auto Loader schema hints",
+    )
     parser.add_argument("--only", choices=["databricks", "spark"], help="print one snippet")
 
 

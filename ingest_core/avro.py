@@ -21,6 +21,7 @@ not know (404), or whose body does not match its schema is rejected (dead-letter
 registry that cannot be reached, hangs, or answers 401/403/5xx raises `DecodeUnavailable`
 so the batch is retried.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -28,8 +29,9 @@ import decimal
 import io
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import fastavro
 import pyarrow as pa
@@ -77,8 +79,10 @@ class AvroDecoder(WireDecoder):
         """Named types from schema references, resolved depth first: fastavro's parsed forms
         in `parsed_named`, the definitions by full name in `named`."""
         for reference in references:
-            version = self.call(lambda: self.client.get_version(reference.subject, reference.version),
-                                f"reference {reference.subject} version {reference.version}")
+            version = self.call(
+                lambda reference=reference: self.client.get_version(reference.subject, reference.version),
+                f"reference {reference.subject} version {reference.version}",
+            )
             self._references(version.schema.references or [], parsed_named, named)
             definition = json.loads(version.schema.schema_str)
             fastavro.parse_schema(definition, named_schemas=parsed_named)
@@ -86,8 +90,14 @@ class AvroDecoder(WireDecoder):
 
 
 _PRIMITIVES: dict[str, pa.DataType] = {
-    "null": pa.null(), "boolean": pa.bool_(), "int": pa.int64(), "long": pa.int64(),
-    "float": pa.float64(), "double": pa.float64(), "bytes": pa.binary(), "string": pa.string(),
+    "null": pa.null(),
+    "boolean": pa.bool_(),
+    "int": pa.int64(),
+    "long": pa.int64(),
+    "float": pa.float64(),
+    "double": pa.float64(),
+    "bytes": pa.binary(),
+    "string": pa.string(),
 }
 
 
@@ -154,7 +164,9 @@ class AvroTypes:
             result = self._logical(schema, kind, logical)
             if result is not None:
                 return result
-        if isinstance(kind, (dict, list)) or (isinstance(kind, str) and kind not in ("record", "error", "enum", "fixed", "array", "map")):
+        if isinstance(kind, (dict, list)) or (
+            isinstance(kind, str) and kind not in ("record", "error", "enum", "fixed", "array", "map")
+        ):
             return self.convert(kind, namespace)
         if kind in ("record", "error"):
             return self._record(schema, namespace)
@@ -166,10 +178,13 @@ class AvroTypes:
             return pa.binary(), None
         if kind == "array":
             item, convert = self.convert(schema["items"], namespace)
-            return pa.list_(item), (None if convert is None else lambda v: None if v is None else [convert(x) for x in v])
+            return pa.list_(item), (
+                None if convert is None else lambda v: None if v is None else [convert(x) for x in v]  # type: ignore[misc]
+            )
         item, convert = self.convert(schema["values"], namespace)
         return pa.map_(pa.string(), item), (
-            None if convert is None else lambda v: None if v is None else {k: convert(x) for k, x in v.items()})
+            None if convert is None else lambda v: None if v is None else {k: convert(x) for k, x in v.items()}
+        )
 
     def _record(self, schema, namespace: str) -> tuple[pa.DataType, Converter]:
         full = _full_name(schema["name"], schema.get("namespace", namespace))
@@ -196,6 +211,7 @@ class AvroTypes:
             for name, convert in items:
                 value[name] = convert(value.get(name))
             return value
+
         return pa.struct(fields), convert_record
 
     def _logical(self, schema, kind, logical) -> tuple[pa.DataType, Converter] | None:
@@ -227,13 +243,19 @@ class AvroTypes:
         converted = [self.convert(b, namespace) for b in present]
         if len(present) == 1:
             arrow, inner = converted[0]
-            if inner is None and _branch_kind(present[0], self.named, namespace)[0] not in ("record", "error", "enum", "fixed"):
+            if inner is None and _branch_kind(present[0], self.named, namespace)[0] not in (
+                "record",
+                "error",
+                "enum",
+                "fixed",
+            ):
                 return arrow, None  # fastavro returns the value itself: nothing to do per row
 
             def unwrap(value):
                 if isinstance(value, tuple):  # fastavro names the branch of a named type
                     value = value[1]
                 return value if inner is None or value is None else inner(value)
+
             return arrow, unwrap
         fields = [pa.field(f"member{i}", arrow) for i, (arrow, _) in enumerate(converted)]
         pick = _BranchPicker(present, [c for _, c in converted], namespace, self.named)

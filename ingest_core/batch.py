@@ -5,14 +5,16 @@ timestamps, keys, values, headers), so the encoders can work on whole arrays; th
 are kept back to back in one memory map, which a cut hands over as an Arrow binary array.
 `FlushPolicy.reason()` is a pure function of a buffer and the clock.
 """
+
 from __future__ import annotations
 
 import bisect
 import mmap
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, islice
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -93,7 +95,7 @@ class ValueColumn:
         one running sum in C for the lot, no Python work per value unless some are None."""
         start = self.size
         try:
-            lengths = list(map(len, values))
+            lengths = list(map(len, values))  # type: ignore[arg-type]  # a None raises TypeError
         except TypeError:  # a None among them
             lengths = []
             for value in values:
@@ -103,7 +105,7 @@ class ValueColumn:
                 else:
                     lengths.append(len(value))
             values = [v for v in values if v is not None]
-        self._append(b"".join(values))
+        self._append(b"".join(cast("list[bytes]", values)))
         self.ends.fromlist(list(islice(accumulate(lengths, initial=start), 1, None)))  # where each new value ends
         return self.size - start
 
@@ -115,7 +117,7 @@ class ValueColumn:
                 self.data = mmap.mmap(-1, capacity, flags=mmap.MAP_PRIVATE)
             else:
                 self.data.resize(capacity)  # raises BufferError once array() has shared the bytes
-        self.data[self.size:end] = data
+        self.data[self.size : end] = data
         self.size = end
 
     def __len__(self) -> int:
@@ -132,9 +134,9 @@ class ValueColumn:
                 present[position] = False
             validity = pa.array(present, pa.bool_()).buffers()[1]
         data = pa.py_buffer(self.data).slice(0, self.size) if self.data is not None else pa.py_buffer(b"")
-        values = pa.Array.from_buffers(pa.large_binary(), count,
-                                       [validity, pa.py_buffer(self.ends), data],
-                                       null_count=len(self.nulls))
+        values = pa.Array.from_buffers(
+            pa.large_binary(), count, [validity, pa.py_buffer(self.ends), data], null_count=len(self.nulls)
+        )
         if self.size < 2**31:
             return values.cast(pa.binary())  # new 32-bit offsets; the bytes stay where they are
         return values  # over 2 GiB: only a large_binary array can hold it
@@ -190,13 +192,31 @@ class PartitionBuffer:
         assert self.base is not None and count > 0
         values = self.values.array()  # the column's bytes move to the batch: it never grows again
         if count == len(self.offsets):  # the usual cut, everything: hand the columns over, no copy
-            batch = Batch(self.topic, self.partition, self.base, self.offsets, self.timestamps, self.keys,
-                          values, self.headers, self.nbytes)
+            batch = Batch(
+                self.topic,
+                self.partition,
+                self.base,
+                self.offsets,
+                self.timestamps,
+                self.keys,
+                values,
+                self.headers,
+                self.nbytes,
+            )
             self._empty_columns()
         else:
             keys, cut_values = self.keys[:count], values.slice(0, count)
-            batch = Batch(self.topic, self.partition, self.base, self.offsets[:count], self.timestamps[:count],
-                          keys, cut_values, self.headers[:count], _size(cut_values, keys))
+            batch = Batch(
+                self.topic,
+                self.partition,
+                self.base,
+                self.offsets[:count],
+                self.timestamps[:count],
+                keys,
+                cut_values,
+                self.headers[:count],
+                _size(cut_values, keys),
+            )
             self.values = ValueColumn(values.slice(count).to_pylist())  # the few messages past the cut
             del self.offsets[:count], self.timestamps[:count], self.keys[:count], self.headers[:count]
         self.nbytes -= batch.nbytes
@@ -213,12 +233,6 @@ class PartitionBuffer:
         self.headers[:0] = batch.headers
         self.nbytes += _size(batch.values, batch.keys)
         self.base = batch.base
-
-    def clear(self) -> None:
-        """Forget the buffered messages (partition lost or flush abandoned)."""
-        self._empty_columns()
-        self.nbytes = 0
-        self.opened_at = None
 
     def _empty_columns(self) -> None:
         """New, empty columns (a cut hands the old ones to its batch)."""
@@ -238,7 +252,7 @@ class FlushPolicy:
     max_age: float
 
     @classmethod
-    def from_settings(cls, batch: BatchSettings) -> "FlushPolicy":
+    def from_settings(cls, batch: BatchSettings) -> FlushPolicy:
         return cls(batch.max_records, batch.max_bytes, batch.max_age)
 
     def reason(self, buffer: PartitionBuffer, now: float) -> str | None:

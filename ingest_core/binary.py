@@ -1,4 +1,5 @@
 """Binary Arrow arrays as the bytes they hold, without copying them (or a few thousand at a time)."""
+
 from __future__ import annotations
 
 import io
@@ -57,6 +58,6 @@ class LinesReader(io.RawIOBase):
             self.piece, self.at = memoryview(piece).cast("B"), 0
             self.next_row += self.PIECE_ROWS
         count = min(len(target), len(self.piece) - self.at)
-        target[:count] = self.piece[self.at:self.at + count]
+        target[:count] = self.piece[self.at : self.at + count]
         self.at += count
         return count

@@ -10,10 +10,12 @@ code and their allocators, which this budget does not try to count.
 below `messages`, by cutting the fullest buffer early (flush reason "memory") and by not
 consuming while it is there.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 # The share of the pod's memory limit given to the budget. The other half is the process
 # and its allocators' slack: an idle consumer is ~100 MiB resident (Python, pyarrow,
@@ -49,7 +51,7 @@ class MemoryBudget:
     max_bytes: int  # batch.max_bytes, for the full-batch arithmetic
 
     @classmethod
-    def plan(cls, limit: int, max_bytes: int, publish_slots: int, prefetch: int) -> "MemoryBudget":
+    def plan(cls, limit: int, max_bytes: int, publish_slots: int, prefetch: int) -> MemoryBudget:
         """Split `limit`: prefetch first, then the encoders' working memory for `publish_slots`
         batches, the rest for messages. When the rest cannot hold one full batch, batches are
         smaller than max_bytes, and so is their working memory."""
@@ -60,8 +62,9 @@ class MemoryBudget:
             messages = free / (1 + working_per_batch)
         messages = max(MIN_MESSAGES, int(messages))
         encode_working = max(0, free - messages)
-        return cls(limit=limit, prefetch=prefetch, encode_working=encode_working, messages=messages,
-                   max_bytes=max_bytes)
+        return cls(
+            limit=limit, prefetch=prefetch, encode_working=encode_working, messages=messages, max_bytes=max_bytes
+        )
 
     @property
     def full_batches(self) -> int:

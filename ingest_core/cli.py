@@ -1,4 +1,5 @@
 """The `ingest` command: run, validate, new."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,18 +22,28 @@ def main(argv: list[str] | None = None) -> int:
 
     run = commands.add_parser("run", help="consume one topic until SIGTERM/SIGINT")
     run.add_argument("config", type=Path)
-    run.add_argument("--exit-when-idle", metavar="DURATION",
-                     help="stop (after flushing) once every partition is read to its end and no message "
-                          "arrived for this long, e.g. 10s")
-    run.add_argument("--shutdown-timeout", default="30s", metavar="DURATION",
-                     help="how long to keep retrying storage while stopping (default 30s)")
+    run.add_argument(
+        "--exit-when-idle",
+        metavar="DURATION",
+        help="stop (after flushing) once every partition is read to its end and no message "
+        "arrived for this long, e.g. 10s",
+    )
+    run.add_argument(
+        "--shutdown-timeout",
+        default="30s",
+        metavar="DURATION",
+        help="how long to keep retrying storage while stopping (default 30s)",
+    )
     run.add_argument("--log-format", choices=["auto", "json", "text"], default="auto")
 
     validate = commands.add_parser("validate", help="check consumer YAML files; exit 1 on any problem")
     validate.add_argument("configs", type=Path, nargs="+", help="files or folders of *.yaml")
-    validate.add_argument("--offline", action="store_true",
-                          help="do not ask the broker for the topic's partition count (sizing checks then use "
-                               "deploy.keda.partitions, if set)")
+    validate.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not ask the broker for the topic's partition count (sizing checks then use "
+        "deploy.keda.partitions, if set)",
+    )
 
     new = commands.add_parser("new", help="create consumers/TOPIC.yaml from the example")
     new.add_argument("topic")
@@ -103,7 +114,9 @@ def _validate(targets: list[Path], offline: bool = False) -> int:
             print(error, file=sys.stderr)
             problems += 1
             continue
-        print(f"{path}: ok (topic {settings.topic}, group {settings.group}, {settings.output.format} to {settings.output.url})")
+        print(
+            f"{path}: ok (topic {settings.topic}, group {settings.group}, {settings.output.format} to {settings.output.url})"
+        )
         for warning in sizing_warnings(path, settings, lookup):
             print(f"warning: {warning}", file=sys.stderr)
     return 1 if problems else 0

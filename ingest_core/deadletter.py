@@ -8,12 +8,13 @@ The original headers are read from Kafka only for `_headers` in output.metadata 
 topic; without either, dead-letter files record none.
 `write()` returns only when the dead letters are durable, so the offset can be committed.
 """
+
 from __future__ import annotations
 
 import base64
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -29,16 +30,20 @@ def dead_letter_rows(batch: Batch, rejects: list[Reject]) -> list[dict]:
     for reject in rejects:
         i = reject.index
         key, value = batch.keys[i], batch.value(i)
-        rows.append({
-            "topic": batch.topic,
-            "partition": batch.partition,
-            "offset": batch.offsets[i],
-            "timestamp": datetime.fromtimestamp(batch.timestamps[i] / 1000, timezone.utc).isoformat(timespec="milliseconds"),
-            "reason": reject.reason,
-            "key_base64": None if key is None else base64.b64encode(key).decode("ascii"),
-            "value_base64": None if value is None else base64.b64encode(value).decode("ascii"),
-            "headers": [[h, None if v is None else base64.b64encode(v).decode("ascii")] for h, v in _headers_of(batch, i)],
-        })
+        rows.append(
+            {
+                "topic": batch.topic,
+                "partition": batch.partition,
+                "offset": batch.offsets[i],
+                "timestamp": datetime.fromtimestamp(batch.timestamps[i] / 1000, UTC).isoformat(timespec="milliseconds"),
+                "reason": reject.reason,
+                "key_base64": None if key is None else base64.b64encode(key).decode("ascii"),
+                "value_base64": None if value is None else base64.b64encode(value).decode("ascii"),
+                "headers": [
+                    [h, None if v is None else base64.b64encode(v).decode("ascii")] for h, v in _headers_of(batch, i)
+                ],
+            }
+        )
     return rows
 
 
@@ -65,6 +70,7 @@ class DeadLetterTopic:
         self.topic = topic
         if producer is None:
             from confluent_kafka import Producer
+
             producer = Producer({**producer_config, "enable.idempotence": True, "acks": "all"})
         self.producer = producer
 
@@ -82,6 +88,7 @@ class DeadLetterTopic:
                     too_large.append(reject)
                 else:
                     failures.append(str(error))
+
             return delivered
 
         for reject in rejects:
@@ -89,10 +96,18 @@ class DeadLetterTopic:
         remaining = self.producer.flush(30)
         for reject in list(too_large):
             size = len(batch.value(reject.index) or b"")
-            log.warning("dead letter of %s[%d]@%d is too large for topic %s (%d bytes): produced without its value",
-                        batch.topic, batch.partition, batch.offsets[reject.index], self.topic, size,
-                        extra={"event": "dead_letter_value_omitted", "bytes": size})
-            omitted = [("ingest.error.value_omitted", f"{size} bytes: larger than the dead-letter topic accepts".encode())]
+            log.warning(
+                "dead letter of %s[%d]@%d is too large for topic %s (%d bytes): produced without its value",
+                batch.topic,
+                batch.partition,
+                batch.offsets[reject.index],
+                self.topic,
+                size,
+                extra={"event": "dead_letter_value_omitted", "bytes": size},
+            )
+            omitted = [
+                ("ingest.error.value_omitted", f"{size} bytes: larger than the dead-letter topic accepts".encode())
+            ]
             self._produce(batch, reject, None, omitted, on_delivery(Reject(-1, "")), [])
         if too_large:
             remaining = self.producer.flush(30)
@@ -103,16 +118,22 @@ class DeadLetterTopic:
 
     def _produce(self, batch: Batch, reject: Reject, value, extra_headers, on_delivery, too_large) -> None:
         i = reject.index
-        headers = _headers_of(batch, i) + [
-            ("ingest.error.reason", reject.reason.encode()),
-            ("ingest.error.topic", batch.topic.encode()),
-            ("ingest.error.partition", str(batch.partition).encode()),
-            ("ingest.error.offset", str(batch.offsets[i]).encode()),
-            ("ingest.error.timestamp", str(batch.timestamps[i]).encode()),
-        ] + extra_headers
+        headers = (
+            _headers_of(batch, i)
+            + [
+                ("ingest.error.reason", reject.reason.encode()),
+                ("ingest.error.topic", batch.topic.encode()),
+                ("ingest.error.partition", str(batch.partition).encode()),
+                ("ingest.error.offset", str(batch.offsets[i]).encode()),
+                ("ingest.error.timestamp", str(batch.timestamps[i]).encode()),
+            ]
+            + extra_headers
+        )
         while True:
             try:
-                self.producer.produce(self.topic, value=value, key=batch.keys[i], headers=headers, on_delivery=on_delivery)
+                self.producer.produce(
+                    self.topic, value=value, key=batch.keys[i], headers=headers, on_delivery=on_delivery
+                )
                 return
             except BufferError:  # the local queue is full: let deliveries drain, then go on
                 self.producer.poll(0.5)

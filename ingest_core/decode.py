@@ -17,6 +17,7 @@ duplicate keys (ambiguous: which value is the field?), not an object, nested too
 What the decoder's dependencies do (a schema registry that is down) never rejects a
 message: it raises `DecodeUnavailable`, and the batch is retried.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +25,9 @@ import io
 import json
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -83,8 +85,15 @@ class Decoded:
 class Decoder:
     """Decodes batches for one consumer; holds what outlives a batch (the Avro schema cache)."""
 
-    def __init__(self, fmt: str = "json", tombstones: str = "dead_letter", max_depth: int = 64,
-                 schema_registry: dict | None = None, registry_client=None, text_only: bool = False):
+    def __init__(
+        self,
+        fmt: str = "json",
+        tombstones: str = "dead_letter",
+        max_depth: int = 64,
+        schema_registry: dict | None = None,
+        registry_client=None,
+        text_only: bool = False,
+    ):
         if fmt not in ("json", "raw", *_WIRE_FORMATS):
             raise ValueError(f"decode.format {fmt!r} is not known")
         self.format = fmt
@@ -95,15 +104,16 @@ class Decoder:
         # spreads one parse over every core, and two at once only held two parsers' memory
         # (bench/RESULTS.md, round 7: 30-40 MiB less peak RSS, the same throughput).
         self.whole_parse = threading.Lock()
-        self.wire = None  # the registry-backed decoder of a Confluent wire format
+        self.wire: Any = None  # the registry-backed decoder of a Confluent wire format
         if fmt in _WIRE_FORMATS:
             module_name, class_name = _WIRE_FORMATS[fmt]
             import importlib
+
             decoder_class = getattr(importlib.import_module(module_name, __package__), class_name)
             self.wire = decoder_class(schema_registry or {}, client=registry_client)
 
     @classmethod
-    def from_settings(cls, decode, text_only: bool = False) -> "Decoder":
+    def from_settings(cls, decode, text_only: bool = False) -> Decoder:
         return cls(decode.format, decode.tombstones, decode.max_depth, decode.schema_registry, text_only=text_only)
 
     def decode(self, values: pa.Array | list[bytes | None]) -> Decoded:
@@ -159,11 +169,6 @@ def as_binary_array(values: pa.Array | list[bytes | None]) -> pa.Array:
     return values if isinstance(values, pa.Array) else pa.array(values, pa.binary())
 
 
-def decode_batch(fmt: str, values: list[bytes | None], tombstones: str = "dead_letter") -> Decoded:
-    """One-off decoding (tests, tools); a consumer keeps one Decoder."""
-    return Decoder(fmt, tombstones).decode(values)
-
-
 def decode_raw(values: pa.Array | list[bytes | None]) -> Decoded:
     values = as_binary_array(values)
     if pa.types.is_large_binary(values.type):
@@ -173,8 +178,13 @@ def decode_raw(values: pa.Array | list[bytes | None]) -> Decoded:
 
 # ---------------------------------------------------------------- JSON
 
-def decode_json(values: pa.Array | list[bytes | None], max_depth: int = 64, text_only: bool = False,
-                whole_parse: threading.Lock | None = None) -> Decoded:
+
+def decode_json(
+    values: pa.Array | list[bytes | None],
+    max_depth: int = 64,
+    text_only: bool = False,
+    whole_parse: threading.Lock | None = None,
+) -> Decoded:
     """`text_only`: the rows will be written as their JSON text (NDJSON output), so the
     table only proves each line is an object; it may then hold timestamps where the text
     had strings and doubles rounded from long integers (neither is ever written).
@@ -188,8 +198,11 @@ def decode_json(values: pa.Array | list[bytes | None], max_depth: int = 64, text
         kept, lines = list(range(len(values))), plain
     else:
         value_list = values.to_pylist()
-        odd = {i for i, v in enumerate(value_list)
-               if v is None or v[:1] != b"{" or v[-1:] != b"}" or b"\n" in v or b"\r" in v}
+        odd = {
+            i
+            for i, v in enumerate(value_list)
+            if v is None or v[:1] != b"{" or v[-1:] != b"}" or b"\n" in v or b"\r" in v
+        }
         kept, line_list = [], []
         for index, value in enumerate(value_list):
             if index in odd:
@@ -209,7 +222,9 @@ def decode_json(values: pa.Array | list[bytes | None], max_depth: int = 64, text
     return _decode_one_by_one(kept, lines.to_pylist(), rejects, max_depth, text_only)
 
 
-TEXT_SLICE_BYTES = 2 << 20  # NDJSON validates this much at a time: the parse's memory stays small (round 7: from 16 MiB)
+TEXT_SLICE_BYTES = (
+    2 << 20
+)  # NDJSON validates this much at a time: the parse's memory stays small (round 7: from 16 MiB)
 JOINED_PARSE_BYTES = 8 << 20  # text up to this size is joined for the parser; a whole batch is read piece by piece
 PARSE_SLICE_BYTES = 2 << 20  # Parquet from JSON parses this much at a time (round 8, see decode_in_slices)
 
@@ -309,8 +324,9 @@ def _normalise(index: int, value: bytes | None, rejects: dict[int, str], max_dep
 _SAMPLE_ROWS = 1000
 
 
-def _read(lines: pa.Array, block: int, schema: pa.Schema | None = None, strict: bool = False,
-          threads: bool = True) -> pa.Table | None:
+def _read(
+    lines: pa.Array, block: int, schema: pa.Schema | None = None, strict: bool = False, threads: bool = True
+) -> pa.Table | None:
     """pyarrow.json's table of the lines (read through `LinesReader`: never joined whole).
     With a `schema`, fields it does not have are inferred, or with `strict` refused.
     `threads`: parse blocks on Arrow's thread pool (a whole batch), or on the calling thread
@@ -326,16 +342,19 @@ def _read(lines: pa.Array, block: int, schema: pa.Schema | None = None, strict: 
         return pa_json.read_json(
             source,
             read_options=pa_json.ReadOptions(block_size=block, use_threads=threads),
-            parse_options=pa_json.ParseOptions(explicit_schema=schema,
-                                               unexpected_field_behavior="error" if strict else "infer")
-            if schema is not None else None,
+            parse_options=pa_json.ParseOptions(
+                explicit_schema=schema, unexpected_field_behavior="error" if strict else "infer"
+            )
+            if schema is not None
+            else None,
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
 
 
-def _parse_lines(lines: pa.Array, text_only: bool, schema: pa.Schema | None = None,
-                 threads: bool = True) -> pa.Table | None:
+def _parse_lines(
+    lines: pa.Array, text_only: bool, schema: pa.Schema | None = None, threads: bool = True
+) -> pa.Table | None:
     """pyarrow.json's table of `lines` (a binary array), parsed as one newline-separated text.
 
     Strings that look like dates become timestamps in pyarrow.json; unless `text_only`, they
@@ -370,8 +389,9 @@ def _text_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f.with_type(_timestamps_as_text(f.type)) for f in schema])
 
 
-def _parse_checked(lines: pa.Array, max_depth: int, text_only: bool = False,
-                   schema: pa.Schema | None = None, threads: bool = True) -> pa.Table | None:
+def _parse_checked(
+    lines: pa.Array, max_depth: int, text_only: bool = False, schema: pa.Schema | None = None, threads: bool = True
+) -> pa.Table | None:
     """pyarrow.json's table of `lines` (with `schema`: exactly that schema), or None when it
     is not one row per line or when it could have lost something (then the lines are parsed
     one by one).
@@ -511,7 +531,7 @@ def _decode_one_by_one(kept, lines, rejects, max_depth, text_only=False) -> Deco
     good_indices: list[int] = []
     good_lines: list[bytes] = []
     rows: list[dict] = []
-    for index, line in zip(kept, lines):
+    for index, line in zip(kept, lines, strict=False):
         parsed = parse_json_object(line, max_depth)
         if isinstance(parsed, str):
             rejects[index] = parsed

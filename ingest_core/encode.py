@@ -8,14 +8,15 @@ files that may already be published.
 schema registry) cannot answer: nothing was rejected, and the same batch should be
 encoded again after a backoff, as after a storage outage.
 """
+
 from __future__ import annotations
 
 import base64
 import hashlib
 from array import array
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Iterator, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -126,15 +127,23 @@ class BatchEncoder:
             data = self.encoder.encode_slices(_rows_of(tables, metadata, schemas))
         except NotSliceable:
             return None
-        return EncodedBatch(batch, [self._output_file(batch, groups[0][0], int64s(batch.offsets), data)],
-                            schema_fingerprint=schema_fingerprint(schemas[0], metadata) if schemas else None)
+        return EncodedBatch(
+            batch,
+            [self._output_file(batch, groups[0][0], int64s(batch.offsets), data)],
+            schema_fingerprint=schema_fingerprint(schemas[0], metadata) if schemas else None,
+        )
 
     def _output_file(self, batch: Batch, folder: str, offsets: pa.Array, data: FileData) -> OutputFile:
         """The file of the rows at `offsets` in `folder`, named by its first offset."""
         first = offsets[0].as_py()
         name = data_file_name(self.topic, batch.partition, first, self.encoder.extension)
-        return OutputFile(path=f"{folder}/{name}" if folder else name, data=data, rows=len(offsets),
-                          first_offset=first, last_offset=offsets[-1].as_py())
+        return OutputFile(
+            path=f"{folder}/{name}" if folder else name,
+            data=data,
+            rows=len(offsets),
+            first_offset=first,
+            last_offset=offsets[-1].as_py(),
+        )
 
 
 def _rows_of(tables: Iterator[pa.Table], metadata: pa.Table | None, schemas: list[pa.Schema]) -> Iterator[Rows]:
@@ -143,8 +152,9 @@ def _rows_of(tables: Iterator[pa.Table], metadata: pa.Table | None, schemas: lis
     for table in tables:
         if not schemas:
             schemas.append(table.schema)
-        yield Rows(payload=table, metadata=None if metadata is None else metadata.slice(start, table.num_rows),
-                   json_lines=None)
+        yield Rows(
+            payload=table, metadata=None if metadata is None else metadata.slice(start, table.num_rows), json_lines=None
+        )
         start += table.num_rows
 
 
@@ -194,6 +204,7 @@ HEADERS_TYPE = pa.list_(pa.struct([pa.field("key", pa.string()), pa.field("value
 
 def _metadata_table(batch: Batch, kept: pa.Array | None = None, with_headers: bool = False) -> pa.Table:
     """The metadata columns of the rows at `kept` (all the batch's rows when None)."""
+
     def rows(array: pa.Array) -> pa.Array:
         return array if kept is None else array.take(kept)
 
@@ -203,7 +214,9 @@ def _metadata_table(batch: Batch, kept: pa.Array | None = None, with_headers: bo
         "_topic": pa.array([batch.topic] * count, pa.string()),
         "_partition": pa.array([batch.partition] * count, pa.int32()),
         "_offset": rows(int64s(batch.offsets)),
-        "_timestamp": rows(int64s(batch.timestamps)).cast(pa.timestamp("ms", tz="UTC")).cast(pa.timestamp("us", tz="UTC")),
+        "_timestamp": rows(int64s(batch.timestamps))
+        .cast(pa.timestamp("ms", tz="UTC"))
+        .cast(pa.timestamp("us", tz="UTC")),
         "_key": _keys_as_text(keys),
     }
     if with_headers:
@@ -218,7 +231,8 @@ def headers_array(headers: list) -> pa.Array:
     offsets = array("i", accumulate((len(message) if message else 0 for message in headers), initial=0))
     entries = pa.StructArray.from_arrays(
         [pa.array([key for key, _ in pairs], pa.string()), pa.array([value for _, value in pairs], pa.binary())],
-        fields=list(HEADERS_TYPE.value_type))
+        fields=list(HEADERS_TYPE.value_type),
+    )
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), entries, type=HEADERS_TYPE)
 
 
@@ -228,9 +242,7 @@ def _keys_as_text(keys: pa.Array) -> pa.Array:
         return keys.cast(pa.string())
     except pa.ArrowInvalid:
         pass
-    return pa.array([
-        None if k is None else _text_or_base64(k) for k in keys.to_pylist()
-    ], pa.string())
+    return pa.array([None if k is None else _text_or_base64(k) for k in keys.to_pylist()], pa.string())
 
 
 def _text_or_base64(key: bytes) -> str:

@@ -8,6 +8,7 @@ nothing is lost). A crash between the announcement and the commit replays the ba
 announced again with the same id and the same content: delivery is at least once, and the id
 (the batch marker's identity) is how a consumer drops the repeats.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,17 @@ def batch_event(encoded: EncodedBatch, lake_url: str, fmt: str) -> dict[str, Any
         "schema_fingerprint": encoded.schema_fingerprint,
         "lake": root,
         "marker": marker_path(batch.topic, batch.partition, batch.base),
-        "files": [{"path": f.path, "url": f"{root}/{f.path}", "bytes": data_size(f.data), "rows": f.rows,
-                   "first_offset": f.first_offset, "last_offset": f.last_offset} for f in encoded.files],
+        "files": [
+            {
+                "path": f.path,
+                "url": f"{root}/{f.path}",
+                "bytes": data_size(f.data),
+                "rows": f.rows,
+                "first_offset": f.first_offset,
+                "last_offset": f.last_offset,
+            }
+            for f in encoded.files
+        ],
     }
 
 
@@ -74,6 +84,7 @@ class EventTopic:
         self.timeout = timeout
         if producer is None:
             from confluent_kafka import Producer
+
             producer = Producer({**producer_config, "enable.idempotence": True, "acks": "all"})
         self.producer = producer
 
@@ -90,8 +101,11 @@ class EventTopic:
             raise StorageError(f"events topic {self.topic}: {error}", permanent=False) from error
         remaining = self.producer.flush(self.timeout)
         if remaining or failures:
-            raise StorageError(f"events topic {self.topic}: event {event_id} not delivered "
-                               f"({'timed out' if remaining else failures[0]})", permanent=False)
+            raise StorageError(
+                f"events topic {self.topic}: event {event_id} not delivered "
+                f"({'timed out' if remaining else failures[0]})",
+                permanent=False,
+            )
 
 
 class EventUrl:
@@ -101,17 +115,24 @@ class EventUrl:
     def __init__(self, url: str, timeout: float = 10.0):
         self.url = url
         self.timeout = timeout
-        self.where = f"{urlsplit(url).scheme}://{urlsplit(url).netloc.rpartition('@')[2]}"  # no path or credentials in logs
+        self.where = (
+            f"{urlsplit(url).scheme}://{urlsplit(url).netloc.rpartition('@')[2]}"  # no path or credentials in logs
+        )
 
     def send(self, event_id: str, body: bytes) -> None:
-        request = urllib.request.Request(self.url, data=body, method="POST", headers={
-            "Content-Type": "application/json", "Idempotency-Key": event_id})
+        request = urllib.request.Request(
+            self.url,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "Idempotency-Key": event_id},
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 response.read()
         except urllib.error.HTTPError as error:
-            raise StorageError(f"events URL {self.where} answered {error.code} for event {event_id}",
-                               permanent=False) from error
+            raise StorageError(
+                f"events URL {self.where} answered {error.code} for event {event_id}", permanent=False
+            ) from error
         except (OSError, ValueError) as error:  # refused, timed out, DNS
             raise StorageError(f"events URL {self.where}: {error}", permanent=False) from error
 

@@ -4,6 +4,7 @@ Off unless INGEST_FAULTS is set, e.g. "after_marker:0.05,between_files:0.05,afte
 Each point kills the process with SIGKILL with the given probability, so tests can prove that
 a crash between marker, data files, dead letters and commit never loses or duplicates a record.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,7 @@ class FaultInjector:
         self.random = random.Random(seed)
 
     @classmethod
-    def from_environment(cls) -> "FaultInjector":
+    def from_environment(cls) -> FaultInjector:
         return cls(os.environ.get("INGEST_FAULTS", ""))
 
     def point(self, name: str) -> None:

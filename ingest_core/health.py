@@ -13,12 +13,13 @@ the runner adds `loop_turned()` and `set_paused(n)` once per loop turn.
   to a consumer): a rollout waits until the new pod really ingests.
 - `/metrics` the Prometheus text format of the registry given.
 """
+
 from __future__ import annotations
 
 import http.server
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -74,8 +75,9 @@ class HealthState:
             assigned, storage_ok, paused = self._assigned, self._storage_ok, self._paused
         reasons = []
         if assigned == 0:
-            reasons.append("no partitions assigned (joining the group, broker unreachable, or more members "
-                           "than partitions)")
+            reasons.append(
+                "no partitions assigned (joining the group, broker unreachable, or more members than partitions)"
+            )
         if not storage_ok:
             reasons.append("storage is failing; retrying")
         if paused:
@@ -97,8 +99,9 @@ class HealthObserver(PipelineObserver):
     def storage_retry(self, partition: int, attempt: int) -> None:
         self.state.set_storage_ok(False)
 
-    def flushed(self, partition: int, rows: int, nbytes: int, files: int, dead_letters: int,
-                widened: int, seconds: float) -> None:
+    def flushed(
+        self, partition: int, rows: int, nbytes: int, files: int, dead_letters: int, widened: int, seconds: float
+    ) -> None:
         self.state.set_storage_ok(True)
 
 
@@ -122,7 +125,7 @@ class HealthServer:
     def port(self) -> int:
         return self.httpd.server_address[1]
 
-    def start(self) -> "HealthServer":
+    def start(self) -> HealthServer:
         self.thread.start()
         return self
 

@@ -18,11 +18,13 @@ level they land as columns of their own holding their JSON text; below it, where
 column can take them, the message is dead-lettered with the field named (nothing is
 silently dropped). Schema references to other subjects are not followed yet.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 
@@ -75,7 +77,8 @@ class JsonSchemaTypes:
         if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
             value, convert = self.convert(schema["additionalProperties"], path + "{}")
             return pa.map_(pa.string(), value), lambda values: [
-                (k, None if v is None else convert(v)) for k, v in values.items()]
+                (k, None if v is None else convert(v)) for k, v in values.items()
+            ]
         return pa.string(), _as_text
 
     def _object(self, properties: dict, path: str) -> tuple[pa.DataType, Converter]:
@@ -89,9 +92,12 @@ class JsonSchemaTypes:
         def to_struct(value: dict) -> dict:
             extra = value.keys() - declared
             if extra and path:
-                raise Undeclared(f"{path}.{sorted(extra)[0]} is not declared by the schema, and below the top "
-                                 "level no column can hold it")
+                raise Undeclared(
+                    f"{path}.{sorted(extra)[0]} is not declared by the schema, and below the top "
+                    "level no column can hold it"
+                )
             return {name: None if (v := value.get(name)) is None else convert(v) for name, convert in converters}
+
         return pa.struct(fields), to_struct
 
     def _resolve(self, ref: str) -> Any:
@@ -121,8 +127,12 @@ def _number(value) -> float:
     return float(value)
 
 
-_FAST_DRAFTS = ("", "http://json-schema.org/draft-04/schema", "http://json-schema.org/draft-06/schema",
-                "http://json-schema.org/draft-07/schema")
+_FAST_DRAFTS = (
+    "",
+    "http://json-schema.org/draft-04/schema",
+    "http://json-schema.org/draft-06/schema",
+    "http://json-schema.org/draft-07/schema",
+)
 
 
 def _no_remote(uri: str):
@@ -139,6 +149,7 @@ def validator_of(schema: Any) -> Callable[[Any], None]:
     draft = schema.get("$schema", "").rstrip("#") if isinstance(schema, dict) else ""
     if draft in _FAST_DRAFTS:
         import fastjsonschema
+
         fast = fastjsonschema.compile(schema, handlers={"http": _no_remote, "https": _no_remote}, use_default=False)
 
         def validate_fast(document):
@@ -147,6 +158,7 @@ def validator_of(schema: Any) -> Callable[[Any], None]:
             except fastjsonschema.JsonSchemaValueException as error:
                 where = error.name.removeprefix("data").lstrip(".") or "(the value)"
                 raise ValueError(f"does not match its schema at {where}: {error.message[:200]}") from None
+
         return validate_fast
     slow = jsonschema.validators.validator_for(schema)(schema)
 
@@ -155,6 +167,7 @@ def validator_of(schema: Any) -> Callable[[Any], None]:
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(the value)"
             raise ValueError(f"does not match its schema at {where}: {error.message[:200]}")
+
     return validate
 
 
@@ -200,8 +213,9 @@ class JsonSchemaDecoder(WireDecoder):
         for name in extra_names:
             values = [row.get(name) for row in rows]
             widened += sum(v is not None and not isinstance(v, str) for v in values)
-            table = table.append_column(name, pa.array([None if v is None else _as_text(v) for v in values],
-                                                       pa.string()))
+            table = table.append_column(
+                name, pa.array([None if v is None else _as_text(v) for v in values], pa.string())
+            )
         return table, widened
 
     def body_problem(self, schema_id: int, error: Exception) -> str:

@@ -4,6 +4,7 @@ librdkafka retries unreachable brokers by itself; `BrokerErrors` turns its error
 callbacks into one clear log line per kind of problem (not one per retry). Every client
 we configure logs librdkafka's own lines through `log.librdkafka_logger()`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -61,9 +62,20 @@ def consumer_config(settings: Settings, error_cb=None, partition_eof: bool = Fal
 
 def producer_config(settings: Settings) -> dict[str, Any]:
     """The connection part of the consumer's properties, for the dead-letter and events producers."""
-    consumer_only = ("group.", "auto.offset", "enable.auto", "partition.assignment", "queued.", "fetch.",
-                     "session.timeout", "max.poll", "heartbeat", "isolation.level", "enable.partition.eof")
-    config = {k: v for k, v in settings.kafka.items() if not k.startswith(consumer_only)}
+    consumer_only = (
+        "group.",
+        "auto.offset",
+        "enable.auto",
+        "partition.assignment",
+        "queued.",
+        "fetch.",
+        "session.timeout",
+        "max.poll",
+        "heartbeat",
+        "isolation.level",
+        "enable.partition.eof",
+    )
+    config: dict[str, Any] = {k: v for k, v in settings.kafka.items() if not k.startswith(consumer_only)}
     config["logger"] = librdkafka_logger()
     return config
 
@@ -89,11 +101,24 @@ class BrokerErrors:
             log.error(
                 "cannot reach Kafka at %s (%s: %s); retrying. Fix: check kafka.bootstrap.servers in %s "
                 "(or KAFKA_BOOTSTRAP_SERVERS) and that the broker is up and reachable",
-                self.bootstrap, code, error.str(), self.source,
+                self.bootstrap,
+                code,
+                error.str(),
+                self.source,
                 extra={"event": "broker_unreachable", "bootstrap": self.bootstrap},
             )
-        elif code in ("_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED", "TOPIC_AUTHORIZATION_FAILED", "GROUP_AUTHORIZATION_FAILED"):
-            log.error("Kafka refused our credentials or permissions (%s: %s). Fix: check the kafka.sasl.* settings in %s",
-                      code, error.str(), self.source, extra={"event": "broker_auth"})
+        elif code in (
+            "_AUTHENTICATION",
+            "SASL_AUTHENTICATION_FAILED",
+            "TOPIC_AUTHORIZATION_FAILED",
+            "GROUP_AUTHORIZATION_FAILED",
+        ):
+            log.error(
+                "Kafka refused our credentials or permissions (%s: %s). Fix: check the kafka.sasl.* settings in %s",
+                code,
+                error.str(),
+                self.source,
+                extra={"event": "broker_auth"},
+            )
         else:
             log.warning("Kafka error %s: %s", code, error.str(), extra={"event": "broker_error"})

@@ -6,6 +6,7 @@ follows), where it ends and which files it makes. Markers are create-only, so th
 first writer for a base fixes the boundaries and every later writer (a replay after
 a crash, a zombie after a rebalance) cuts the same batch and so writes the same files.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,7 @@ class BatchMarker:
         return json.dumps(body, sort_keys=True, indent=1).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> "BatchMarker":
+    def from_json(cls, data: bytes) -> BatchMarker:
         body = json.loads(data)
         body["files"] = tuple(MarkedFile(**f) for f in body["files"])
         return cls(**body)

@@ -3,6 +3,7 @@
 Fields passed with `extra=` (event, partition, offsets, path, ...) become JSON keys.
 Nothing here sees settings, so no secret can reach a log line through it.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ import re
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
@@ -20,7 +21,7 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         body = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -35,7 +36,9 @@ def setup_logging(fmt: str = "auto", level: str = "INFO") -> None:
     if fmt == "auto":
         fmt = "text" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(
+        JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -73,8 +76,12 @@ class LibrdkafkaLines(logging.Filter):
             record.msg, record.args = str(text), ()
             record.facility, record.client = facility, client
         record.event = "librdkafka"
-        key = (record.levelno, getattr(record, "facility", ""), getattr(record, "client", ""),
-               _NUMBERS.sub("N", record.getMessage()))
+        key = (
+            record.levelno,
+            getattr(record, "facility", ""),
+            getattr(record, "client", ""),
+            _NUMBERS.sub("N", record.getMessage()),
+        )
         now = self.clock()
         with self.lock:
             seen = self.shown.get(key)

@@ -11,11 +11,12 @@ refreshes: the Kafka consumer itself must not be called from another thread).
 since the pipeline takes one. `Instruments` is that set for one `ingest run`: the runner
 gives its `observer` to the Pipeline and calls `on_turn(pipeline)` once per loop turn.
 """
+
 from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -41,44 +42,93 @@ class PrometheusObserver(PipelineObserver):
     on the scraping thread and may be replaced at any time (an attribute). Buffered bytes
     are set by `buffered()` from the main thread, which owns the buffers."""
 
-    def __init__(self, topic: str, registry: CollectorRegistry | None = None,
-                 lag_provider: LagProvider | None = None):
+    def __init__(self, topic: str, registry: CollectorRegistry | None = None, lag_provider: LagProvider | None = None):
         self.topic = topic
         self.lag_provider = lag_provider
         self.registry = registry if registry is not None else CollectorRegistry()
         r, t = self.registry, ["topic"]
-        self.consumed_messages = Counter("ingest_consumed_messages", "Messages taken from Kafka into buffers", t, registry=r)
-        self.consumed_bytes = Counter("ingest_consumed_bytes", "Value bytes taken from Kafka into buffers", t, registry=r)
+        self.consumed_messages = Counter(
+            "ingest_consumed_messages", "Messages taken from Kafka into buffers", t, registry=r
+        )
+        self.consumed_bytes = Counter(
+            "ingest_consumed_bytes", "Value bytes taken from Kafka into buffers", t, registry=r
+        )
         self.records = Counter("ingest_records", "Rows landed in published data files", t, registry=r)
         self.bytes = Counter("ingest_bytes", "Bytes of published data files", t, registry=r)
         self.files = Counter("ingest_files", "Data files published", t, registry=r)
-        self.dead_letters = Counter("ingest_dead_letters", "Messages sent to the dead-letter destination", t, registry=r)
-        self.widenings = Counter("ingest_schema_widenings",
-                                 "Columns written as strings because their type differed within a batch", t, registry=r)
-        self.storage_retries = Counter("ingest_storage_retries", "Storage calls that failed and will be retried", t,
-                                       registry=r)
+        self.dead_letters = Counter(
+            "ingest_dead_letters", "Messages sent to the dead-letter destination", t, registry=r
+        )
+        self.widenings = Counter(
+            "ingest_schema_widenings",
+            "Columns written as strings because their type differed within a batch",
+            t,
+            registry=r,
+        )
+        self.storage_retries = Counter(
+            "ingest_storage_retries", "Storage calls that failed and will be retried", t, registry=r
+        )
         self.commits = Counter("ingest_commits", "Offset commits, by result", t + ["result"], registry=r)
-        self.flush_seconds = Histogram("ingest_flush_duration_seconds", "Encode to last file published, per batch", t,
-                                       buckets=FLUSH_BUCKETS, registry=r)
-        self.commit_seconds = Histogram("ingest_commit_latency_seconds", "Time Kafka took to commit an offset", t,
-                                        buckets=COMMIT_BUCKETS, registry=r)
+        self.flush_seconds = Histogram(
+            "ingest_flush_duration_seconds",
+            "Encode to last file published, per batch",
+            t,
+            buckets=FLUSH_BUCKETS,
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "ingest_commit_latency_seconds",
+            "Time Kafka took to commit an offset",
+            t,
+            buckets=COMMIT_BUCKETS,
+            registry=r,
+        )
         self.assigned = Gauge("ingest_assigned_partitions", "Partitions this member owns", t, registry=r)
-        self.last_flush = Gauge("ingest_last_flush_timestamp_seconds", "Unix time of the last published batch", t,
-                                registry=r)
-        self.buffered_bytes = Gauge("ingest_buffered_bytes", "Key and value bytes held, buffered or being published (not yet committed)",
-                                    t, registry=r)
-        self.batches_cut = Counter("ingest_batches_cut", "Batches cut from their buffers, by reason (records, bytes, "
-                                   "age, memory, shutdown, replay); 'memory' = cut early at the memory budget",
-                                   t + ["reason"], registry=r)
-        self.memory_held = Gauge("ingest_memory_held_bytes", "Message bytes held against the memory budget "
-                                 "(buffered, or cut and not yet committed)", t, registry=r)
-        self.memory_budget = Gauge("ingest_memory_budget_bytes", "Message bytes the memory budget allows now "
-                                   "(memory.limit less prefetch and encode reserve, at most max_bytes x partitions)",
-                                   t, registry=r)
+        self.last_flush = Gauge(
+            "ingest_last_flush_timestamp_seconds", "Unix time of the last published batch", t, registry=r
+        )
+        self.buffered_bytes = Gauge(
+            "ingest_buffered_bytes",
+            "Key and value bytes held, buffered or being published (not yet committed)",
+            t,
+            registry=r,
+        )
+        self.batches_cut = Counter(
+            "ingest_batches_cut",
+            "Batches cut from their buffers, by reason (records, bytes, "
+            "age, memory, shutdown, replay); 'memory' = cut early at the memory budget",
+            t + ["reason"],
+            registry=r,
+        )
+        self.memory_held = Gauge(
+            "ingest_memory_held_bytes",
+            "Message bytes held against the memory budget (buffered, or cut and not yet committed)",
+            t,
+            registry=r,
+        )
+        self.memory_budget = Gauge(
+            "ingest_memory_budget_bytes",
+            "Message bytes the memory budget allows now "
+            "(memory.limit less prefetch and encode reserve, at most max_bytes x partitions)",
+            t,
+            registry=r,
+        )
         for reason in ("records", "bytes", "age", "memory", "shutdown", "replay"):
             self.batches_cut.labels(topic, reason)
-        for counter in (self.memory_held, self.memory_budget, self.consumed_messages, self.consumed_bytes, self.records, self.bytes, self.files,
-                        self.dead_letters, self.widenings, self.storage_retries, self.assigned, self.buffered_bytes):
+        for counter in (
+            self.memory_held,
+            self.memory_budget,
+            self.consumed_messages,
+            self.consumed_bytes,
+            self.records,
+            self.bytes,
+            self.files,
+            self.dead_letters,
+            self.widenings,
+            self.storage_retries,
+            self.assigned,
+            self.buffered_bytes,
+        ):
             counter.labels(topic)  # present (at 0) from the first scrape, so rate() has a start
         for result in ("ok", "failed"):
             self.commits.labels(topic, result)
@@ -88,8 +138,9 @@ class PrometheusObserver(PipelineObserver):
         self.consumed_messages.labels(self.topic).inc(count)
         self.consumed_bytes.labels(self.topic).inc(nbytes)
 
-    def flushed(self, partition: int, rows: int, nbytes: int, files: int, dead_letters: int,
-                widened: int, seconds: float) -> None:
+    def flushed(
+        self, partition: int, rows: int, nbytes: int, files: int, dead_letters: int, widened: int, seconds: float
+    ) -> None:
         t = self.topic
         self.records.labels(t).inc(rows)
         self.bytes.labels(t).inc(nbytes)
@@ -130,9 +181,11 @@ class _PartitionLag(Collector):
         return []  # values are read at collect time only
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        lag = GaugeMetricFamily("ingest_partition_lag",
-                                "Messages between the consumer's position and the partition's high watermark",
-                                labels=["topic", "partition"])
+        lag = GaugeMetricFamily(
+            "ingest_partition_lag",
+            "Messages between the consumer's position and the partition's high watermark",
+            labels=["topic", "partition"],
+        )
         provider, topic = self.observer.lag_provider, self.observer.topic
         try:
             behind = provider() if provider is not None else {}
@@ -183,8 +236,9 @@ class FanOutObserver(PipelineObserver):
     def consumed(self, count: int, nbytes: int) -> None:
         self._each("consumed", count, nbytes)
 
-    def flushed(self, partition: int, rows: int, nbytes: int, files: int, dead_letters: int,
-                widened: int, seconds: float) -> None:
+    def flushed(
+        self, partition: int, rows: int, nbytes: int, files: int, dead_letters: int, widened: int, seconds: float
+    ) -> None:
         self._each("flushed", partition, rows, nbytes, files, dead_letters, widened, seconds)
 
     def committed(self, partition: int, offset: int, seconds: float, ok: bool) -> None:
@@ -213,9 +267,16 @@ class Instruments:
     on the main thread that owns them; the HTTP thread reads only HealthState, the
     registry and the lag snapshot, which `on_turn` replaces whole (never mutates)."""
 
-    def __init__(self, metrics: PrometheusObserver, health: HealthState, server, status: StatusLine | None,
-                 lag_source: LagProvider | None = None, lag_every: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        metrics: PrometheusObserver,
+        health: HealthState,
+        server,
+        status: StatusLine | None,
+        lag_source: LagProvider | None = None,
+        lag_every: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.metrics = metrics
         self.health = health
         self.server = server
@@ -231,7 +292,7 @@ class Instruments:
         self.observer = FanOutObserver(metrics, HealthObserver(health), status)
 
     @classmethod
-    def start(cls, settings, consumer, terminal=None) -> "Instruments":
+    def start(cls, settings, consumer, terminal=None) -> Instruments:
         """`terminal`: the stream for the status line (default stderr, used only if a tty)."""
         metrics = PrometheusObserver(settings.topic)
         health = HealthState()
@@ -240,8 +301,11 @@ class Instruments:
         if status is not None:
             status.attach_to_logging()
         if server is not None:
-            log.info("serving /healthz /readyz /metrics on port %d", server.port,
-                     extra={"event": "http_started", "port": server.port})
+            log.info(
+                "serving /healthz /readyz /metrics on port %d",
+                server.port,
+                extra={"event": "http_started", "port": server.port},
+            )
         return cls(metrics, health, server, status, consumer_lag(consumer, settings.topic))
 
     def lag_snapshot(self) -> dict[int, int]:

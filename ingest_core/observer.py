@@ -3,6 +3,7 @@
 The pipeline calls these hooks on its main thread; the base class ignores them. An
 observer must not block and must never see message contents or settings.
 """
+
 from __future__ import annotations
 
 
@@ -10,8 +11,9 @@ class PipelineObserver:
     def consumed(self, count: int, nbytes: int) -> None:
         """`count` messages of `nbytes` value bytes were taken into buffers."""
 
-    def flushed(self, partition: int, rows: int, nbytes: int, files: int, dead_letters: int,
-                widened: int, seconds: float) -> None:
+    def flushed(
+        self, partition: int, rows: int, nbytes: int, files: int, dead_letters: int, widened: int, seconds: float
+    ) -> None:
         """A batch was published (encode to last file, `seconds`) and is about to be committed."""
 
     def committed(self, partition: int, offset: int, seconds: float, ok: bool) -> None:

@@ -10,6 +10,7 @@ A missing or null field, or an empty value, goes to `__HIVE_DEFAULT_PARTITION__`
 back as null). Values longer than 200 bytes once escaped are cut and suffixed with
 a hash of the whole value, so distinct values stay in distinct folders.
 """
+
 from __future__ import annotations
 
 import base64
@@ -26,8 +27,8 @@ import pyarrow.compute as pc
 HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 # What Hive and Spark escape in partition values (ExternalCatalogUtils.escapePathName), plus
 # characters that are unsafe in file names on some systems or in shells.
-_ESCAPED_ASCII = set('"#%\'*/:=?\\{}[]^<>|`') | {chr(c) for c in range(0x20)} | {"\x7f"}
-_KEPT_ASCII = {chr(c) for c in range(0x20, 0x7f)} - _ESCAPED_ASCII
+_ESCAPED_ASCII = set("\"#%'*/:=?\\{}[]^<>|`") | {chr(c) for c in range(0x20)} | {"\x7f"}
+_KEPT_ASCII = {chr(c) for c in range(0x20, 0x7F)} - _ESCAPED_ASCII
 _MAX_VALUE = 200
 _ALL_SAFE = re.compile(r"^[A-Za-z0-9\-,+@ !$&();~][A-Za-z0-9\-_.,+@ !$&();~]*$")
 
@@ -44,19 +45,21 @@ class PartitionTemplate:
     placeholders: tuple[Placeholder, ...]
 
     @classmethod
-    def parse(cls, template: str) -> "PartitionTemplate":
+    def parse(cls, template: str) -> PartitionTemplate:
         """Raises ValueError with a fix when the template is malformed."""
         if template.startswith("/") or ".." in template.split("/"):
             raise ValueError("partition_by must be a relative path inside output.url, without '..'")
         for segment in template.split("/"):
             if segment.startswith(".") or (segment.startswith("_") and "=" not in segment):
-                raise ValueError(f"partition_by folder {segment!r} starts with '{segment[0]}', so Spark and Auto Loader "
-                                 "would skip it. Fix: name it like country={country}")
+                raise ValueError(
+                    f"partition_by folder {segment!r} starts with '{segment[0]}', so Spark and Auto Loader "
+                    "would skip it. Fix: name it like country={country}"
+                )
         literals: list[str] = []
         placeholders: list[Placeholder] = []
         position = 0
         for match in re.finditer(r"\{([^{}]*)\}", template):
-            literals.append(template[position:match.start()])
+            literals.append(template[position : match.start()])
             name, _, fmt = match.group(1).partition(":")
             if name == "timestamp":
                 placeholders.append(Placeholder(None, fmt or "%Y-%m-%d"))
@@ -84,14 +87,17 @@ class PartitionTemplate:
             return pa.array([self.literals[0].strip("/")] * count, pa.string())
         millis = timestamps_ms if isinstance(timestamps_ms, pa.Array) else pa.array(timestamps_ms, pa.int64())
         pieces: list[pa.Array | str] = []
-        for literal, placeholder in zip(self.literals, self.placeholders):
+        for literal, placeholder in zip(self.literals, self.placeholders, strict=False):
             pieces.append(literal)
             if placeholder.field is None:
+                assert placeholder.fmt is not None  # a time placeholder always has its format
                 pieces.append(_format_timestamps(millis, placeholder.fmt))
             else:
                 pieces.append(_field_values(rows, placeholder.field, count))
         pieces.append(self.literals[-1])
-        arrays = [p if isinstance(p, (pa.Array, pa.ChunkedArray)) else pa.array([p] * count, pa.string()) for p in pieces]
+        arrays = [
+            p if isinstance(p, (pa.Array, pa.ChunkedArray)) else pa.array([p] * count, pa.string()) for p in pieces
+        ]
         return pc.binary_join_element_wise(*arrays, "")
 
 
@@ -120,7 +126,9 @@ def _field_values(rows: pa.Table | None, path: str, count: int) -> pa.Array:
         # The common case (ids, country codes) without Python per row: values that need
         # no escaping are used as they are.
         text = column.cast(pa.string())
-        plain = pc.and_(pc.match_substring_regex(text, _ALL_SAFE.pattern), pc.less_equal(pc.utf8_length(text), _MAX_VALUE))
+        plain = pc.and_(
+            pc.match_substring_regex(text, _ALL_SAFE.pattern), pc.less_equal(pc.utf8_length(text), _MAX_VALUE)
+        )
         if pc.all(pc.fill_null(plain, False)).as_py():
             return text
     return pa.array([escape_partition_value(v) for v in column.to_pylist()], pa.string())
@@ -151,11 +159,11 @@ def escape_partition_value(value: object) -> str:
     # No ".." replacement needed: '/' and '\\' are always escaped and a leading '.' too, so a
     # value can never be a whole ".." path segment ("a..b" is an ordinary name).
     if len(escaped.encode("utf-8")) > _MAX_VALUE:  # file systems allow 255 bytes per name
-        cut = escaped[:_MAX_VALUE - 18]
+        cut = escaped[: _MAX_VALUE - 18]
         while len(cut.encode("utf-8")) > _MAX_VALUE - 18:
             cut = cut[:-1]
         if "%" in cut[-2:]:  # do not cut an escape in two
-            cut = cut[:cut.rindex("%")]
+            cut = cut[: cut.rindex("%")]
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
         escaped = f"{cut}~{digest}"
     return escaped

@@ -22,14 +22,16 @@ so what arrives is bounded by one consume() call. Commits happen
 only on the main thread, only for partitions we still own. A job abandoned on revoke is harmless: its files are exactly those the next
 owner's replay produces (see ledger.py).
 """
+
 from __future__ import annotations
 
 import concurrent.futures
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
@@ -86,7 +88,7 @@ class PartitionState:
     forced_end: int | None = None  # a marker fixed where the current batch ends
     cut: Batch | None = None  # a batch cut from the buffer and not yet committed
     pending: EncodedBatch | None = None  # its encoding, once done (kept across storage retries)
-    job: concurrent.futures.Future | None = None  # the storage call in flight for this partition
+    job: Any = None  # concurrent.futures.Future or None  # the storage call in flight for this partition
     job_kind: str = ""  # "resolve" or "publish"
     flush_started: float = 0.0  # perf_counter when the pending batch was cut
     flush_reason: str = ""  # why it was cut: records, bytes, age, memory (byte budget), shutdown, replay
@@ -102,20 +104,23 @@ class PartitionState:
     @property
     def settled(self) -> bool:
         """Nothing in flight and nothing that could be flushed now."""
-        return self.job is None and self.cut is None and (
-            not self.buffer.offsets or (self.resolved and self.forced_end is not None))
+        return (
+            self.job is None
+            and self.cut is None
+            and (not self.buffer.offsets or (self.resolved and self.forced_end is not None))
+        )
 
 
 @dataclass
 class Pipeline:
     topic: str
-    consumer: object  # confluent_kafka.Consumer or a test double with the same methods
+    consumer: Any  # confluent_kafka.Consumer or a test double with the same methods
     encoder: BatchEncoder
     store: LakeStore
     ledger: Ledger
-    dead_letters: object
+    dead_letters: Any
     policy: FlushPolicy
-    executor: concurrent.futures.Executor | None = None
+    executor: Any = None  # concurrent.futures.Executor, made in __post_init__
     publish_slots: int = 2  # batches cut and not yet committed, over all partitions (the executor's workers)
     clock: Callable[[], float] = time.monotonic
     backoff: Backoff = field(default_factory=Backoff)
@@ -142,7 +147,7 @@ class Pipeline:
     stats: Stats = field(default_factory=Stats)
     observer: PipelineObserver = field(default_factory=PipelineObserver)
     faults: FaultInjector = field(default_factory=FaultInjector)
-    events: object = field(default_factory=NoEvents)  # landed-batch events (events.py), announced before the commit
+    events: Any = field(default_factory=NoEvents)  # landed-batch events (events.py), announced before the commit
     states: dict[int, PartitionState] = field(default_factory=dict)
     waiting_for_memory: bool = False  # the last _poll() waited for publication instead of consuming
     holding_all: bool = False  # at the budget and about to consume anyway: every partition is paused
@@ -186,14 +191,18 @@ class Pipeline:
         for tp in partitions:
             self.states.pop(tp.partition, None)
         numbers = sorted(tp.partition for tp in partitions)
-        log.warning("lost partitions %s; their buffers were dropped, nothing committed", numbers,
-                    extra={"event": "lost", "partitions": numbers})
+        log.warning(
+            "lost partitions %s; their buffers were dropped, nothing committed",
+            numbers,
+            extra={"event": "lost", "partitions": numbers},
+        )
         self.observer.assignment(sorted(self.states))
 
     # ---- the loop ----
 
-    def run(self, should_stop: Callable[[], bool], exit_when_idle: float | None = None,
-            shutdown_timeout: float = 30.0) -> bool:
+    def run(
+        self, should_stop: Callable[[], bool], exit_when_idle: float | None = None, shutdown_timeout: float = 30.0
+    ) -> bool:
         """Loop until `should_stop()` (or idle for `exit_when_idle` s); then flush and commit.
         Returns False when storage still failed at shutdown (those offsets stay uncommitted)."""
         last_message_at = self.clock()
@@ -215,8 +224,9 @@ class Pipeline:
 
     def _drained(self) -> bool:
         """Nothing in flight, and (when the consumer reports them) every partition at its end."""
-        return all(s.job is None and s.cut is None and (s.at_end or not self.partition_eof)
-                   for s in self.states.values())
+        return all(
+            s.job is None and s.cut is None and (s.at_end or not self.partition_eof) for s in self.states.values()
+        )
 
     def _poll(self) -> list:
         """The next messages. While a batch is being published and nothing may arrive (every
@@ -279,7 +289,8 @@ class Pipeline:
         room = budget - held
         candidates = sorted(
             (p for p, s in self.states.items() if s.resolved and s.forced_end is None and not s.at_end),
-            key=lambda p: (-self.states[p].buffer.nbytes, self.states[p].cut_at))
+            key=lambda p: (-self.states[p].buffer.nbytes, self.states[p].cut_at),
+        )
         chosen: set[int] = set()
         for partition in candidates:
             need = max(0, self.policy.max_bytes - self.states[partition].buffer.nbytes)
@@ -299,17 +310,29 @@ class Pipeline:
         waiting = any(p not in self.focus and not s.at_end and s.resolved for p, s in self.states.items())
         if not waiting:
             return None
-        caught_up = [s for s in self.states.values()
-                     if s.at_end and s.buffer.offsets and s.cut is None and s.job is None and s.resolved
-                     and s.forced_end is None and s.attempts == 0]
+        caught_up = [
+            s
+            for s in self.states.values()
+            if s.at_end
+            and s.buffer.offsets
+            and s.cut is None
+            and s.job is None
+            and s.resolved
+            and s.forced_end is None
+            and s.attempts == 0
+        ]
         return max(caught_up, key=lambda s: s.buffer.nbytes, default=None)
 
     def _wait_for_memory(self) -> bool:
         """Wait for publication rather than consume more? At the budget, with a batch being
         published, unless storage is failing or we waited too long (then we consume with
         every partition paused: see _hold_back)."""
-        return (self._at_budget() and any(s.job is not None for s in self.states.values())
-                and not self.storage_failing and self.clock() - self._consumed_at < self.memory_wait_limit)
+        return (
+            self._at_budget()
+            and any(s.job is not None for s in self.states.values())
+            and not self.storage_failing
+            and self.clock() - self._consumed_at < self.memory_wait_limit
+        )
 
     def accept(self, messages, now: float) -> None:
         states = self.states
@@ -421,8 +444,11 @@ class Pipeline:
                 return True
             else:
                 time.sleep(max(0.0, state.retry_at - self.clock()))
-        log.error("partition %d: storage still failing; nothing more committed for it, the next run replays it",
-                  partition, extra={"event": "drain_gave_up", "partition": partition})
+        log.error(
+            "partition %d: storage still failing; nothing more committed for it, the next run replays it",
+            partition,
+            extra={"event": "drain_gave_up", "partition": partition},
+        )
         return False
 
     def _submit(self, state: PartitionState, kind: str, function, *args) -> None:
@@ -455,6 +481,7 @@ class Pipeline:
             result = job.result()
         except DecodeUnavailable as error:
             batch, state.cut = state.cut, None
+            assert batch is not None  # an encode job runs on the cut batch
             self._decode_unavailable(partition, state, batch, error, now)
             return
         except StorageError as error:  # reading a marker
@@ -474,7 +501,9 @@ class Pipeline:
             state.attempts = 0
             self._published(partition, state, outcome)
 
-    def _storage_error(self, partition: int, state: PartitionState, error: StorageError, now: float, doing: str) -> None:
+    def _storage_error(
+        self, partition: int, state: PartitionState, error: StorageError, now: float, doing: str
+    ) -> None:
         if error.permanent:
             raise FatalError(str(error)) from error
         self._storage_failed(partition, state, error, now, doing)
@@ -483,8 +512,13 @@ class Pipeline:
         state.resolved = True
         state.forced_end = marker.end if marker is not None else None
         if marker is not None:
-            log.info("partition %d: replaying batch %d..%d left by an earlier run", partition, marker.base, marker.end,
-                     extra={"event": "replay", "partition": partition, "base": marker.base, "end": marker.end})
+            log.info(
+                "partition %d: replaying batch %d..%d left by an earlier run",
+                partition,
+                marker.base,
+                marker.end,
+                extra={"event": "replay", "partition": partition, "base": marker.base, "end": marker.end},
+            )
 
     def _cut(self, state: PartitionState, now: float, force: bool) -> Batch | None:
         buffer = state.buffer
@@ -518,9 +552,16 @@ class Pipeline:
 
     def _fullest_buffer(self) -> PartitionState | None:
         """The partition whose buffer holds the most bytes, of those that could be cut now."""
-        ready = [s for s in self.states.values()
-                 if s.buffer.offsets and s.cut is None and s.job is None and s.resolved
-                 and s.forced_end is None and s.attempts == 0]
+        ready = [
+            s
+            for s in self.states.values()
+            if s.buffer.offsets
+            and s.cut is None
+            and s.job is None
+            and s.resolved
+            and s.forced_end is None
+            and s.attempts == 0
+        ]
         return max(ready, key=lambda s: s.buffer.nbytes, default=None)
 
     def _slot_free(self, state: PartitionState, now: float) -> bool:
@@ -531,8 +572,10 @@ class Pipeline:
         buffer, while its partition filled another."""
         cut = sum(1 for s in self.states.values() if s.cut is not None)
         if cut < self.publish_slots and not any(
-                s.due_since is not None and (state.due_since is None or s.due_since < state.due_since)
-                for s in self.states.values() if s is not state):
+            s.due_since is not None and (state.due_since is None or s.due_since < state.due_since)
+            for s in self.states.values()
+            if s is not state
+        ):
             return True
         if state.due_since is None:
             state.due_since = now
@@ -571,12 +614,20 @@ class Pipeline:
 
     def _published(self, partition: int, state: PartitionState, created: int) -> None:
         encoded = state.pending
+        assert encoded is not None
         state.pending = state.cut = None
         batch = encoded.batch
         landed = sum(f.rows for f in encoded.files)
         size = sum(data_size(f.data) for f in encoded.files)
-        self.observer.flushed(partition, landed, size, len(encoded.files),
-                              len(encoded.rejects), encoded.widened, time.perf_counter() - state.flush_started)
+        self.observer.flushed(
+            partition,
+            landed,
+            size,
+            len(encoded.files),
+            len(encoded.rejects),
+            encoded.widened,
+            time.perf_counter() - state.flush_started,
+        )
         self.faults.point("before_commit")
         self._commit(partition, state, batch.end + 1, self.clock())
         self.faults.point("after_commit")
@@ -588,15 +639,31 @@ class Pipeline:
         self.stats.skipped += encoded.skipped
         log.info(
             "flushed partition %d offsets %d..%d: %d rows in %d file(s), %d dead letters",
-            partition, batch.offsets[0], batch.end, landed, len(encoded.files), len(encoded.rejects),
-            extra={"event": "flush", "topic": self.topic, "partition": partition, "first_offset": batch.offsets[0],
-                   "last_offset": batch.end, "rows": landed, "bytes": size, "dead_letters": len(encoded.rejects),
-                   "paths": [f.path for f in encoded.files], "new_files": created, "reason": state.flush_reason},
+            partition,
+            batch.offsets[0],
+            batch.end,
+            landed,
+            len(encoded.files),
+            len(encoded.rejects),
+            extra={
+                "event": "flush",
+                "topic": self.topic,
+                "partition": partition,
+                "first_offset": batch.offsets[0],
+                "last_offset": batch.end,
+                "rows": landed,
+                "bytes": size,
+                "dead_letters": len(encoded.rejects),
+                "paths": [f.path for f in encoded.files],
+                "new_files": created,
+                "reason": state.flush_reason,
+            },
         )
 
     def _adopt(self, partition: int, state: PartitionState, holding: BatchMarker) -> None:
         """Another writer fixed this batch's boundaries first: cut the same batch and redo."""
         encoded = state.pending
+        assert encoded is not None
         state.pending = state.cut = None
         if holding.end == encoded.batch.end:
             raise FatalError(
@@ -607,8 +674,13 @@ class Pipeline:
         state.buffer.restore(encoded.batch)
         state.buffer.base = holding.base
         state.forced_end = holding.end
-        log.warning("partition %d: batch from %d already claimed up to %d by another writer; following it",
-                    partition, holding.base, holding.end, extra={"event": "adopt_marker", "partition": partition})
+        log.warning(
+            "partition %d: batch from %d already claimed up to %d by another writer; following it",
+            partition,
+            holding.base,
+            holding.end,
+            extra={"event": "adopt_marker", "partition": partition},
+        )
 
     def _commit(self, partition: int, state: PartitionState, offset: int, now: float) -> None:
         started = time.perf_counter()
@@ -628,11 +700,17 @@ class Pipeline:
             # commit is retried, or the last batch of an idle partition would stay uncommitted.
             state.commit_due = offset
             state.commit_retry_at = now + 1.0
-            log.warning("commit of partition %d at %d failed, will retry while we own it: %s", partition, offset,
-                        error, extra={"event": "commit_failed", "partition": partition})
+            log.warning(
+                "commit of partition %d at %d failed, will retry while we own it: %s",
+                partition,
+                offset,
+                error,
+                extra={"event": "commit_failed", "partition": partition},
+            )
 
-    def _decode_unavailable(self, partition: int, state: PartitionState, batch: Batch,
-                            error: DecodeUnavailable, now: float) -> None:
+    def _decode_unavailable(
+        self, partition: int, state: PartitionState, batch: Batch, error: DecodeUnavailable, now: float
+    ) -> None:
         """The schema registry is down: put the batch back (cut the same way next time) and
         retry like a storage outage; its messages are not dead letters."""
         if error.permanent:
@@ -647,9 +725,15 @@ class Pipeline:
         delay = self.backoff.delay(state.attempts)
         state.retry_at = now + delay
         self.observer.storage_retry(partition, state.attempts)
-        log.warning("storage failed while %s for partition %d (attempt %d), retrying in %.1f s: %s",
-                    doing, partition, state.attempts, delay, error,
-                    extra={"event": "storage_retry", "partition": partition, "attempt": state.attempts})
+        log.warning(
+            "storage failed while %s for partition %d (attempt %d), retrying in %.1f s: %s",
+            doing,
+            partition,
+            state.attempts,
+            delay,
+            error,
+            extra={"event": "storage_retry", "partition": partition, "attempt": state.attempts},
+        )
 
     def _hold_back(self, partition: int, state: PartitionState) -> None:
         """Pause the partition while storage is failing, while its buffer is full and its
@@ -663,8 +747,7 @@ class Pipeline:
         buffer = state.buffer
         full = buffer.nbytes >= self.policy.max_bytes or len(buffer.offsets) >= self.policy.max_records
         busy = state.job is not None or state.cut is not None or state.due_since is not None
-        out_of_focus = (self.focus is not None and partition not in self.focus and state.resolved
-                        and not state.at_end)
+        out_of_focus = self.focus is not None and partition not in self.focus and state.resolved and not state.at_end
         held_for_memory = (self.holding_all or out_of_focus) and state.forced_end is None
         want_paused = state.attempts > 0 or (busy and full) or held_for_memory
         if want_paused == state.paused:
@@ -684,7 +767,11 @@ class Pipeline:
 def _marker_of(encoded: EncodedBatch) -> BatchMarker:
     batch = encoded.batch
     return BatchMarker(
-        topic=batch.topic, partition=batch.partition, base=batch.base, end=batch.end,
-        records=len(batch), dead_letters=len(encoded.rejects),
+        topic=batch.topic,
+        partition=batch.partition,
+        base=batch.base,
+        end=batch.end,
+        records=len(batch),
+        dead_letters=len(encoded.rejects),
         files=tuple(MarkedFile(f.path, f.rows, f.first_offset, f.last_offset) for f in encoded.files),
     )

@@ -19,13 +19,15 @@ Struct / Value / ListValue / Any and a message that contains itself → its JSON
 Fields without presence (proto3 scalars) land as their value, which is the default when
 unset; message fields and `optional` / oneof fields land as null when unset.
 """
+
 from __future__ import annotations
 
 import datetime
 import decimal
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 
@@ -33,16 +35,27 @@ from .registry import HEADER_BYTES, WireDecoder
 
 Converter = Callable[[Any], Any]
 
-_SIGNED = {"TYPE_INT32", "TYPE_INT64", "TYPE_SINT32", "TYPE_SINT64", "TYPE_SFIXED32", "TYPE_SFIXED64",
-           "TYPE_UINT32", "TYPE_FIXED32"}
+_SIGNED = {
+    "TYPE_INT32",
+    "TYPE_INT64",
+    "TYPE_SINT32",
+    "TYPE_SINT64",
+    "TYPE_SFIXED32",
+    "TYPE_SFIXED64",
+    "TYPE_UINT32",
+    "TYPE_FIXED32",
+}
 _UNSIGNED_64 = {"TYPE_UINT64", "TYPE_FIXED64"}
-_WRAPPERS = {f"google.protobuf.{name}Value" for name in ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32",
-                                                         "Bool", "String", "Bytes")}
+_WRAPPERS = {
+    f"google.protobuf.{name}Value"
+    for name in ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes")
+}
 _AS_JSON = {"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue", "google.protobuf.Any"}
 
 
 def _type_name(field_descriptor) -> str:
     from google.protobuf.descriptor import FieldDescriptor
+
     for name in dir(FieldDescriptor):
         if name.startswith("TYPE_") and getattr(FieldDescriptor, name) == field_descriptor.type:
             return name
@@ -91,6 +104,7 @@ class ProtobufTypes:
 
         def to_row(message):
             return {name: read(message) for name, read in readers}
+
         return arrow, to_row
 
     def field(self, f) -> tuple[pa.DataType, Converter]:
@@ -99,7 +113,8 @@ class ProtobufTypes:
             key_type, key_convert = self.scalar(f.message_type.fields_by_name["key"])
             value_type, value_convert = self.single(f.message_type.fields_by_name["value"])
             return pa.map_(key_type, value_type), lambda entries: [
-                (key_convert(k), value_convert(v)) for k, v in entries.items()]
+                (key_convert(k), value_convert(v)) for k, v in entries.items()
+            ]
         arrow, convert = self.single(f)
         if _is_repeated(f):
             return pa.list_(arrow), lambda values: [convert(v) for v in values]
@@ -145,12 +160,14 @@ def _presence_reader(f, convert: Converter) -> Callable[[Any], Any]:
 
 
 def _timestamp(message) -> datetime.datetime:
-    return datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(
-        seconds=message.seconds, microseconds=message.nanos // 1000)
+    return datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(
+        seconds=message.seconds, microseconds=message.nanos // 1000
+    )
 
 
 def _message_json(message) -> str:
     from google.protobuf import json_format
+
     return json_format.MessageToJson(message, indent=None, preserving_proto_field_name=True)
 
 
@@ -205,16 +222,20 @@ class CompiledProtobuf:
         if self.indexes is None:
             self._choose(indexes)
         elif indexes != self.indexes:
-            raise ValueError(f"message indexes {list(indexes)} name another message type than "
-                             f"{list(self.indexes)} ({self.message_class.DESCRIPTOR.full_name}), which this "
-                             "topic's files hold for the same schema id")
+            raise ValueError(
+                f"message indexes {list(indexes)} name another message type than "
+                f"{list(self.indexes)} ({self.message_class.DESCRIPTOR.full_name}), which this "
+                "topic's files hold for the same schema id"
+            )
         message = self.message_class()
         message.ParseFromString(stream.read())
+        assert self.to_row is not None  # set by _choose with the message class
         return self.to_row(message)
 
     def _choose(self, indexes: tuple[int, ...]) -> None:
         from google.protobuf import message_factory
-        descriptor = None
+
+        descriptor: Any = None
         for depth, index in enumerate(indexes):
             if depth == 0:  # the file's messages in declaration order
                 choices = [self.file.message_types_by_name[m.name] for m in self.file_proto.message_type]
@@ -242,13 +263,16 @@ class ProtobufDecoder(WireDecoder):
 
         pool = DescriptorPool()
         _init_pool(pool)  # the well-known types (Timestamp, wrappers, ...) every schema may import
-        self.call(lambda: _resolve_named_schema(registered, self.client, pool),
-                  f"the references of schema id {schema_id}")
+        self.call(
+            lambda: _resolve_named_schema(registered, self.client, pool), f"the references of schema id {schema_id}"
+        )
         try:
             file_proto = _str_to_proto(f"schema-{schema_id}.proto", registered.schema_str)
         except Exception as error:  # noqa: BLE001
-            raise ValueError("the registry did not give the schema as a serialized FileDescriptorProto "
-                             f"(format=serialized); .proto text cannot be compiled here ({error})") from None
+            raise ValueError(
+                "the registry did not give the schema as a serialized FileDescriptorProto "
+                f"(format=serialized); .proto text cannot be compiled here ({error})"
+            ) from None
         if not file_proto.name:
             file_proto.name = f"schema-{schema_id}.proto"
         pool.Add(file_proto)

@@ -16,6 +16,7 @@ hangs past `timeout`, or answers 401/403/5xx raises `DecodeUnavailable` naming t
 `decode.schema_registry` key to check: the batch is retried, nothing is dead-lettered, and
 the consumer keeps running (credentials can be fixed while it waits).
 """
+
 from __future__ import annotations
 
 import base64
@@ -58,6 +59,7 @@ def http_errors() -> tuple[type[BaseException], ...]:
 def registry_client(conf: dict):
     """confluent-kafka's client; `mock://` URLs give its in-process mock (tests)."""
     from confluent_kafka.schema_registry import SchemaRegistryClient
+
     if str(conf.get("url", "")).startswith("mock://"):
         return SchemaRegistryClient.new_client(conf)
     return SchemaRegistryClient(conf)
@@ -70,8 +72,10 @@ def wire_format_problem(value: bytes, name: str) -> str | None:
     if len(value) < HEADER_BYTES:
         return f"not {name} in the Confluent wire format: {len(value)} bytes, shorter than the 5-byte header"
     if value[0] != MAGIC_BYTE:
-        return (f"not {name} in the Confluent wire format: first byte is 0x{value[0]:02x}, expected the magic "
-                "byte 0x00 followed by a 4-byte schema id")
+        return (
+            f"not {name} in the Confluent wire format: first byte is 0x{value[0]:02x}, expected the magic "
+            "byte 0x00 followed by a 4-byte schema id"
+        )
     return None
 
 
@@ -125,7 +129,7 @@ class WireDecoder:
             rows, good = [], []
             for index in indices:
                 try:
-                    rows.append(compiled.read(values[index]))
+                    rows.append(compiled.read(values[index]))  # type: ignore[arg-type]  # None went to empty_rows
                     good.append(index)
                 except Exception as error:  # noqa: BLE001 - any failure to read a body is that message's fault
                     rejects[index] = self.body_problem(schema_id, error)
@@ -156,15 +160,18 @@ class WireDecoder:
             registered = self.fetch(schema_id)
             kind = (registered.schema_type or "AVRO").upper()
             if kind != self.schema_type:
-                raise Rejected(f"schema id {schema_id} is a {kind} schema; decode.format {self.format_key} "
-                               f"reads {self.schema_type} schemas only")
+                raise Rejected(
+                    f"schema id {schema_id} is a {kind} schema; decode.format {self.format_key} "
+                    f"reads {self.schema_type} schemas only"
+                )
             try:
                 compiled = self.compile(schema_id, registered)
             except DecodeUnavailable:
                 raise
             except Exception as error:  # noqa: BLE001 - a schema we cannot use rejects its messages
-                raise Rejected(f"schema id {schema_id} cannot be used: {type(error).__name__}: "
-                               f"{str(error)[:200]}") from None
+                raise Rejected(
+                    f"schema id {schema_id} cannot be used: {type(error).__name__}: {str(error)[:200]}"
+                ) from None
         except Rejected as error:
             self.unknown[schema_id] = (time.monotonic(), str(error))
             raise
@@ -175,8 +182,12 @@ class WireDecoder:
     def _subjects_of(self, schema_id: int) -> list[str]:
         client = self.client
         if type(client).__name__.startswith("Mock"):  # confluent-kafka's mock:// has no GET /schemas/ids/{id}/versions
-            return [subject for subject in client.get_subjects() for version in client.get_versions(subject)
-                    if client.get_version(subject, version).schema_id == schema_id]
+            return [
+                subject
+                for subject in client.get_subjects()
+                for version in client.get_versions(subject)
+                if client.get_version(subject, version).schema_id == schema_id
+            ]
         return list(dict.fromkeys(pair.subject for pair in client.get_schema_versions(schema_id)))
 
     def _widened_columns(self, schema_id: int, compiled: CompiledSchema) -> dict[str, pa.DataType]:
@@ -192,6 +203,7 @@ class WireDecoder:
         if not integers:
             return {}
         from confluent_kafka.schema_registry.error import SchemaRegistryError
+
         try:
             widened: dict[str, pa.DataType] = {}
             for subject in self._subjects_of(schema_id):
@@ -199,25 +211,31 @@ class WireDecoder:
                     registered = self.client.get_version(subject, version)
                     if registered.schema_id == schema_id:
                         continue
-                    other = self.compiled.get(registered.schema_id) or self.compile(registered.schema_id,
-                                                                                    registered.schema)
+                    other = self.compiled.get(registered.schema_id) or self.compile(
+                        registered.schema_id, registered.schema
+                    )
                     other_arrow = getattr(other, "arrow", None)
                     for name in integers:
-                        if other_arrow is not None and other_arrow.get_field_index(name) >= 0 \
-                                and pa.types.is_floating(other_arrow.field(name).type):
+                        if (
+                            other_arrow is not None
+                            and other_arrow.get_field_index(name) >= 0
+                            and pa.types.is_floating(other_arrow.field(name).type)
+                        ):
                             widened[name] = pa.float64()
             return widened
         except http_errors() as error:
             raise DecodeUnavailable(
                 f"cannot reach the schema registry at {self._registry_conf.get('url')} (decode.schema_registry.url) "
-                f"while listing the versions of schema id {schema_id}: {type(error).__name__}: {error}; retrying") \
-                from None
+                f"while listing the versions of schema id {schema_id}: {type(error).__name__}: {error}; retrying"
+            ) from None
         except SchemaRegistryError as error:
             if error.http_status_code in (404, 501):
                 return {}
-            raise DecodeUnavailable(f"the schema registry at {self._registry_conf.get('url')} "
-                                    f"(decode.schema_registry.url) answered {error.http_status_code} while listing "
-                                    f"the versions of schema id {schema_id}: {error.error_message}; retrying") from None
+            raise DecodeUnavailable(
+                f"the schema registry at {self._registry_conf.get('url')} "
+                f"(decode.schema_registry.url) answered {error.http_status_code} while listing "
+                f"the versions of schema id {schema_id}: {error.error_message}; retrying"
+            ) from None
         except Exception:  # noqa: BLE001 - a version we cannot compile or a client without the call: as declared
             return {}
 
@@ -239,20 +257,25 @@ class WireDecoder:
             status = error.http_status_code
             if status == 404:
                 noun = f"unknown {what}" if what.startswith("schema id") else f"{what} not found"
-                raise Rejected(f"{noun}: the schema registry has no such schema "
-                               f"({error.error_code}: {error.error_message})") from None
+                raise Rejected(
+                    f"{noun}: the schema registry has no such schema ({error.error_code}: {error.error_message})"
+                ) from None
             if status in (401, 403):
                 raise DecodeUnavailable(
                     f"the schema registry at {url} refused us ({status}: {error.error_message}) while fetching {what}. "
                     "Fix: check the credentials in decode.schema_registry (basic.auth.user.info, "
-                    "bearer.auth.*); retrying meanwhile") from None
-            raise DecodeUnavailable(f"the schema registry at {url} (decode.schema_registry.url) answered {status} "
-                                    f"while fetching {what}: {error.error_message}; retrying") from None
+                    "bearer.auth.*); retrying meanwhile"
+                ) from None
+            raise DecodeUnavailable(
+                f"the schema registry at {url} (decode.schema_registry.url) answered {status} "
+                f"while fetching {what}: {error.error_message}; retrying"
+            ) from None
         except http_errors() as error:
             raise DecodeUnavailable(
                 f"cannot reach the schema registry at {url} (decode.schema_registry.url; timeout "
                 f"{self._registry_conf.get('timeout')} s in decode.schema_registry.timeout) while fetching {what}: "
-                f"{type(error).__name__}: {error}; retrying") from None
+                f"{type(error).__name__}: {error}; retrying"
+            ) from None
 
 
 def combine(parts: list[tuple[list[int], pa.Table]]) -> tuple[pa.Table, list[int], int]:
@@ -287,8 +310,9 @@ def _conflicts_as_text(tables: list[pa.Table]) -> tuple[list[pa.Table], int]:
         for name in conflicting & set(table.column_names):
             values = table.column(name).to_pylist(maps_as_pydicts="lossy")
             widened += sum(v is not None and not isinstance(v, str) for v in values)
-            text = pa.array([None if v is None else v if isinstance(v, str) else json_text(v) for v in values],
-                            pa.string())
+            text = pa.array(
+                [None if v is None else v if isinstance(v, str) else json_text(v) for v in values], pa.string()
+            )
             table = table.set_column(table.column_names.index(name), name, text)
         result.append(table)
     return result, widened

@@ -18,6 +18,7 @@ Contract:
 - Every problem is a ConfigError naming the file, the key and the fix; nothing is
   written unless every topic renders.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,17 +46,26 @@ MAX_NAME = 47  # pod names add "-<hash>-<suffix>" (17 chars) and must stay a 63-
 # librdkafka keys that `is_secret_key` matches (through "sas" or "key") but that hold no secret:
 # moving them to the Secret would only hide ordinary settings from the ConfigMap.
 NOT_SECRET = {"kafka.sasl.mechanism", "kafka.sasl.mechanisms", "kafka.sasl.kerberos.service.name"}
-KEDA_SASL = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512",
-             "OAUTHBEARER": "oauthbearer"}
+KEDA_SASL = {
+    "PLAIN": "plaintext",
+    "SCRAM-SHA-256": "scram_sha256",
+    "SCRAM-SHA-512": "scram_sha512",
+    "OAUTHBEARER": "oauthbearer",
+}
 _WHOLE_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}$")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("configs", type=Path, nargs="+", help="consumer YAML files or folders of *.yaml")
-    parser.add_argument("--out", type=Path, default=Path("deploy/k8s/generated"),
-                        help="folder for the manifests, one file per topic (default deploy/k8s/generated)")
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 if --out differs from what would be rendered")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("deploy/k8s/generated"),
+        help="folder for the manifests, one file per topic (default deploy/k8s/generated)",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if --out differs from what would be rendered"
+    )
 
 
 def command(args: argparse.Namespace) -> int:
@@ -91,7 +101,9 @@ def config_files(targets: list[Path]) -> list[Path]:
         else:
             files.append(target)
     if not files:
-        raise ConfigError([f"{', '.join(map(str, targets))}: no consumer YAML found. Fix: create one with `ingest new TOPIC`"])
+        raise ConfigError(
+            [f"{', '.join(map(str, targets))}: no consumer YAML found. Fix: create one with `ingest new TOPIC`"]
+        )
     return files
 
 
@@ -124,8 +136,10 @@ class RenderedTopic:
         return {self.filename: self.text, self.monitoring_filename: self._file_text(self.monitoring)}
 
     def _file_text(self, documents: list[dict[str, Any]]) -> str:
-        header = (f"{GENERATED_HEADER} from {self.source.name} (topic {self.topic}). "
-                  "Do not edit: change the consumer YAML and render again.\n")
+        header = (
+            f"{GENERATED_HEADER} from {self.source.name} (topic {self.topic}). "
+            "Do not edit: change the consumer YAML and render again.\n"
+        )
         return header + "---\n".join(_dump(d) for d in documents)
 
 
@@ -141,8 +155,10 @@ def render_all(paths: list[Path]) -> list[RenderedTopic]:
             problems.extend(error.problems)
             continue
         if topic.name in owners:
-            problems.append(f"{path}: topic: renders to {topic.name}, as {owners[topic.name]} does. "
-                            "Fix: one file per topic; remove or rename one of them")
+            problems.append(
+                f"{path}: topic: renders to {topic.name}, as {owners[topic.name]} does. "
+                "Fix: one file per topic; remove or rename one of them"
+            )
             continue
         owners[topic.name] = path
         rendered.append(topic)
@@ -155,30 +171,62 @@ def render_topic(path: Path) -> RenderedTopic:
     raw = load_merged_yaml(path)
     settings = _validate(path, raw)
     if settings.http.port == 0:
-        raise ConfigError([f"{path}: http.port: is 0 (HTTP off), but the pod's probes need /healthz and /readyz. "
-                           "Fix: set `http: {port: 8080}`"])
+        raise ConfigError(
+            [
+                f"{path}: http.port: is 0 (HTTP off), but the pod's probes need /healthz and /readyz. "
+                "Fix: set `http: {port: 8080}`"
+            ]
+        )
     name = resource_name(settings.topic)
     secret_name = settings.deploy.secret_name or name
     config, secret_env = externalize_secrets(raw)
     config.setdefault("kafka", {}).setdefault("group.instance.id", "${POD_NAME}")
-    labels = {"app.kubernetes.io/name": "lake-ingest", "app.kubernetes.io/instance": name,
-              "app.kubernetes.io/component": "consumer", "app.kubernetes.io/managed-by": "ingest-render"}
-    config_text = (f"# {settings.topic}: {path.name} with its `extends` merged in, rendered by `ingest render`.\n"
-                   f"# Secret values are ${{VAR}} references filled from Secret {secret_name}; "
-                   "group.instance.id is the pod's name.\n") + _dump(config)
+    labels = {
+        "app.kubernetes.io/name": "lake-ingest",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/component": "consumer",
+        "app.kubernetes.io/managed-by": "ingest-render",
+    }
+    config_text = (
+        f"# {settings.topic}: {path.name} with its `extends` merged in, rendered by `ingest render`.\n"
+        f"# Secret values are ${{VAR}} references filled from Secret {secret_name}; "
+        "group.instance.id is the pod's name.\n"
+    ) + _dump(config)
     documents = [
         _object("v1", "ConfigMap", name, settings, labels, data={"topic.yaml": config_text}),
         _deployment(name, settings, labels, config_text, secret_name, secret_env),
-        _object("policy/v1", "PodDisruptionBudget", name, settings, labels, spec={
-            # maxUnavailable, not minAvailable: a one-replica topic must not block node drains.
-            "maxUnavailable": 1, "selector": {"matchLabels": _selector(labels)}}),
+        _object(
+            "policy/v1",
+            "PodDisruptionBudget",
+            name,
+            settings,
+            labels,
+            spec={
+                # maxUnavailable, not minAvailable: a one-replica topic must not block node drains.
+                "maxUnavailable": 1,
+                "selector": {"matchLabels": _selector(labels)},
+            },
+        ),
     ]
     if settings.deploy.keda.enabled:
         documents.extend(_keda(path, name, settings, labels, raw.get("kafka", {}), secret_name))
-    monitoring = monitoring_documents(name, settings, labels, _selector(labels),
-                                      lambda api, kind, n, lbl, **body: _object(api, kind, n, settings, lbl, **body))
-    return RenderedTopic(settings.topic, name, path, documents, secret_name, sorted(secret_env),
-                         _warnings(path, raw, settings), monitoring)
+    monitoring = monitoring_documents(
+        name,
+        settings,
+        labels,
+        _selector(labels),
+        lambda api, kind, n, lbl, **body: _object(api, kind, n, settings, lbl, **body),
+    )
+    return RenderedTopic(
+        settings.topic,
+        name,
+        path,
+        documents,
+        secret_name,
+        sorted(secret_env),
+        _warnings(path, raw, settings),
+        monitoring,
+    )
 
 
 def resource_name(topic: str) -> str:
@@ -188,7 +236,7 @@ def resource_name(topic: str) -> str:
     if name == f"ingest-{topic}" and len(name) <= MAX_NAME:
         return name
     digest = hashlib.sha256(topic.encode()).hexdigest()[:6]
-    return f"{name[:MAX_NAME - 7].rstrip('-')}-{digest}"
+    return f"{name[: MAX_NAME - 7].rstrip('-')}-{digest}"
 
 
 def externalize_secrets(raw: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
@@ -231,8 +279,9 @@ def stale_files(out: Path, files: dict[str, str]) -> list[str]:
             problems.append(f"{current}: missing")
         elif current.read_text(encoding="utf-8") != text:
             problems.append(f"{current}: stale")
-    problems.extend(f"{path}: no consumer YAML renders it any more" for path in _generated(out)
-                    if path.name not in files)
+    problems.extend(
+        f"{path}: no consumer YAML renders it any more" for path in _generated(out) if path.name not in files
+    )
     return problems
 
 
@@ -250,11 +299,13 @@ def write_output(out: Path, files: dict[str, str]) -> None:
 
 # ---- pieces ----
 
+
 def _validate(path: Path, raw: dict[str, Any]) -> Settings:
     """Settings as `ingest validate` checks them, without reading this machine's environment:
     a reference without a default validates as itself, one with a default as the default."""
-    unset = {m.group(1): m.group(0) for text in _strings(raw) for m in ENV_REFERENCE.finditer(text)
-             if m.group(2) is None}
+    unset = {
+        m.group(1): m.group(0) for text in _strings(raw) for m in ENV_REFERENCE.finditer(text) if m.group(2) is None
+    }
     settings = load_settings(path, environ=unset)
     try:
         PartitionTemplate.parse(settings.output.partition_by)
@@ -263,8 +314,9 @@ def _validate(path: Path, raw: dict[str, Any]) -> Settings:
     return settings
 
 
-def _object(api_version: str, kind: str, name: str, settings: Settings, labels: dict[str, str],
-            **body: Any) -> dict[str, Any]:
+def _object(
+    api_version: str, kind: str, name: str, settings: Settings, labels: dict[str, str], **body: Any
+) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": name, "labels": labels, "annotations": {"lake-ingest/topic": settings.topic}}
     if settings.deploy.namespace:
         metadata["namespace"] = settings.deploy.namespace
@@ -275,8 +327,9 @@ def _selector(labels: dict[str, str]) -> dict[str, str]:
     return {k: labels[k] for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
 
 
-def _deployment(name: str, settings: Settings, labels: dict[str, str], config_text: str, secret_name: str,
-                secret_env: set[str]) -> dict[str, Any]:
+def _deployment(
+    name: str, settings: Settings, labels: dict[str, str], config_text: str, secret_name: str, secret_env: set[str]
+) -> dict[str, Any]:
     deploy, port = settings.deploy, settings.http.port
     env = [
         # Static membership: a container restarted in the same pod rejoins without a rebalance.
@@ -284,7 +337,7 @@ def _deployment(name: str, settings: Settings, labels: dict[str, str], config_te
         # The root filesystem is read-only; libraries that cache under ~ (cloud SDKs) get /tmp.
         {"name": "HOME", "value": "/tmp"},
     ] + [{"name": var, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": var}}} for var in secret_env]
-    container = {
+    container: dict[str, Any] = {
         "name": "ingest",
         "image": deploy.image,
         "imagePullPolicy": "IfNotPresent",
@@ -295,29 +348,55 @@ def _deployment(name: str, settings: Settings, labels: dict[str, str], config_te
         # Values shared by the fleet (bootstrap servers, lake root) come from one optional ConfigMap.
         "envFrom": [{"configMapRef": {"name": SHARED_ENV_CONFIGMAP, "optional": True}}],
         # No CPU limit: throttling a consumer only makes it lag; memory is bounded by batch.max_bytes.
-        "resources": {"requests": {"cpu": deploy.resources.cpu, "memory": deploy.resources.memory},
-                      "limits": {"memory": deploy.resources.memory}},
+        "resources": {
+            "requests": {"cpu": deploy.resources.cpu, "memory": deploy.resources.memory},
+            "limits": {"memory": deploy.resources.memory},
+        },
         # Liveness: the loop turns every poll (0.5 s); a revoke or a slow commit may hold it for seconds.
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "initialDelaySeconds": 10,
-                          "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 6},
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5,
-                           "timeoutSeconds": 5, "failureThreshold": 2},
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
-        "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-                         {"name": "tmp", "mountPath": "/tmp"}],
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 6,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "periodSeconds": 5,
+            "timeoutSeconds": 5,
+            "failureThreshold": 2,
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
     }
-    pod = {
-        "metadata": {"labels": labels, "annotations": {
-            # A changed ConfigMap rolls the pods (a mounted ConfigMap is not re-read by `ingest run`).
-            "lake-ingest/config-sha256": hashlib.sha256(config_text.encode()).hexdigest()}},
+    pod: dict[str, Any] = {
+        "metadata": {
+            "labels": labels,
+            "annotations": {
+                # A changed ConfigMap rolls the pods (a mounted ConfigMap is not re-read by `ingest run`).
+                "lake-ingest/config-sha256": hashlib.sha256(config_text.encode()).hexdigest()
+            },
+        },
         "spec": {
             "automountServiceAccountToken": False,  # the consumer never calls the Kubernetes API
             # SIGTERM → publish + commit every buffer (retrying storage up to shutdown_timeout) →
             # leave the group; `ingest validate` checks that this covers it.
             "terminationGracePeriodSeconds": math.ceil(deploy.termination_grace_period),
-            "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS, "fsGroup": RUN_AS,
-                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": RUN_AS,
+                "runAsGroup": RUN_AS,
+                "fsGroup": RUN_AS,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
             "containers": [container],
             "volumes": [{"name": "config", "configMap": {"name": name}}, {"name": "tmp", "emptyDir": {}}],
         },
@@ -339,19 +418,28 @@ def _deployment(name: str, settings: Settings, labels: dict[str, str], config_te
     return deployment
 
 
-def _keda(path: Path, name: str, settings: Settings, labels: dict[str, str], kafka: dict[str, Any],
-          secret_name: str) -> list[dict[str, Any]]:
+def _keda(
+    path: Path, name: str, settings: Settings, labels: dict[str, str], kafka: dict[str, Any], secret_name: str
+) -> list[dict[str, Any]]:
     keda = settings.deploy.keda
-    metadata = {"consumerGroup": settings.group, "topic": settings.topic, "lagThreshold": str(keda.lag_threshold),
-                "offsetResetPolicy": str(settings.kafka.get("auto.offset.reset", "earliest")),
-                "allowIdleConsumers": "false"}
+    metadata = {
+        "consumerGroup": settings.group,
+        "topic": settings.topic,
+        "lagThreshold": str(keda.lag_threshold),
+        "offsetResetPolicy": str(settings.kafka.get("auto.offset.reset", "earliest")),
+        "allowIdleConsumers": "false",
+    }
     bootstrap = str(kafka.get("bootstrap.servers", "localhost:9092"))
     whole = _WHOLE_REFERENCE.match(bootstrap)
     if whole:
         metadata["bootstrapServersFromEnv"] = whole.group(1)  # KEDA reads it from the container's env
     elif "${" in bootstrap:
-        raise ConfigError([f"{path}: kafka.bootstrap.servers: KEDA needs a literal list or a single ${{VAR}}. "
-                           "Fix: use `${KAFKA_BOOTSTRAP_SERVERS}` alone, or set deploy.keda.enabled: false"])
+        raise ConfigError(
+            [
+                f"{path}: kafka.bootstrap.servers: KEDA needs a literal list or a single ${{VAR}}. "
+                "Fix: use `${KAFKA_BOOTSTRAP_SERVERS}` alone, or set deploy.keda.enabled: false"
+            ]
+        )
     else:
         metadata["bootstrapServers"] = bootstrap
     protocol = str(settings.kafka.get("security.protocol", "PLAINTEXT")).upper()
@@ -362,30 +450,49 @@ def _keda(path: Path, name: str, settings: Settings, labels: dict[str, str], kaf
     if protocol.startswith("SASL"):
         mechanism = str(settings.kafka.get("sasl.mechanisms", settings.kafka.get("sasl.mechanism", "GSSAPI")))
         if mechanism.upper() not in KEDA_SASL:
-            raise ConfigError([f"{path}: kafka.sasl.mechanisms: {mechanism!r} cannot be rendered for KEDA; "
-                               f"use one of {', '.join(KEDA_SASL)}, or set deploy.keda.enabled: false"])
+            raise ConfigError(
+                [
+                    f"{path}: kafka.sasl.mechanisms: {mechanism!r} cannot be rendered for KEDA; "
+                    f"use one of {', '.join(KEDA_SASL)}, or set deploy.keda.enabled: false"
+                ]
+            )
         metadata["sasl"] = KEDA_SASL[mechanism.upper()]
-        refs = [{"parameter": parameter, "name": secret_name, "key": variable}
-                for parameter, variable in sorted(_sasl_variables(kafka).items())]
-        documents.append(_object("keda.sh/v1alpha1", "TriggerAuthentication", name, settings, labels,
-                                 spec={"secretTargetRef": refs}))
+        refs = [
+            {"parameter": parameter, "name": secret_name, "key": variable}
+            for parameter, variable in sorted(_sasl_variables(kafka).items())
+        ]
+        documents.append(
+            _object("keda.sh/v1alpha1", "TriggerAuthentication", name, settings, labels, spec={"secretTargetRef": refs})
+        )
         trigger["authenticationRef"] = {"name": name}
-    documents.append(_object("keda.sh/v1alpha1", "ScaledObject", name, settings, labels, spec={
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-        "minReplicaCount": keda.min_replicas,
-        "maxReplicaCount": keda.max_replicas or keda.partitions,
-        "pollingInterval": 30,
-        # Scaling down revokes partitions and flushes small files; wait out short dips in lag.
-        "cooldownPeriod": math.ceil(keda.cooldown),
-        "triggers": [trigger],
-    }))
+    documents.append(
+        _object(
+            "keda.sh/v1alpha1",
+            "ScaledObject",
+            name,
+            settings,
+            labels,
+            spec={
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "minReplicaCount": keda.min_replicas,
+                "maxReplicaCount": keda.max_replicas or keda.partitions,
+                "pollingInterval": 30,
+                # Scaling down revokes partitions and flushes small files; wait out short dips in lag.
+                "cooldownPeriod": math.ceil(keda.cooldown),
+                "triggers": [trigger],
+            },
+        )
+    )
     return documents
 
 
 def _sasl_variables(kafka: dict[str, Any]) -> dict[str, str]:
     """KEDA's parameter → the environment variable (= Secret key) that holds it in the pod."""
-    return {parameter: secret_variable(f"kafka.{key}", kafka[key])
-            for parameter, key in (("username", "sasl.username"), ("password", "sasl.password")) if key in kafka}
+    return {
+        parameter: secret_variable(f"kafka.{key}", kafka[key])
+        for parameter, key in (("username", "sasl.username"), ("password", "sasl.password"))
+        if key in kafka
+    }
 
 
 def _warnings(path: Path, raw: dict[str, Any], settings: Settings) -> list[str]:
@@ -393,11 +500,15 @@ def _warnings(path: Path, raw: dict[str, Any], settings: Settings) -> list[str]:
     url = settings.output.url
     if "://" not in url or url.startswith("file://"):
         where = str(raw.get("output", {}).get("url", url))
-        warnings.append(f"{path}: output.url: {where} lands on the pod's local disk, which is read-only and lost "
-                        f"on restart. Fix: an object store URL, or set its variable in ConfigMap {SHARED_ENV_CONFIGMAP}")
+        warnings.append(
+            f"{path}: output.url: {where} lands on the pod's local disk, which is read-only and lost "
+            f"on restart. Fix: an object store URL, or set its variable in ConfigMap {SHARED_ENV_CONFIGMAP}"
+        )
     if "localhost" in str(settings.kafka.get("bootstrap.servers", "localhost")):
-        warnings.append(f"{path}: kafka.bootstrap.servers: is localhost unless set in the pod. "
-                        f"Fix: set KAFKA_BOOTSTRAP_SERVERS in ConfigMap {SHARED_ENV_CONFIGMAP}, or a real address")
+        warnings.append(
+            f"{path}: kafka.bootstrap.servers: is localhost unless set in the pod. "
+            f"Fix: set KAFKA_BOOTSTRAP_SERVERS in ConfigMap {SHARED_ENV_CONFIGMAP}, or a real address"
+        )
     return warnings
 
 
@@ -435,5 +546,4 @@ _Dumper.add_representer(str, _text)
 
 
 def _dump(document: dict[str, Any]) -> str:
-    return yaml.dump(document, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True,
-                     width=120)
+    return yaml.dump(document, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True, width=120)

@@ -3,6 +3,7 @@
 Signals only set a flag; the loop notices it within one poll timeout, then publishes
 what is buffered, commits, and closes the consumer.
 """
+
 from __future__ import annotations
 
 import gc
@@ -39,10 +40,16 @@ def dead_letter_destinations(settings: Settings, store: LakeStore) -> DeadLetter
     if target.url:
         sinks.append(DeadLetterFiles(LakeStore.open(target.url, settings.output.storage_options)))
     if target.topic:
-        sinks.append(DeadLetterTopic(target.topic, {**producer_config(settings),
-                                                    "bootstrap.servers": consumer_config(settings)["bootstrap.servers"]}))
+        sinks.append(
+            DeadLetterTopic(
+                target.topic,
+                {**producer_config(settings), "bootstrap.servers": consumer_config(settings)["bootstrap.servers"]},
+            )
+        )
     if not sinks:
-        sinks.append(DeadLetterFiles(LakeStore.open(settings.output.url.rstrip("/") + "/_dlq", settings.output.storage_options)))
+        sinks.append(
+            DeadLetterFiles(LakeStore.open(settings.output.url.rstrip("/") + "/_dlq", settings.output.storage_options))
+        )
     return DeadLetters(sinks)
 
 
@@ -69,14 +76,20 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
         store = LakeStore.open(settings.output.url, settings.output.storage_options)
         store.check_writable()
         dead_letters = dead_letter_destinations(settings, store)
-        events = batch_events(settings, {**producer_config(settings),
-                                         "bootstrap.servers": consumer_config(settings)["bootstrap.servers"]})
+        events = batch_events(
+            settings, {**producer_config(settings), "bootstrap.servers": consumer_config(settings)["bootstrap.servers"]}
+        )
     except StorageError as error:
         log.error("%s (config: %s, key output.url)", error, source, extra={"event": "storage_fatal"})
         return EXIT_FATAL
     except (ImportError, ValueError) as error:
-        log.error("cannot open %s: %s. Fix: check output.url and output.storage_options in %s",
-                  settings.output.url, error, source, extra={"event": "storage_fatal"})
+        log.error(
+            "cannot open %s: %s. Fix: check output.url and output.storage_options in %s",
+            settings.output.url,
+            error,
+            source,
+            extra={"event": "storage_fatal"},
+        )
         return EXIT_FATAL
 
     allocator = use_system_allocator(os.environ)  # before any batch: see its docstring
@@ -87,38 +100,72 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
     try:
         instruments = Instruments.start(settings, consumer)  # /healthz /readyz /metrics, status line
     except OSError as error:
-        log.error("cannot serve /healthz /readyz /metrics on port %d: %s. Fix: set http.port in %s to a free "
-                  "port, or 0 to turn the HTTP server off", settings.http.port, error.strerror, source,
-                  extra={"event": "http_failed"})
+        log.error(
+            "cannot serve /healthz /readyz /metrics on port %d: %s. Fix: set http.port in %s to a free "
+            "port, or 0 to turn the HTTP server off",
+            settings.http.port,
+            error.strerror,
+            source,
+            extra={"event": "http_failed"},
+        )
         consumer.close()
         return EXIT_CONFIG
     config = consumer_config(settings)
     budget = MemoryBudget.plan(settings.memory_limit, settings.batch.max_bytes, PUBLISH_SLOTS, prefetch_bytes(config))
     pipeline = Pipeline(
-        topic=settings.topic, consumer=consumer, encoder=BatchEncoder(settings), store=store,
-        ledger=Ledger(store), dead_letters=dead_letters, policy=FlushPolicy.from_settings(settings.batch),
-        faults=FaultInjector.from_environment(), observer=instruments.observer, partition_eof=partition_eof,
-        publish_slots=PUBLISH_SLOTS, memory_budget=budget.messages, events=events,
+        topic=settings.topic,
+        consumer=consumer,
+        encoder=BatchEncoder(settings),
+        store=store,
+        ledger=Ledger(store),
+        dead_letters=dead_letters,
+        policy=FlushPolicy.from_settings(settings.batch),
+        faults=FaultInjector.from_environment(),
+        observer=instruments.observer,
+        partition_eof=partition_eof,
+        publish_slots=PUBLISH_SLOTS,
+        memory_budget=budget.messages,
+        events=events,
     )
-    log.info("memory budget %d MiB (memory.limit): %d MiB for messages, %d MiB librdkafka prefetch, %d MiB "
-             "encoding; %d full batches of batch.max_bytes at once", budget.limit >> 20, budget.messages >> 20,
-             budget.prefetch >> 20, budget.encode_working >> 20, budget.full_batches,
-             extra={"event": "memory_budget", "limit": budget.limit, "messages": budget.messages,
-                    "prefetch": budget.prefetch, "encode_working": budget.encode_working})
+    log.info(
+        "memory budget %d MiB (memory.limit): %d MiB for messages, %d MiB librdkafka prefetch, %d MiB "
+        "encoding; %d full batches of batch.max_bytes at once",
+        budget.limit >> 20,
+        budget.messages >> 20,
+        budget.prefetch >> 20,
+        budget.encode_working >> 20,
+        budget.full_batches,
+        extra={
+            "event": "memory_budget",
+            "limit": budget.limit,
+            "messages": budget.messages,
+            "prefetch": budget.prefetch,
+            "encode_working": budget.encode_working,
+        },
+    )
     stop = {"requested": False}
 
     def request_stop(signum, _frame):
-        log.info("received %s: publishing what is buffered, then stopping", signal.Signals(signum).name,
-                 extra={"event": "stopping"})
+        log.info(
+            "received %s: publishing what is buffered, then stopping",
+            signal.Signals(signum).name,
+            extra={"event": "stopping"},
+        )
         stop["requested"] = True
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    consumer.subscribe([settings.topic], on_assign=pipeline.on_assign, on_revoke=pipeline.on_revoke,
-                       on_lost=pipeline.on_lost)
-    log.info("consuming %s as group %s into %s (%s)", settings.topic, settings.group, settings.output.url,
-             settings.output.format, extra={"event": "started", "topic": settings.topic, "group": settings.group,
-                                            "arrow_allocator": allocator})
+    consumer.subscribe(
+        [settings.topic], on_assign=pipeline.on_assign, on_revoke=pipeline.on_revoke, on_lost=pipeline.on_lost
+    )
+    log.info(
+        "consuming %s as group %s into %s (%s)",
+        settings.topic,
+        settings.group,
+        settings.output.url,
+        settings.output.format,
+        extra={"event": "started", "topic": settings.topic, "group": settings.group, "arrow_allocator": allocator},
+    )
 
     def should_stop() -> bool:  # called once per loop turn, on the main thread
         instruments.on_turn(pipeline)
@@ -135,6 +182,11 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
     consumer.close()
     instruments.close()
     s = pipeline.stats
-    log.info("stopped: %d records landed in %d files, %d dead letters", s.records, s.files, s.dead_letters,
-             extra={"event": "stopped", "records": s.records, "files": s.files, "dead_letters": s.dead_letters})
+    log.info(
+        "stopped: %d records landed in %d files, %d dead letters",
+        s.records,
+        s.files,
+        s.dead_letters,
+        extra={"event": "stopped", "records": s.records, "files": s.files, "dead_letters": s.dead_letters},
+    )
     return EXIT_OK if clean else EXIT_UNCLEAN

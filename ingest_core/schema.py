@@ -20,11 +20,13 @@ Every value written as text although it was not a JSON string is counted as wide
   half floats) become ones it can.
 The rewritten names are returned so the encoder can record them in the file's metadata.
 """
+
 from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,6 +43,7 @@ class NumberText(str):
 
 
 # ---------------------------------------------------------------- JSON type inference
+
 
 class _Type:
     """An inferred JSON type. Scalars are shared singletons; lists and structs are built."""
@@ -152,7 +155,9 @@ def json_text(value: Any) -> str:
     if value is None or isinstance(value, (bool, int, float, str)):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, dict):
-        return "{" + ",".join(json.dumps(str(k), ensure_ascii=False) + ":" + json_text(v) for k, v in value.items()) + "}"
+        return (
+            "{" + ",".join(json.dumps(str(k), ensure_ascii=False) + ":" + json_text(v) for k, v in value.items()) + "}"
+        )
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(json_text(v) for v in value) + "]"
     return json.dumps(str(value), ensure_ascii=False)
@@ -226,8 +231,13 @@ def type_depth(t: pa.DataType, limit: int = 1 << 30) -> int:
     stack = [(t, 0)]
     while stack:
         current, depth = stack.pop()
-        if pa.types.is_struct(current) or pa.types.is_list(current) or pa.types.is_large_list(current) \
-                or pa.types.is_fixed_size_list(current) or pa.types.is_map(current):
+        if (
+            pa.types.is_struct(current)
+            or pa.types.is_list(current)
+            or pa.types.is_large_list(current)
+            or pa.types.is_fixed_size_list(current)
+            or pa.types.is_map(current)
+        ):
             depth += 1
             if depth > limit:
                 return depth
@@ -289,7 +299,7 @@ class _Fixer:
 
     def table(self, table: pa.Table, keep: Iterable[str] = ()) -> pa.Table:
         arrays, names = [], []
-        for name, column in zip(table.column_names, table.columns):
+        for name, column in zip(table.column_names, table.columns, strict=False):
             # Chunk by chunk: pyarrow.json gives one chunk per MiB parsed, and combining them
             # first would copy the whole table. The fixes depend only on the type, so every
             # chunk comes out with the same type (or every chunk is left out).
@@ -298,7 +308,7 @@ class _Fixer:
                 arrays.append(pa.chunked_array(chunks, type=chunks[0].type))
                 names.append(name)
         new_names = spark_names(names, keep)
-        for old, new in zip(names, new_names):
+        for old, new in zip(names, new_names, strict=False):
             if old != new:
                 self.renamed[new] = old
         if not arrays:
@@ -322,8 +332,9 @@ class _Fixer:
             items = self._element(array.items, path + "{}")
             if items is array.items:
                 return array
-            return pa.MapArray.from_arrays(array.offsets, array.keys, items,
-                                           mask=array.is_null() if array.null_count else None)
+            return pa.MapArray.from_arrays(
+                array.offsets, array.keys, items, mask=array.is_null() if array.null_count else None
+            )
         if pa.types.is_fixed_size_list(t):
             return self.array(array.cast(pa.list_(t.value_type)), path)
         if pa.types.is_time32(t):
@@ -358,13 +369,12 @@ class _Fixer:
         if not children:
             return None
         new_names = spark_names(names)
-        for old, new in zip(names, new_names):
+        for old, new in zip(names, new_names, strict=False):
             if old != new:
                 self.renamed[f"{path}.{new}"] = f"{path}.{old}"
         if not changed and new_names == names:
             return array
-        return pa.StructArray.from_arrays(children, names=new_names,
-                                          mask=array.is_null() if array.null_count else None)
+        return pa.StructArray.from_arrays(children, names=new_names, mask=array.is_null() if array.null_count else None)
 
     def _element(self, values: pa.Array, path: str) -> pa.Array:
         """Elements of a list or map: never dropped (that would change the list), but an

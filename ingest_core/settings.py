@@ -4,6 +4,7 @@ Every field has the default a data engineer would expect; unknown keys are
 rejected (the loader turns that into a did-you-mean). Values that are secrets
 (`kafka` SASL settings, `output.storage_options`) are never rendered by `redacted()`.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -22,8 +23,17 @@ COMPRESSIONS = {
     "ndjson": ("gzip", "zstd", "none"),
 }
 DEFAULT_PARTITION_BY = "dt={timestamp:%Y-%m-%d}/hour={timestamp:%H}"
-SECRET_WORDS = ("password", "secret", "key", "token", "credential", "sas", "connection_string", "jaas",
-                "user.info")  # schema registry basic.auth.user.info is "user:password"
+SECRET_WORDS = (
+    "password",
+    "secret",
+    "key",
+    "token",
+    "credential",
+    "sas",
+    "connection_string",
+    "jaas",
+    "user.info",
+)  # schema registry basic.auth.user.info is "user:password"
 
 
 class _Section(BaseModel):
@@ -38,10 +48,12 @@ class DecodeSettings(_Section):
     max_depth: int = Field(default=64, ge=1, le=100)  # JSON objects/arrays nested deeper are dead-lettered
 
     @model_validator(mode="after")
-    def _wire_formats_need_a_registry(self) -> "DecodeSettings":
+    def _wire_formats_need_a_registry(self) -> DecodeSettings:
         if self.format in ("avro", "json_schema", "protobuf") and not self.schema_registry.get("url"):
-            raise ValueError(f"format {self.format} reads schemas from a schema registry. "
-                             "Fix: add `schema_registry: {url: \"${SCHEMA_REGISTRY_URL}\"}`")
+            raise ValueError(
+                f"format {self.format} reads schemas from a schema registry. "
+                'Fix: add `schema_registry: {url: "${SCHEMA_REGISTRY_URL}"}`'
+            )
         return self
 
 
@@ -69,11 +81,15 @@ class OutputSettings(_Section):
         if unknown:
             close = [m for name in unknown for m in difflib.get_close_matches(name, known, n=1)]
             hint = f"did you mean {', '.join(close)}? " if close else ""
-            raise ValueError(f"unknown metadata column(s) {', '.join(unknown)}; {hint}the columns are {', '.join(known)}")
+            raise ValueError(
+                f"unknown metadata column(s) {', '.join(unknown)}; {hint}the columns are {', '.join(known)}"
+            )
         missing = [name for name in METADATA_COLUMNS if name not in value]
         if missing:
-            raise ValueError(f"a metadata list must hold {', '.join(METADATA_COLUMNS)} (a subset is not supported); "
-                             f"missing {', '.join(missing)}. Fix: add them, or write `metadata: false` for none")
+            raise ValueError(
+                f"a metadata list must hold {', '.join(METADATA_COLUMNS)} (a subset is not supported); "
+                f"missing {', '.join(missing)}. Fix: add them, or write `metadata: false` for none"
+            )
         return list(dict.fromkeys(value))
 
     @property
@@ -90,7 +106,7 @@ class OutputSettings(_Section):
         return HEADERS_COLUMN in self.metadata_columns
 
     @model_validator(mode="after")
-    def _compression_fits_format(self) -> "OutputSettings":
+    def _compression_fits_format(self) -> OutputSettings:
         allowed = COMPRESSIONS[self.format]
         if self.compression is not None and self.compression not in allowed:
             raise ValueError(
@@ -163,15 +179,18 @@ class KedaSettings(_Section):
     cooldown: Seconds = Field(default=300.0, gt=0)
 
     @model_validator(mode="after")
-    def _fits_partitions(self) -> "KedaSettings":
+    def _fits_partitions(self) -> KedaSettings:
         if not self.enabled:
             return self
         if self.partitions is None:
-            raise ValueError("enabled needs the topic's partition count. Fix: add `partitions: N` "
-                             "(kafka-topics --describe shows it)")
+            raise ValueError(
+                "enabled needs the topic's partition count. Fix: add `partitions: N` (kafka-topics --describe shows it)"
+            )
         if self.max_replicas is not None and self.max_replicas > self.partitions:
-            raise ValueError(f"max_replicas {self.max_replicas} is more than the {self.partitions} partitions; "
-                             "the extra consumers would sit idle. Fix: lower max_replicas")
+            raise ValueError(
+                f"max_replicas {self.max_replicas} is more than the {self.partitions} partitions; "
+                "the extra consumers would sit idle. Fix: lower max_replicas"
+            )
         if self.min_replicas > (self.max_replicas or self.partitions):
             raise ValueError("min_replicas is more than max_replicas. Fix: lower min_replicas")
         return self
@@ -219,9 +238,7 @@ class Settings(_Section):
     @classmethod
     def _topic_is_a_kafka_name(cls, value: str) -> str:
         if not value or len(value) > 249 or not all(c.isalnum() or c in "._-" for c in value):
-            raise ValueError(
-                f"{value!r} is not a Kafka topic name; use letters, digits, '.', '_' or '-' (at most 249)"
-            )
+            raise ValueError(f"{value!r} is not a Kafka topic name; use letters, digits, '.', '_' or '-' (at most 249)")
         if value[0] in "._":
             raise ValueError(
                 f"data files are named after the topic, and a name starting with {value[0]!r} is hidden from "

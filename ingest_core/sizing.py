@@ -5,12 +5,13 @@ Each check returns warnings that name the file, the keys and the fix. None of th
 consumer from running: a config that cannot make full-size files still lands everything,
 in smaller files.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .budget import MEMORY_SHARE, MemoryBudget, prefetch_bytes
 from .kafka import consumer_config, producer_config
@@ -43,8 +44,14 @@ def partitions_from_broker(timeout: float = 3.0) -> PartitionLookup:
         bootstrap = consumer_config(settings)["bootstrap.servers"]
         if bootstrap in unreachable:
             return None
-        admin = AdminClient({**producer_config(settings), "bootstrap.servers": bootstrap, "log_level": 0,
-                             "error_cb": lambda _error: None})
+        admin = AdminClient(
+            {
+                **producer_config(settings),
+                "bootstrap.servers": bootstrap,
+                "log_level": 0,
+                "error_cb": lambda _error: None,  # type: ignore[dict-item]  # the stub types values as scalars
+            }
+        )
         try:
             metadata = admin.list_topics(settings.topic, timeout=timeout)
         except Exception:  # noqa: BLE001 - unreachable or refused: fall back to deploy
@@ -81,23 +88,32 @@ def memory_warnings(path: Path, settings: Settings, count: PartitionCount | None
     replicas = replicas_at_least(settings)
     per_replica = math.ceil(count.partitions / replicas)
     max_bytes = settings.batch.max_bytes
-    budget = MemoryBudget.plan(settings.memory_limit, max_bytes, PUBLISH_SLOTS, prefetch_bytes(consumer_config(settings)))
+    budget = MemoryBudget.plan(
+        settings.memory_limit, max_bytes, PUBLISH_SLOTS, prefetch_bytes(consumer_config(settings))
+    )
     if budget.full_batches >= per_replica:
         return []
-    limit_from = ("memory.limit" if settings.memory.limit is not None
-                  else f"memory.limit, by default {MEMORY_SHARE:.0%} of deploy.resources.memory "
-                       f"{settings.deploy.resources.memory}")
+    limit_from = (
+        "memory.limit"
+        if settings.memory.limit is not None
+        else f"memory.limit, by default {MEMORY_SHARE:.0%} of deploy.resources.memory "
+        f"{settings.deploy.resources.memory}"
+    )
     smaller = budget.file_bytes_at(per_replica)
     # What would give every partition of a replica a full batch at once.
     needed_limit = budget.prefetch + budget.encode_working + per_replica * max_bytes
     needed_pod = math.ceil(needed_limit / MEMORY_SHARE / (256 * MiB)) * 256  # in steps of 256Mi
     needed_replicas = math.ceil(count.partitions / max(1, budget.full_batches)) if budget.full_batches else None
-    fixes = [f"raise deploy.resources.memory to {needed_pod}Mi" + ("" if settings.memory.limit is None
-                                                                  else f" and memory.limit to {needed_limit // MiB}MiB"),
-             f"or lower batch.max_bytes to {max(1, budget.messages // per_replica // MiB)}MiB"]
+    fixes = [
+        f"raise deploy.resources.memory to {needed_pod}Mi"
+        + ("" if settings.memory.limit is None else f" and memory.limit to {needed_limit // MiB}MiB"),
+        f"or lower batch.max_bytes to {max(1, budget.messages // per_replica // MiB)}MiB",
+    ]
     if needed_replicas and needed_replicas <= count.partitions:
-        fixes.append(f"or raise deploy.replicas{' (deploy.keda.min_replicas)' if settings.deploy.keda.enabled else ''} "
-                     f"to {needed_replicas}")
+        fixes.append(
+            f"or raise deploy.replicas{' (deploy.keda.min_replicas)' if settings.deploy.keda.enabled else ''} "
+            f"to {needed_replicas}"
+        )
     return [
         f"{path}: memory.limit / batch.max_bytes: {limit_from} gives {budget.messages // MiB} MiB for messages, "
         f"{budget.full_batches} full batch(es) of batch.max_bytes {max_bytes // MiB} MiB, but each replica owns "
@@ -116,9 +132,11 @@ def timing_warnings(path: Path, settings: Settings) -> list[str]:
             f"{path}: deploy.keda.cooldown: {keda.cooldown:.0f}s is not longer than batch.max_age "
             f"{batch.max_age:.0f}s. Records buffered but not committed count as lag to KEDA, so a replica may be "
             f"scaled down while it holds a batch (the batch is replayed, the work done twice). "
-            f"Fix: set deploy.keda.cooldown to at least {math.ceil(2 * batch.max_age)}s")
-    budget_bytes = MemoryBudget.plan(settings.memory_limit, batch.max_bytes, PUBLISH_SLOTS,
-                                     prefetch_bytes(consumer_config(settings))).messages
+            f"Fix: set deploy.keda.cooldown to at least {math.ceil(2 * batch.max_age)}s"
+        )
+    budget_bytes = MemoryBudget.plan(
+        settings.memory_limit, batch.max_bytes, PUBLISH_SLOTS, prefetch_bytes(consumer_config(settings))
+    ).messages
     flush_seconds = budget_bytes / FLUSH_BYTES_PER_SECOND
     needed = deploy.shutdown_timeout + flush_seconds + GRACE_MARGIN
     if deploy.termination_grace_period < needed:
@@ -127,5 +145,6 @@ def timing_warnings(path: Path, settings: Settings) -> list[str]:
             f"flush: deploy.shutdown_timeout {deploy.shutdown_timeout:.0f}s + about {flush_seconds:.0f}s to publish the "
             f"{budget_bytes // MiB} MiB the memory budget may hold + {GRACE_MARGIN:.0f}s to leave the group. "
             f"Kubernetes kills the pod at the grace period and the batches are replayed by the next owner. "
-            f"Fix: set deploy.termination_grace_period to at least {math.ceil(needed)}s, or lower deploy.shutdown_timeout")
+            f"Fix: set deploy.termination_grace_period to at least {math.ceil(needed)}s, or lower deploy.shutdown_timeout"
+        )
     return warnings

@@ -7,12 +7,14 @@ most once per second, from the pipeline's hooks and from `tick()`, which the run
 every loop turn so the line stays current while nothing arrives. Log records clear the
 line first (see `attach_to_logging`), so a log line never lands in the middle of it.
 """
+
 from __future__ import annotations
 
 import logging
 import sys
 import time
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 from .observer import PipelineObserver
 
@@ -22,8 +24,14 @@ CLEAR_LINE = "\r\x1b[K"
 class StatusLine(PipelineObserver):
     """Renders the status line to `stream`. All calls come from the main thread."""
 
-    def __init__(self, topic: str, stream: TextIO, lag_provider: Callable[[], dict[int, int]] | None = None,
-                 clock: Callable[[], float] = time.monotonic, every: float = 1.0):
+    def __init__(
+        self,
+        topic: str,
+        stream: TextIO,
+        lag_provider: Callable[[], dict[int, int]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        every: float = 1.0,
+    ):
         self.topic = topic
         self.stream = stream
         self.lag_provider = lag_provider
@@ -38,7 +46,7 @@ class StatusLine(PipelineObserver):
         self.shown = False
 
     @classmethod
-    def for_terminal(cls, topic: str, lag_provider=None, stream: TextIO | None = None) -> "StatusLine | None":
+    def for_terminal(cls, topic: str, lag_provider=None, stream: TextIO | None = None) -> StatusLine | None:
         """A StatusLine on stderr if it is a terminal, else None (nothing to attach)."""
         stream = stream or sys.stderr
         return cls(topic, stream, lag_provider) if stream.isatty() else None
@@ -49,8 +57,9 @@ class StatusLine(PipelineObserver):
         self.consumed_since_draw += count
         self.tick()
 
-    def flushed(self, partition: int, rows: int, nbytes: int, files: int, dead_letters: int,
-                widened: int, seconds: float) -> None:
+    def flushed(
+        self, partition: int, rows: int, nbytes: int, files: int, dead_letters: int, widened: int, seconds: float
+    ) -> None:
         self.files += files
         self.last_flush = (self.clock(), partition, rows)
         self.tick()

@@ -7,6 +7,7 @@ S3 and Azure, `ifGenerationMatch=0` on GCS, each answered 412 when the name exis
 Either way a reader never sees a partial file, and "already exists" during a replay
 proves the file is there.
 """
+
 from __future__ import annotations
 
 import errno
@@ -56,17 +57,29 @@ def classify(error: BaseException, url: str, secrets: tuple[str, ...] = ()) -> S
             "output.storage_options (or the environment / workload identity) and their write permission",
             permanent=True,
         )
-    if "nosuchbucket" in lowered or "containernotfound" in lowered or "bucket does not exist" in lowered \
-            or "specified container does not exist" in lowered \
-            or (isinstance(error, FileNotFoundError) and _GCS_NO_BUCKET.search(str(error))):
+    if (
+        "nosuchbucket" in lowered
+        or "containernotfound" in lowered
+        or "bucket does not exist" in lowered
+        or "specified container does not exist" in lowered
+        or (isinstance(error, FileNotFoundError) and _GCS_NO_BUCKET.search(str(error)))
+    ):
         return StorageError(
             f"{url}: the bucket or container does not exist ({text}). Fix: create it, or correct output.url",
             permanent=True,
         )
-    if "invalidaccesskeyid" in lowered or "signaturedoesnotmatch" in lowered or "authenticationfailed" in lowered \
-            or "accessdenied" in lowered or "authorizationfailure" in lowered or "forbidden" in lowered \
-            or "failed to authenticate" in lowered or "invalid credentials" in lowered \
-            or getattr(error, "code", None) in (401, 403) or "invalid_grant" in lowered:
+    if (
+        "invalidaccesskeyid" in lowered
+        or "signaturedoesnotmatch" in lowered
+        or "authenticationfailed" in lowered
+        or "accessdenied" in lowered
+        or "authorizationfailure" in lowered
+        or "forbidden" in lowered
+        or "failed to authenticate" in lowered
+        or "invalid credentials" in lowered
+        or getattr(error, "code", None) in (401, 403)
+        or "invalid_grant" in lowered
+    ):
         return StorageError(
             f"{url}: credentials refused ({text}). Fix: check output.storage_options or the environment's credentials",
             permanent=True,
@@ -84,7 +97,7 @@ class LakeStore:
     secrets: tuple[str, ...] = ()  # values to keep out of error messages
 
     @classmethod
-    def open(cls, url: str, storage_options: dict | None = None) -> "LakeStore":
+    def open(cls, url: str, storage_options: dict | None = None) -> LakeStore:
         fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
         if _is_local(fs):
             root = os.path.abspath(root)
@@ -123,8 +136,14 @@ class LakeStore:
         self.fs.invalidate_cache(path)
         size = self.fs.size(path)
         if size != len(data):
-            log.warning("%s/%s already exists with %s bytes where this run made %d; keeping the published file",
-                        self.url, relative, size, len(data), extra={"event": "exists_other_size", "path": relative})
+            log.warning(
+                "%s/%s already exists with %s bytes where this run made %d; keeping the published file",
+                self.url,
+                relative,
+                size,
+                len(data),
+                extra={"event": "exists_other_size", "path": relative},
+            )
         return False
 
     def read(self, relative: str) -> bytes | None:
@@ -153,7 +172,7 @@ class LakeStore:
         except Exception as error:  # noqa: BLE001
             raise classify(error, self.url, self.secrets) from error
         by_full = {self.fs._strip_protocol(k): v for k, v in found.items()}
-        return {r: by_full[self.fs._strip_protocol(f)] for r, f in zip(relatives, full)}
+        return {r: by_full[self.fs._strip_protocol(f)] for r, f in zip(relatives, full, strict=False)}
 
     def list_files(self, relative: str = "") -> list[str]:
         """Every file below `relative`, as paths relative to the root, sorted."""
@@ -169,7 +188,7 @@ class LakeStore:
         # s3fs's find() returns the folder itself when nothing is below it and a listing
         # calls it a directory (seen against moto under load): never a file below it.
         found = [p for p in found if p.rstrip("/") != base.rstrip("/")]
-        return sorted(p[len(prefix):] if p.startswith(prefix) else p for p in found)
+        return sorted(p[len(prefix) :] if p.startswith(prefix) else p for p in found)
 
     def check_writable(self) -> None:
         """Fail fast with a clear message when the root cannot be written (permanent errors)."""
@@ -191,8 +210,11 @@ def _secret_values(options: dict) -> tuple[str, ...]:
                 walk(item, str(name))
         elif isinstance(value, str) and value and is_secret_key(key) and value not in _GCS_TOKEN_MODES:
             found.append(value)
-            found.extend(part.split("=", 1)[1] for part in value.split(";")
-                         if part.split("=", 1)[0].lower() in ("accountkey", "sharedaccesssignature") and "=" in part)
+            found.extend(
+                part.split("=", 1)[1]
+                for part in value.split(";")
+                if part.split("=", 1)[0].lower() in ("accountkey", "sharedaccesssignature") and "=" in part
+            )
 
     walk(options, "")
     return tuple(sorted(set(found), key=len, reverse=True))

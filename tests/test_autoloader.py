@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from ingest_core.autoloader import (autoloader_snippet, layout_problems, layout_warnings, partition_columns,
-                                    spark_path, spark_reader, spark_snippet)
+from ingest_core.autoloader import (
+    autoloader_snippet,
+    layout_problems,
+    layout_warnings,
+    partition_columns,
+    spark_path,
+    spark_reader,
+    spark_snippet,
+)
 from ingest_core.cli import main
 from ingest_core.paths import data_file_name
 from ingest_core.settings import Settings

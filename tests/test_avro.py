@@ -15,14 +15,14 @@ import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-
 from integration.registry import SchemaRegistry
+
 from ingest_core.batch import Batch
-from ingest_core.decode import DecodeUnavailable, Decoder
+from ingest_core.decode import Decoder, DecodeUnavailable
 from ingest_core.encode import BatchEncoder
 from ingest_core.settings import Settings
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 TOPIC = "orders"
 
 V1 = {"type": "record", "name": "Order", "namespace": "shop", "fields": [

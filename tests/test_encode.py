@@ -166,14 +166,14 @@ def test_columnwise_ndjson_splice_gives_the_same_bytes_as_the_per_row_one(monkey
         "_timestamp": pa.array([BASE_TS] * 20, pa.int64()).cast(pa.timestamp("ms", tz="UTC")).cast(pa.timestamp("us", tz="UTC")),
         "_key": pa.array([None if k is None else k.decode() for k in keys], pa.string()),
     })
-    per_row = b"".join(ndjson._splice(p, b) for p, b in zip(ndjson._metadata_prefixes(metadata), decoded_lines))
+    per_row = b"".join(ndjson._splice(p, b) for p, b in zip(ndjson._metadata_prefixes(metadata), decoded_lines, strict=False))
     assert b"".join(bytes(piece) for piece in ndjson.text_slices(metadata, pa.array(decoded_lines, pa.binary()))) == per_row == table_rows
     # Timestamps over several seconds (and before 1970): formatted per distinct second, the same text.
     stamps = [BASE_TS, BASE_TS + 1, BASE_TS + 999, BASE_TS + 1000, BASE_TS - 1, -1, 0, 5, -86_400_001, BASE_TS + 61_007,
               BASE_TS + 3_600_000, 1, 2, 3, 4, 999, 1000, 1001, -999, -1000]
     metadata = metadata.set_column(3, "_timestamp", pa.array(stamps, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
                                    .cast(pa.timestamp("us", tz="UTC")))
-    per_row = b"".join(ndjson._splice(p, b) for p, b in zip(ndjson._metadata_prefixes(metadata), decoded_lines))
+    per_row = b"".join(ndjson._splice(p, b) for p, b in zip(ndjson._metadata_prefixes(metadata), decoded_lines, strict=False))
     assert b"".join(bytes(piece) for piece in ndjson.text_slices(metadata, pa.array(decoded_lines, pa.binary()))) == per_row
     # Spliced a few rows at a time (a 64 MiB batch goes in slices of SLICE_ROWS): the same bytes.
     monkeypatch.setattr(ndjson, "SLICE_ROWS", 3)

@@ -6,8 +6,8 @@ import threading
 import time
 
 import pyarrow.dataset as ds
-
 from fakes import FakeConsumer, PartitionEnd, json_messages
+
 from ingest_core.batch import FlushPolicy
 from ingest_core.deadletter import DeadLetterFiles
 from ingest_core.encode import BatchEncoder
@@ -64,7 +64,7 @@ def make(tmp_path, consumer, max_records=10, max_age=60.0, clock=None, fmt="parq
 def landed(tmp_path) -> list[tuple[int, int]]:
     table = ds.dataset(f"{tmp_path}/lake", format="parquet", partitioning="hive",
                        exclude_invalid_files=False).to_table(columns=["_partition", "_offset"])
-    return sorted(zip(table.column("_partition").to_pylist(), table.column("_offset").to_pylist()))
+    return sorted(zip(table.column("_partition").to_pylist(), table.column("_offset").to_pylist(), strict=False))
 
 
 def spin(pipeline, turns=5):

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
-
 from integration.registry import SchemaRegistry
 from integration.wire_schemas import FORMATS, expected_row, order, serializer
-from ingest_core.decode import DecodeUnavailable, Decoder
+
+from ingest_core.decode import Decoder, DecodeUnavailable
 from ingest_core.settings import Settings
 
 TOPIC = "orders"

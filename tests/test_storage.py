@@ -1,6 +1,5 @@
 import os
 
-
 from ingest_core.storage import LakeStore, classify
 
 

@@ -6,10 +6,12 @@ slice of the file's text exists at a time, instead of the whole file next to its
 
 A format is one small module exposing an encoder with `extension` and `encode(rows)`.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Union
+from typing import TypeAlias
 
 import pyarrow as pa
 
@@ -20,7 +22,9 @@ class Rows:
     the validated JSON text of each row (NDJSON writes it through unchanged)."""
 
     payload: pa.Table
-    metadata: pa.Table | None  # _topic, _partition, _offset, _timestamp, _key (and _headers if asked); None if metadata: false
+    metadata: (
+        pa.Table | None
+    )  # _topic, _partition, _offset, _timestamp, _key (and _headers if asked); None if metadata: false
     json_lines: pa.Array | None  # binary, one value per row
 
 
@@ -41,7 +45,7 @@ class Pieces:
         self.size = size
 
 
-FileData = Union[bytes, pa.Buffer, Pieces]  # Pieces: the file is its pieces, back to back
+FileData: TypeAlias = bytes | pa.Buffer | Pieces  # Pieces: the file is its pieces, back to back
 
 
 def pieces_of(data: FileData) -> Iterable[bytes | pa.Buffer]:
@@ -66,8 +70,10 @@ def data_bytes(data: FileData) -> bytes:
 def encoder_for(fmt: str, codec: str):
     if fmt == "parquet":
         from .parquet import ParquetEncoder
+
         return ParquetEncoder(codec)
     if fmt == "ndjson":
         from .ndjson import NdjsonEncoder
+
         return NdjsonEncoder(codec)
     raise ValueError(f"output.format {fmt!r} is not known")

@@ -6,6 +6,7 @@ Spark's JSON reader accepts them by default). Other input (Avro, raw) is written
 its Arrow rows: bytes as base64, timestamps as ISO-8601 with `Z`, dates as ISO-8601,
 decimals as strings (exact), maps as objects.
 """
+
 from __future__ import annotations
 
 import base64
@@ -13,7 +14,7 @@ import datetime
 import decimal
 import json
 import zlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -44,7 +45,9 @@ def _binary(value: bytes) -> pa.Scalar:
     return pa.scalar(value, pa.binary())
 
 
-SLICE_ROWS = 2048  # rows spliced at a time (≈ 2 MiB of 1 KiB values): the intermediate arrays stay small (round 7: from 16,384)
+SLICE_ROWS = (
+    2048  # rows spliced at a time (≈ 2 MiB of 1 KiB values): the intermediate arrays stay small (round 7: from 16,384)
+)
 
 
 def text_slices(metadata: pa.Table | None, bodies: pa.Array) -> Iterator[pa.Buffer | bytes]:
@@ -67,7 +70,7 @@ def text_slices(metadata: pa.Table | None, bodies: pa.Array) -> Iterator[pa.Buff
             yield values_buffer(lines)
         else:
             prefixes = _metadata_prefixes(part_metadata)
-            yield b"".join(_splice(prefix, body) for prefix, body in zip(prefixes, part.to_pylist()))
+            yield b"".join(_splice(prefix, body) for prefix, body in zip(prefixes, part.to_pylist(), strict=False))
 
 
 def _spliced_columnwise(metadata: pa.Table, bodies: pa.Array) -> pa.Array | None:
@@ -84,20 +87,28 @@ def _spliced_columnwise(metadata: pa.Table, bodies: pa.Array) -> pa.Array | None
         return None
     topic = metadata.column("_topic")[0].as_py()
     partition = metadata.column("_partition")[0].as_py()
-    quoted_keys = pc.fill_null(pc.binary_join_element_wise(_binary(b'"'), keys.cast(pa.binary()), _binary(b'"'),
-                                                           _binary(b"")), _binary(b"null"))
+    quoted_keys = pc.fill_null(
+        pc.binary_join_element_wise(_binary(b'"'), keys.cast(pa.binary()), _binary(b'"'), _binary(b"")),
+        _binary(b"null"),
+    )
     lines = pc.binary_join_element_wise(
         _binary(f'{{"_topic":{json.dumps(topic)},"_partition":{partition},"_offset":'.encode()),
         metadata.column("_offset").combine_chunks().cast(pa.string()).cast(pa.binary()),
-        _binary(b',"_timestamp":"'), _iso_millis(metadata.column("_timestamp").combine_chunks()),
-        _binary(b'Z","_key":'), quoted_keys, *_headers_fields(metadata),
-        _field_separators(bodies), pc.binary_slice(bodies, 1, 2**31 - 1),  # the body from after its "{"
-        _binary(b"\n"), _binary(b""))
+        _binary(b',"_timestamp":"'),
+        _iso_millis(metadata.column("_timestamp").combine_chunks()),
+        _binary(b'Z","_key":'),
+        quoted_keys,
+        *_headers_fields(metadata),
+        _field_separators(bodies),
+        pc.binary_slice(bodies, 1, 2**31 - 1),  # the body from after its "{"
+        _binary(b"\n"),
+        _binary(b""),
+    )
     return lines
 
 
 def _field_separators(bodies: pa.Array) -> pa.Scalar | pa.Array:
-    """"," between the metadata and the body's fields, "" for a body with no field."""
+    """ "," between the metadata and the body's fields, "" for a body with no field."""
     short = pc.indices_nonzero(pc.less_equal(pc.binary_length(bodies), _SHORT)).to_pylist()
     if not short:
         return _binary(b",")
@@ -128,10 +139,13 @@ def _metadata_prefixes(metadata: pa.Table) -> list[bytes]:
     topic_json = json.dumps(topics[0]) if topics else '""'
     prefixes = [
         f'{{"_topic":{topic_json},"_partition":{p},"_offset":{o},"_timestamp":"{_millis(t)}","_key":{json.dumps(k)}'.encode()
-        for p, o, t, k in zip(partitions, offsets, stamps, keys)
+        for p, o, t, k in zip(partitions, offsets, stamps, keys, strict=False)
     ]
     if "_headers" in metadata.column_names:
-        prefixes = [prefix + b',"_headers":' + text for prefix, text in zip(prefixes, headers_json(metadata.column("_headers")))]
+        prefixes = [
+            prefix + b',"_headers":' + text
+            for prefix, text in zip(prefixes, headers_json(metadata.column("_headers")), strict=False)
+        ]
     return prefixes
 
 
@@ -148,10 +162,18 @@ def headers_json(headers: pa.ChunkedArray | pa.Array) -> list[bytes]:
     lengths = pc.list_value_length(headers).to_pylist()
     if not any(lengths):
         return [b"[]"] * len(lengths)
-    return [b"[]" if not length else json.dumps(
-        [{"key": h["key"], "value": None if h["value"] is None else base64.b64encode(h["value"]).decode("ascii")}
-         for h in row], separators=(",", ":")).encode()
-        for length, row in zip(lengths, headers.to_pylist())]
+    return [
+        b"[]"
+        if not length
+        else json.dumps(
+            [
+                {"key": h["key"], "value": None if h["value"] is None else base64.b64encode(h["value"]).decode("ascii")}
+                for h in row
+            ],
+            separators=(",", ":"),
+        ).encode()
+        for length, row in zip(lengths, headers.to_pylist(), strict=False)
+    ]
 
 
 def _millis(stamp: str) -> str:

@@ -1,10 +1,11 @@
 """Parquet files that Spark reads: microsecond UTC timestamps, signed ints, names and
 types Spark accepts (see schema.spark_readable), metadata columns first."""
+
 from __future__ import annotations
 
 import io
 import json
-from typing import Iterable
+from collections.abc import Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -13,7 +14,9 @@ from ..schema import spark_readable
 from . import FileData, Pieces, Rows
 
 RENAMED_KEY = b"lake_ingest.renamed"  # file metadata: {written name: name in the records}
-ROW_GROUP_BYTES = 4 << 20  # Arrow bytes of rows per row group when a batch comes in slices (round 9: 8 MiB held 5-10 MiB more, no faster)
+ROW_GROUP_BYTES = (
+    4 << 20
+)  # Arrow bytes of rows per row group when a batch comes in slices (round 9: 8 MiB held 5-10 MiB more, no faster)
 
 
 class ParquetEncoder:
@@ -38,7 +41,8 @@ class ParquetEncoder:
                 table = self._readable(rows)
                 if writer is None:
                     writer = pq.ParquetWriter(
-                        sink, table.schema,
+                        sink,
+                        table.schema,
                         compression=self.codec if self.codec != "none" else "NONE",
                         coerce_timestamps="us",
                         allow_truncated_timestamps=True,
@@ -51,6 +55,7 @@ class ParquetEncoder:
                     writer.write_table(pa.concat_tables(waiting))
                     waiting, waiting_bytes = [], 0
             if waiting:
+                assert writer is not None  # opened with the first slice, which is waiting
                 writer.write_table(pa.concat_tables(waiting))
         finally:
             if writer is not None:
@@ -75,7 +80,7 @@ def merge_metadata(payload: pa.Table, metadata: pa.Table | None) -> pa.Table:
     taken = {name.lower() for name in metadata.column_names}
     columns = list(metadata.columns)
     names = list(metadata.column_names)
-    for name, column in zip(payload.column_names, payload.columns):
+    for name, column in zip(payload.column_names, payload.columns, strict=False):
         names.append(f"{name}_payload" if name.lower() in taken else name)
         columns.append(column)
     return pa.Table.from_arrays(columns, names=names)

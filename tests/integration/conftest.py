@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-
 from kafka_broker import LocalKafka  # noqa: E402
 from object_stores import AzuriteServer, FakeGcsServer, MotoS3Server  # noqa: E402
 

@@ -286,7 +286,7 @@ def test_avro_two_schema_versions_land_in_parquet_spark_reads_with_both_columns(
     context = SerializationContext(topic_name, MessageField.VALUE)
     v1, v2 = AvroSerializer(client, json.dumps(V1)), AvroSerializer(client, json.dumps(V2))
     corpus = Corpus(kafka.bootstrap, topic_name, 2)
-    at = datetime.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=datetime.timezone.utc)
+    at = datetime.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=datetime.UTC)
     for i in range(400):
         price = decimal.Decimal(i) / 4
         if i < 150 or i % 5 == 0:  # v1 first, then v2 with some v1 producers still running

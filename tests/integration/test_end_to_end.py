@@ -10,8 +10,17 @@ import pytest
 
 from ingest_core.storage import LakeStore
 
-from .lake import (committed_offsets, create_topic, data_files, expected_rows, ingest, landed_rows, produce_events,
-                   run_until_idle, write_config)
+from .lake import (
+    committed_offsets,
+    create_topic,
+    data_files,
+    expected_rows,
+    ingest,
+    landed_rows,
+    produce_events,
+    run_until_idle,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
