@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .settings import Settings, is_secret_key
+from ingest_core.settings import Settings, is_secret_key
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _MAX_EXTENDS_DEPTH = 10

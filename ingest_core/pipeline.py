@@ -35,15 +35,15 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from .batch import Batch, FlushPolicy, PartitionBuffer
-from .decode import DecodeUnavailable
-from .encode import BatchEncoder, EncodedBatch, return_freed_arrow_memory
-from .events import NoEvents
-from .faults import FaultInjector
-from .formats import data_size
-from .ledger import BatchMarker, Ledger, MarkedFile
-from .observer import PipelineObserver
-from .storage import LakeStore, StorageError
+from ingest_core.batching.buffer import Batch, FlushPolicy, PartitionBuffer
+from ingest_core.ops.faults import FaultInjector
+from ingest_core.ops.observer import PipelineObserver
+from ingest_core.sink.encode import BatchEncoder, EncodedBatch, return_freed_arrow_memory
+from ingest_core.sink.events import NoEvents
+from ingest_core.sink.formats import data_size
+from ingest_core.sink.ledger import BatchMarker, Ledger, MarkedFile
+from ingest_core.sink.storage import LakeStore, StorageError
+from ingest_core.source.decode import DecodeUnavailable
 
 log = logging.getLogger("ingest.pipeline")
 

@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from .budget import MEMORY_SHARE
-from .units import parse_duration, parse_kubernetes_memory, parse_size
+from ingest_core.batching.budget import MEMORY_SHARE
+from ingest_core.units import parse_duration, parse_kubernetes_memory, parse_size
 
 ByteSize = Annotated[int, BeforeValidator(parse_size)]
 Seconds = Annotated[float, BeforeValidator(parse_duration)]

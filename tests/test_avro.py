@@ -17,10 +17,10 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from integration.registry import SchemaRegistry
 
-from ingest_core.batch import Batch
-from ingest_core.decode import Decoder, DecodeUnavailable
-from ingest_core.encode import BatchEncoder
+from ingest_core.batching.buffer import Batch
 from ingest_core.settings import Settings
+from ingest_core.sink.encode import BatchEncoder
+from ingest_core.source.decode import Decoder, DecodeUnavailable
 
 UTC = datetime.UTC
 TOPIC = "orders"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pyarrow as pa
 from fakes import FakeMessage
 
-from ingest_core.batch import Batch, PartitionBuffer, ValueColumn
+from ingest_core.batching.buffer import Batch, PartitionBuffer, ValueColumn
 
 
 def _buffer_with(values: list[bytes | None], keys: list[bytes | None] | None = None, start: int = 10) -> PartitionBuffer:

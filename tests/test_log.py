@@ -1,7 +1,7 @@
 import json
 import logging
 
-from ingest_core.log import JsonFormatter, LibrdkafkaLines
+from ingest_core.ops.log import JsonFormatter, LibrdkafkaLines
 
 FAIL = "[thrd:b/bootstrap]: b/bootstrap: Connect to ipv4#127.0.0.1:9 failed: Connection refused (after {}ms in state CONNECT)"
 

@@ -10,9 +10,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from test_pipeline import TOPIC, Clock, landed, make, spin
 
-from ingest_core.health import HealthState
-from ingest_core.metrics import FanOutObserver, Instruments, PrometheusObserver, consumer_lag
-from ingest_core.observer import PipelineObserver
+from ingest_core.ops.health import HealthState
+from ingest_core.ops.metrics import FanOutObserver, Instruments, PrometheusObserver, consumer_lag
+from ingest_core.ops.observer import PipelineObserver
 from ingest_core.settings import Settings
 
 

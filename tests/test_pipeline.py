@@ -8,13 +8,13 @@ import time
 import pyarrow.dataset as ds
 from fakes import FakeConsumer, PartitionEnd, json_messages
 
-from ingest_core.batch import FlushPolicy
-from ingest_core.deadletter import DeadLetterFiles
-from ingest_core.encode import BatchEncoder
-from ingest_core.ledger import Ledger
+from ingest_core.batching.buffer import FlushPolicy
 from ingest_core.pipeline import Backoff, Pipeline
 from ingest_core.settings import Settings
-from ingest_core.storage import LakeStore, StorageError
+from ingest_core.sink.deadletter import DeadLetterFiles
+from ingest_core.sink.encode import BatchEncoder
+from ingest_core.sink.ledger import Ledger
+from ingest_core.sink.storage import LakeStore, StorageError
 
 TOPIC = "orders"
 
@@ -217,7 +217,7 @@ def test_a_hanging_store_does_not_stop_the_loop_from_polling(tmp_path):
 
 
 def test_schema_registry_outage_retries_the_same_batch_and_dead_letters_nothing(tmp_path):
-    from ingest_core.decode import DecodeUnavailable
+    from ingest_core.source.decode import DecodeUnavailable
 
     clock = Clock()
     consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 10)})

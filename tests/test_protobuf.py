@@ -12,8 +12,8 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2, wrappers_pb2
 from integration.registry import SchemaRegistry
 
-from ingest_core.decode import Decoder
-from ingest_core.protobuf import read_message_indexes
+from ingest_core.source.decode import Decoder
+from ingest_core.source.protobuf import read_message_indexes
 
 CONTEXT = SerializationContext("events", MessageField.VALUE)
 F = descriptor_pb2.FieldDescriptorProto

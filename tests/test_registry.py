@@ -9,8 +9,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from integration.registry import SchemaRegistry
 from integration.wire_schemas import FORMATS, expected_row, order, serializer
 
-from ingest_core.decode import Decoder, DecodeUnavailable
 from ingest_core.settings import Settings
+from ingest_core.source.decode import Decoder, DecodeUnavailable
 
 TOPIC = "orders"
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import gc
 
-from ingest_core.runner import GC_THRESHOLDS, tune_garbage_collection
+from ingest_core.commands.run import GC_THRESHOLDS, tune_garbage_collection
 
 
 def test_ingest_run_makes_garbage_collection_rare_and_blind_to_start_up_objects():

@@ -15,7 +15,7 @@ from object_stores import AzuriteServer, FakeGcsServer, MotoS3Server  # noqa: E4
 # Before anything imports gcsfs, in this process and the `ingest` processes it starts.
 os.environ.update(FakeGcsServer.ENVIRONMENT)
 
-from ingest_core.storage import LakeStore
+from ingest_core.sink.storage import LakeStore
 
 _names = itertools.count()
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from ingest_core.storage import LakeStore
+from ingest_core.sink.storage import LakeStore
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -21,8 +21,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from ingest_core.schema import json_text
-from ingest_core.storage import LakeStore
+from ingest_core.arrow.schema import json_text
+from ingest_core.sink.storage import LakeStore
 
 from .lake import data_files, run_until_idle, write_config
 from .registry import schema_registry  # noqa: F401 - a fixture

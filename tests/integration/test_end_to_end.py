@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from ingest_core.storage import LakeStore
+from ingest_core.sink.storage import LakeStore
 
 from .lake import (
     committed_offsets,

@@ -20,9 +20,9 @@ import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Producer
 
-from ingest_core.autoloader import spark_reader
+from ingest_core.commands.autoloader import spark_reader
 from ingest_core.config import load_settings
-from ingest_core.ledger import Ledger
+from ingest_core.sink.ledger import Ledger
 
 from .conftest import make_lake
 from .lake import create_topic, data_files, ingest, run_until_idle, write_config
