@@ -129,7 +129,7 @@ class Pipeline:
     # While a storage job is in flight, consume() waits at most this long: it waits for a
     # whole consume_batch, and a job that ends meanwhile frees a publish slot only when the
     # loop comes round (at 200 B values, slots sat idle for up to poll_timeout while paused
-    # partitions refetched: bench/RESULTS.md, round 10).
+    # partitions refetched: bench/RESULTS.md).
     busy_poll_timeout: float = 0.01
     revoke_timeout: float = 10.0
     # Message bytes held at most (buffered, or cut and not yet committed); None: max_bytes x

@@ -74,7 +74,7 @@ class ValueColumn:
 
     Why a memory map and not a bytearray: a bytearray lives in the C heap, and one that grows
     by a consume() batch at a time up to tens of MiB left holes there that the heap kept
-    (round 8: a 30-minute soak peaked at the memory bound with pyarrow on malloc). A private
+    (a 30-minute soak peaked at the memory bound with pyarrow on malloc). A private
     anonymous map grows in place (mremap), costs memory only for the pages written, and is
     given back whole when its batch is dropped."""
 

@@ -65,8 +65,8 @@ def tune_garbage_collection() -> None:
     object pyarrow and the other imports made, every 100 young ones. `gc.freeze()` moves what
     exists at start-up out of the collector's sight; the higher thresholds make collections 70
     times rarer. Nothing this program keeps is cyclic garbage for long: each batch's objects are
-    freed by reference counting when it is committed. Measured (bench/RESULTS.md, round 10,
-    alternated runs): 4-7 % less time to land 1,000,000 messages of 1 KiB, 8 % less CPU at 200 B."""
+    freed by reference counting when it is committed. Measured (bench/RESULTS.md, alternated
+    runs): 4-7 % less time to land 1,000,000 messages of 1 KiB, 8 % less CPU at 200 B."""
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
 

@@ -69,7 +69,7 @@ class BatchEncoder:
         self.reads_headers = self.with_headers or bool(settings.dead_letter.topic)
         self.encoder = encoder_for(settings.output.format, settings.output.codec)
         # Parquet from JSON is parsed and written a slice at a time when the folders do not
-        # depend on the records (round 8: no table of a whole batch is held).
+        # depend on the records, so no table of a whole batch is held.
         self.parquet_in_slices = self.encoder.extension == ".parquet" and not self.template.fields
 
     def encode(self, batch: Batch) -> EncodedBatch:
@@ -170,10 +170,10 @@ def use_system_allocator(environ: Mapping[str, str]) -> str:
     """Give pyarrow the C library's malloc for this process, unless ARROW_DEFAULT_MEMORY_POOL
     names an allocator; returns the one in use. Called once, when `ingest run` starts.
 
-    Why: with batches parsed in slices on the publisher threads (round 8), pyarrow's default,
+    Why: with batches parsed in slices on the publisher threads, pyarrow's default,
     mimalloc, kept 30-40 MiB more resident than malloc at the peak of a backlog (Parquet
     548-555 against 514-522 MiB, NDJSON 499-500 against 466-467) and was no faster
-    (bench/RESULTS.md, Memory, round 8)."""
+    (bench/RESULTS.md, Memory)."""
     if not environ.get("ARROW_DEFAULT_MEMORY_POOL"):
         pa.set_memory_pool(pa.system_memory_pool())
     return pa.default_memory_pool().backend_name
@@ -182,7 +182,7 @@ def use_system_allocator(environ: Mapping[str, str]) -> str:
 def return_freed_arrow_memory() -> None:
     """Give back what pyarrow's allocator kept from this batch's decode and encode (malloc:
     `malloc_trim`; mimalloc keeps freed memory per thread for reuse, so each publisher thread
-    held on to its largest batch's peak, 240-440 MiB at 64 MiB batches before round 7,
+    holds on to its largest batch's peak otherwise, 240-440 MiB at 64 MiB batches,
     bench/encode_memory.py). Once per batch on the thread that encoded it, and again once
     its files are written (NDJSON text is made while it is written): no measurable CPU."""
     release = getattr(pa.default_memory_pool(), "release_unused", None)

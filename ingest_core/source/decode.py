@@ -110,7 +110,7 @@ class Decoder:
         self.text_only = text_only  # JSON rows are written as their text: see decode_json
         # One whole-batch JSON parse at a time over the publisher threads: pyarrow.json already
         # spreads one parse over every core, and two at once only held two parsers' memory
-        # (bench/RESULTS.md, round 7: 30-40 MiB less peak RSS, the same throughput).
+        # (measured: 30-40 MiB less peak RSS with one, the same throughput; bench/RESULTS.md).
         self.whole_parse = threading.Lock()
         self.wire: Any = None  # the registry-backed decoder of a Confluent wire format
         if fmt in _WIRE_FORMATS:
@@ -230,11 +230,10 @@ def decode_json(
     return _decode_one_by_one(kept, lines.to_pylist(), rejects, max_depth, text_only)
 
 
-TEXT_SLICE_BYTES = (
-    2 << 20
-)  # NDJSON validates this much at a time: the parse's memory stays small (round 7: from 16 MiB)
+# NDJSON validates this much at a time, so the parse's memory stays small (16 MiB held more, no faster).
+TEXT_SLICE_BYTES = 2 << 20
 JOINED_PARSE_BYTES = 8 << 20  # text up to this size is joined for the parser; a whole batch is read piece by piece
-PARSE_SLICE_BYTES = 2 << 20  # Parquet from JSON parses this much at a time (round 8, see decode_in_slices)
+PARSE_SLICE_BYTES = 2 << 20  # Parquet from JSON parses this much at a time (see decode_in_slices)
 
 
 def _slice_rows(lines: pa.Array, slice_bytes: int) -> int:
@@ -342,7 +341,7 @@ def _read(
     if len(values_buffer(lines)) <= JOINED_PARSE_BYTES:
         # A slice: joined by a kernel into one buffer, which the parser reads in place.
         # Through LinesReader and a Python file the same bytes are copied twice more, in
-        # Python read calls: 6-7 % more CPU for a batch's parse (round 9).
+        # Python read calls: 6-7 % more CPU for a batch's parse.
         source = pa.BufferReader(lines_text(lines))
     else:
         source = io.BufferedReader(LinesReader(lines), buffer_size=block)
@@ -407,8 +406,8 @@ def _parse_checked(
     `threads=False` for a slice of a batch (NDJSON validation, Parquet in slices): a slice is
     a block or two, and the two publisher threads already keep both cores busy; handing
     each slice to Arrow's thread pool cost CPU, and left its memory in those threads'
-    allocator caches, out of reach of return_freed_arrow_memory (round 8: 5-15 % faster,
-    30-50 MiB less peak RSS)."""
+    allocator caches, out of reach of return_freed_arrow_memory (measured without the pool:
+    5-15 % faster, 30-50 MiB less peak RSS)."""
     if not len(lines):
         return pa.table({})
     try:

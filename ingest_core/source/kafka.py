@@ -21,9 +21,8 @@ _FORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False}
 _DEFAULTS = {
     "auto.offset.reset": "earliest",
     "partition.assignment.strategy": "cooperative-sticky",
-    # Bound librdkafka's prefetch so memory follows batch.max_bytes, not the backlog. 16 MiB
-    # (round 7) read a 1 KiB backlog as fast as 32 MiB did, with 30-50 MiB less peak RSS;
-    # 8 MiB (round 9) as fast as 16, with 10-25 MiB less.
+    # Bound librdkafka's prefetch so memory follows batch.max_bytes, not the backlog: 8 MiB reads
+    # a 1 KiB backlog as fast as 16 or 32 MiB, with less peak RSS (bench/RESULTS.md, Memory).
     "queued.max.messages.kbytes": 8192,
     "fetch.max.bytes": 8388608,
     # A fetch may take its whole 8 MiB from one partition (librdkafka's default is 1 MiB a
@@ -33,15 +32,15 @@ _DEFAULTS = {
     "max.partition.fetch.bytes": 8388608,
     # Once that prefetch is full, librdkafka (>= 2.4) waits fetch.queue.backoff.ms before it
     # fetches again, 1000 ms by default, even if we drained the queue meanwhile: a consumer
-    # that keeps up with the broker then idles most of the time (bench/RESULTS.md, round 4:
-    # 4x the throughput with 10 ms on a backlog).
+    # that keeps up with the broker then idles most of the time (measured: 4x the throughput
+    # with 10 ms on a backlog, bench/RESULTS.md).
     "fetch.queue.backoff.ms": 10,
     # librdkafka has one fetch request in flight per broker, and the broker holds it up to
     # fetch.wait.max.ms (500 ms by default) while the partitions it asks for have nothing new.
     # A partition we resume after its batch is published joins only the next request, so
     # while some partitions were caught up it waited up to 500 ms for the one in flight
-    # (bench/RESULTS.md, round 10: a 200 B backlog drained in 1.63 s against 2.39 s, median of 5
-    # alternated runs). The price is an idle consumer asking 10 times a second, not twice.
+    # (measured: a 200 B backlog drained in 1.63 s against 2.39 s, median of 5 alternated runs,
+    # bench/RESULTS.md). The price is an idle consumer asking 10 times a second, not twice.
     "fetch.wait.max.ms": 100,
     "session.timeout.ms": 45000,
 }
