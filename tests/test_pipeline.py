@@ -9,7 +9,8 @@ import pyarrow.dataset as ds
 from fakes import FakeConsumer, PartitionEnd, json_messages
 
 from ingest_core.batching.buffer import FlushPolicy
-from ingest_core.pipeline import Backoff, Pipeline
+from ingest_core.flow import Pipeline
+from ingest_core.retry import Backoff
 from ingest_core.settings import Settings
 from ingest_core.sink.deadletter import DeadLetterFiles
 from ingest_core.sink.encode import BatchEncoder

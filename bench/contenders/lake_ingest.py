@@ -18,7 +18,7 @@ def main(spec: dict) -> int:
 
     seen = {"last_accept_at": None, "messages": 0, "wrapped": False}
     try:
-        from ingest_core.pipeline import Pipeline
+        from ingest_core.flow import Pipeline
 
         original = Pipeline.accept
 

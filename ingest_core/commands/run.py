@@ -16,9 +16,10 @@ from confluent_kafka import Consumer
 
 from ingest_core.batching.budget import MemoryBudget, prefetch_bytes
 from ingest_core.batching.buffer import FlushPolicy
+from ingest_core.flow import Pipeline
 from ingest_core.ops.faults import FaultInjector
 from ingest_core.ops.metrics import Instruments
-from ingest_core.pipeline import FatalError, Pipeline
+from ingest_core.retry import FatalError
 from ingest_core.settings import Settings
 from ingest_core.sink.deadletter import DeadLetterFiles, DeadLetters, DeadLetterTopic
 from ingest_core.sink.encode import BatchEncoder, use_system_allocator

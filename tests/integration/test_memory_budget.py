@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from ingest_core.batching.buffer import FlushPolicy
-from ingest_core.pipeline import Pipeline
+from ingest_core.flow import Pipeline
 from ingest_core.settings import Settings
 from ingest_core.sink.deadletter import DeadLetterFiles
 from ingest_core.sink.encode import BatchEncoder
