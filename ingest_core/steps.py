@@ -26,7 +26,7 @@ from ingest_core.sink.formats import data_size
 from ingest_core.sink.ledger import BatchMarker, Ledger
 from ingest_core.sink.publish import Publisher
 from ingest_core.sink.storage import StorageError
-from ingest_core.source.decode import DecodeUnavailable
+from ingest_core.source.decoded import DecodeUnavailable
 
 log = logging.getLogger("ingest.pipeline")
 

@@ -20,7 +20,8 @@ from integration.registry import SchemaRegistry
 from ingest_core.batching.buffer import Batch
 from ingest_core.settings import Settings
 from ingest_core.sink.encode import BatchEncoder
-from ingest_core.source.decode import Decoder, DecodeUnavailable
+from ingest_core.source.decode import Decoder
+from ingest_core.source.decoded import DecodeUnavailable
 
 UTC = datetime.UTC
 TOPIC = "orders"

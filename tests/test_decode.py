@@ -7,7 +7,8 @@ import json
 import pyarrow as pa
 import pytest
 
-from ingest_core.source.decode import TOMBSTONE_REASON, Decoder, decode_json, parse_json_object
+from ingest_core.source.decode import TOMBSTONE_REASON, Decoder, decode_json
+from ingest_core.source.json_message import parse_json_object
 
 
 def test_a_clean_batch_is_parsed_whole_and_keeps_its_lines():

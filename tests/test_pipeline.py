@@ -218,7 +218,7 @@ def test_a_hanging_store_does_not_stop_the_loop_from_polling(tmp_path):
 
 
 def test_schema_registry_outage_retries_the_same_batch_and_dead_letters_nothing(tmp_path):
-    from ingest_core.source.decode import DecodeUnavailable
+    from ingest_core.source.decoded import DecodeUnavailable
 
     clock = Clock()
     consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 10)})

@@ -10,7 +10,8 @@ from integration.registry import SchemaRegistry
 from integration.wire_schemas import FORMATS, expected_row, order, serializer
 
 from ingest_core.settings import Settings
-from ingest_core.source.decode import Decoder, DecodeUnavailable
+from ingest_core.source.decode import Decoder
+from ingest_core.source.decoded import DecodeUnavailable
 
 TOPIC = "orders"
 

@@ -4,7 +4,7 @@ Pure and deterministic: the same batch always gives the same file names and byte
 (no wall-clock in content), which is what lets a replay after a crash reproduce
 files that may already be published.
 
-`encode()` raises `DecodeUnavailable` (from decode.py) when a decoding dependency (the
+`encode()` raises `DecodeUnavailable` (source/decoded.py) when a decoding dependency (the
 schema registry) cannot answer: nothing was rejected, and the same batch should be
 encoded again after a backoff, as after a storage outage.
 """
@@ -25,7 +25,8 @@ from ingest_core.batching.buffer import Batch
 from ingest_core.settings import Settings
 from ingest_core.sink.formats import FileData, Rows, encoder_for
 from ingest_core.sink.paths import PartitionTemplate, data_file_name
-from ingest_core.source.decode import Decoder, DecodeUnavailable, NotSliceable  # noqa: F401 - DecodeUnavailable is part of encode()'s contract
+from ingest_core.source.decode import Decoder
+from ingest_core.source.decoded import NotSliceable
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ columns are all null.
 The JSON hot path parses the whole batch in one call (pyarrow.json reading the values as lines);
 only when that fails, or when its result could have lost something (a number pyarrow
 turned into an inexact double, a string it turned into a timestamp, nesting beyond
-`decode.max_depth`), are messages parsed one by one, to isolate the bad ones and to type
-the rest without losing a value (schema.py).
+`decode.max_depth`: json_checks.py), are messages parsed one by one (json_message.py), to
+isolate the bad ones and to type the rest without losing a value (arrow/schema.py).
 
 A message is rejected (dead-lettered) only for what it is: invalid UTF-8 or JSON,
 duplicate keys (ambiguous: which value is the field?), not an object, nested too deep.
@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -34,60 +32,34 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from ingest_core.arrow.binary import LinesReader, lines_text, values_buffer
-from ingest_core.arrow.schema import (
-    INT64_MAX,
-    INT64_MIN,
-    NumberText,
-    exceeds_depth,
-    rows_to_table,
-    schema_has,
-    type_depth,
-)
+from ingest_core.arrow.schema import rows_to_table, schema_has, type_depth
+from ingest_core.source.decoded import Decoded, NotSliceable, as_binary_array, decode_raw
+from ingest_core.source.json_checks import double_arrays, has_large, plain_lines, slice_rows, timestamps_as_text
+from ingest_core.source.json_message import normalise, parse_each
 
 _MIN_BLOCK = 1 << 20
-_BOM = b"\xef\xbb\xbf"
 TOMBSTONE_REASON = "tombstone: the message has no value"
 # 16+ digits may be an integer a double cannot hold exactly; pyarrow.json silently makes
 # integers beyond int64, and any integer in a column that also holds fractions, doubles.
 _LONG_DIGITS = re.compile(rb"\d{16,}")
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_FIRST_CHAR = re.compile(rb"[ \t\r\n]*([^ \t\r\n])")
 
 
-_WIRE_FORMATS = {  # decode.format -> (module, decoder class); imported only when used
-    "avro": (".avro", "AvroDecoder"),
-    "json_schema": (".json_schema", "JsonSchemaDecoder"),
-    "protobuf": (".protobuf", "ProtobufDecoder"),
-}
+_WIRE_FORMATS = ("avro", "json_schema", "protobuf")  # decode.format values read through a schema registry
 
 
-class NotSliceable(Exception):
-    """A batch's slices do not all fit its first slice's schema, or one needs a look of its
-    own (`Decoder.decode_in_slices`): decode the batch whole instead."""
+def _wire_decoder_class(fmt: str) -> Any:
+    """The registry-backed decoder of a Confluent wire format, imported only when used."""
+    if fmt == "avro":
+        from ingest_core.source.avro import AvroDecoder
 
+        return AvroDecoder
+    if fmt == "json_schema":
+        from ingest_core.source.json_schema import JsonSchemaDecoder
 
-class DecodeUnavailable(Exception):
-    """Decoding cannot proceed now for a reason outside the messages (the schema registry is
-    down, times out, or answers 401/403/5xx). Retry the batch later, like a storage outage;
-    never dead-letter its messages. `permanent` is True when retrying cannot help and the
-    consumer should stop (no decoder raises that today: refused credentials are retried,
-    since they can be fixed while the consumer waits)."""
+        return JsonSchemaDecoder
+    from ingest_core.source.protobuf import ProtobufDecoder
 
-    def __init__(self, message: str, permanent: bool = False):
-        super().__init__(message)
-        self.permanent = permanent
-
-
-@dataclass
-class Decoded:
-    """The rows that decoded (`table`, one row per index in `kept`) and the rejects."""
-
-    table: pa.Table
-    kept: list[int]
-    rejects: dict[int, str] = field(default_factory=dict)  # index in batch -> reason
-    widened: int = 0  # values written as text although they were not strings, to keep them
-    lines: pa.Array | None = None  # JSON input: the validated text of each kept row (binary)
-    skipped: int = 0  # tombstones skipped under `decode.tombstones: skip`
+    return ProtobufDecoder
 
 
 class Decoder:
@@ -114,11 +86,7 @@ class Decoder:
         self.whole_parse = threading.Lock()
         self.wire: Any = None  # the registry-backed decoder of a Confluent wire format
         if fmt in _WIRE_FORMATS:
-            module_name, class_name = _WIRE_FORMATS[fmt]
-            import importlib
-
-            decoder_class = getattr(importlib.import_module(module_name, __package__), class_name)
-            self.wire = decoder_class(schema_registry or {}, client=registry_client)
+            self.wire = _wire_decoder_class(fmt)(schema_registry or {}, client=registry_client)
 
     @classmethod
     def from_settings(cls, decode, text_only: bool = False) -> Decoder:
@@ -155,10 +123,10 @@ class Decoder:
         first slice's schema or could have lost something: then `decode()` the batch."""
         if self.format != "json" or self.text_only:
             return None
-        lines = _plain_lines(as_binary_array(values))
+        lines = plain_lines(as_binary_array(values))
         if lines is None:
             return None
-        step = _slice_rows(lines, PARSE_SLICE_BYTES)
+        step = slice_rows(lines, PARSE_SLICE_BYTES)
         if step >= len(lines):
             return None
         return _checked_slices(lines, step, self.max_depth)
@@ -170,18 +138,6 @@ class Decoder:
         if self.format == "raw":
             return decode_raw(values)
         return self.wire.decode(values.to_pylist())
-
-
-def as_binary_array(values: pa.Array | list[bytes | None]) -> pa.Array:
-    """Message values as an Arrow binary array (a batch's already is; tests and tools pass lists)."""
-    return values if isinstance(values, pa.Array) else pa.array(values, pa.binary())
-
-
-def decode_raw(values: pa.Array | list[bytes | None]) -> Decoded:
-    values = as_binary_array(values)
-    if pa.types.is_large_binary(values.type):
-        values = values.cast(pa.binary())  # over 2 GiB: raises, as building the array did before
-    return Decoded(pa.table({"value": values}), list(range(len(values))))
 
 
 # ---------------------------------------------------------------- JSON
@@ -199,7 +155,7 @@ def decode_json(
     `whole_parse`: held while the whole batch is parsed (not for NDJSON's small slices)."""
     values = as_binary_array(values)
     rejects: dict[int, str] = {}
-    plain = _plain_lines(values)
+    plain = plain_lines(values)
     if plain is not None:
         # The usual batch: every value is one line "{...}" of printable text. It goes to the
         # parser as one Arrow array, with no Python work per message.
@@ -214,7 +170,7 @@ def decode_json(
         kept, line_list = [], []
         for index, value in enumerate(value_list):
             if index in odd:
-                value = _normalise(index, value, rejects, max_depth)
+                value = normalise(index, value, rejects, max_depth)
                 if value is None:
                     continue
             kept.append(index)
@@ -234,12 +190,6 @@ def decode_json(
 TEXT_SLICE_BYTES = 2 << 20
 JOINED_PARSE_BYTES = 8 << 20  # text up to this size is joined for the parser; a whole batch is read piece by piece
 PARSE_SLICE_BYTES = 2 << 20  # Parquet from JSON parses this much at a time (see decode_in_slices)
-
-
-def _slice_rows(lines: pa.Array, slice_bytes: int) -> int:
-    """How many of `lines` make about `slice_bytes` of text (at least one)."""
-    per_row = max(1, len(values_buffer(lines)) // max(1, len(lines)))
-    return max(1, slice_bytes // per_row)
 
 
 def _checked_slices(lines: pa.Array, step: int, max_depth: int) -> Iterator[pa.Table]:
@@ -265,67 +215,14 @@ def _validated(lines: pa.Array, max_depth: int) -> pa.Table | None:
     than a few MiB); None when some slice is not (then the lines are parsed one by one)."""
     count = len(lines)
     if count:
-        step = _slice_rows(lines, TEXT_SLICE_BYTES)
+        step = slice_rows(lines, TEXT_SLICE_BYTES)
         for start in range(0, count, step):
             if _parse_checked(lines.slice(start, step), max_depth, text_only=True, threads=False) is None:
                 return None
     return pa.table({"rows": pa.nulls(count)}).select([])
 
 
-def _plain_lines(values: pa.Array) -> pa.Array | None:
-    """`values` when each is a single line that starts with "{", ends with "}" and is valid
-    UTF-8; None when some value needs a look of its own. Vectorised: the kernels run
-    without the GIL, so the consume loop keeps going meanwhile."""
-    if not len(values) or values.null_count:
-        return None
-    if not pa.types.is_binary(values.type):
-        try:
-            values = values.cast(pa.binary())
-        except (pa.ArrowInvalid, pa.ArrowCapacityError):  # over 2 GiB in one batch
-            return None
-    if not pc.all(pc.starts_with(values, "{")).as_py() or not pc.all(pc.ends_with(values, "}")).as_py():
-        return None
-    try:
-        text = values.cast(pa.string())  # checks UTF-8 (fast when it is ASCII)
-    except pa.ArrowInvalid:
-        return None
-    if not pc.all(pc.ascii_is_printable(text)).as_py():
-        # Non-ASCII text or a tab: look for line breaks in the bytes themselves.
-        data = memoryview(values_buffer(values))
-        if _LF.search(data) or _CR.search(data):
-            return None
-    return values
-
-
-_LF = re.compile(rb"\n")  # single-byte literals: re scans for them at memchr speed
-_CR = re.compile(rb"\r")
 _MINUS_NAN = re.compile(rb"-NaN")
-
-
-def _normalise(index: int, value: bytes | None, rejects: dict[int, str], max_depth: int) -> bytes | None:
-    """The line to parse for a message that is not simply one line "{...}", or None (with
-    the reason in `rejects`) when it cannot be an object. The line returned has no JSON
-    whitespace around it, so it starts with "{" and, if it parses, ends with "}"."""
-    if value is None:
-        return b"{}"  # a tombstone landed as a row: every payload field null
-    if value.startswith(_BOM):
-        value = value[3:]
-    if b"\n" in value or b"\r" in value:
-        # Outside strings a newline is whitespace and inside strings JSON forbids it raw,
-        # so replacing it keeps valid JSON valid and one value per line.
-        value = value.replace(b"\r", b" ").replace(b"\n", b" ")
-    value = value.strip(b" \t")
-    start = _FIRST_CHAR.match(value)
-    if start is None:
-        rejects[index] = "empty value: expected a JSON object"
-        return None
-    if start.group(1) != b"{":
-        # Not an object. Never let pyarrow.json see these: a top-level `null` line
-        # becomes a row of nulls, and a batch starting with one crashes the process.
-        parsed = parse_json_object(value, max_depth)
-        rejects[index] = parsed if isinstance(parsed, str) else "expected a JSON object"
-        return None
-    return value
 
 
 _SAMPLE_ROWS = 1000
@@ -393,7 +290,7 @@ def _parse_lines(
 
 
 def _text_schema(schema: pa.Schema) -> pa.Schema:
-    return pa.schema([f.with_type(_timestamps_as_text(f.type)) for f in schema])
+    return pa.schema([f.with_type(timestamps_as_text(f.type)) for f in schema])
 
 
 def _parse_checked(
@@ -424,10 +321,10 @@ def _parse_checked(
         # The text is searched only when the doubles say it may hold what we look for: a scan
         # of the whole batch costs more than the parse (re holds the GIL; Arrow's substring
         # kernel is slower still, measured at a third of the encode).
-        doubles = _double_arrays(table)
+        doubles = double_arrays(table)
         if any(pc.any(pc.is_nan(d)).as_py() for d in doubles) and _MINUS_NAN.search(_text_of(lines)):
             return None  # pyarrow takes "-NaN"; Python's parser (the per-message path) refuses it
-        if not text_only and any(_has_large(d) for d in doubles) and _LONG_DIGITS.search(_text_of(lines)):
+        if not text_only and any(has_large(d) for d in doubles) and _LONG_DIGITS.search(_text_of(lines)):
             return None  # an integer literal that may have been rounded into a double
     return table
 
@@ -438,114 +335,8 @@ def _text_of(lines: pa.Array) -> memoryview:
     return memoryview(values_buffer(lines))
 
 
-def _double_arrays(table: pa.Table) -> list[pa.Array]:
-    """Every floating-point array in the table, nested ones included."""
-    found = []
-    stack = [chunk for column in table.columns for chunk in column.chunks]
-    while stack:
-        array = stack.pop()
-        t = array.type
-        if pa.types.is_floating(t):
-            found.append(array)
-        elif pa.types.is_struct(t):
-            stack.extend(array.field(i) for i in range(t.num_fields))
-        elif pa.types.is_list(t) or pa.types.is_large_list(t):
-            stack.append(array.flatten())
-    return found
-
-
-def _has_large(doubles: pa.Array) -> bool:
-    """True when some finite double is >= 2^53 in magnitude: only then can a double column
-    hold an integer literal pyarrow.json rounded (smaller integers are exact)."""
-    large = pc.and_(pc.is_finite(doubles), pc.greater_equal(pc.abs(doubles), float(1 << 53)))
-    return bool(pc.any(large).as_py())
-
-
-def _timestamps_as_text(t: pa.DataType) -> pa.DataType:
-    if pa.types.is_timestamp(t):
-        return pa.string()
-    if pa.types.is_struct(t):
-        return pa.struct([f.with_type(_timestamps_as_text(f.type)) for f in t])
-    if pa.types.is_list(t):
-        return pa.list_(t.value_field.with_type(_timestamps_as_text(t.value_type)))
-    return t
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _object(pairs: list[tuple[str, object]]) -> dict:
-    value = dict(pairs)
-    if len(value) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _DuplicateKey(key)
-            seen.add(key)
-    return value
-
-
-def _int(text: str):
-    value = int(text)
-    return value if INT64_MIN <= value <= INT64_MAX else NumberText(text)
-
-
-def _float(text: str):
-    value = float(text)
-    return NumberText(text) if value in (float("inf"), float("-inf")) else value
-
-
-def _json_kind(value) -> str:
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "boolean"
-    if value is None:
-        return "null"
-    return "number"
-
-
-def parse_json_object(line: bytes, max_depth: int = 64) -> dict | str:
-    """The parsed object, or the reason the message cannot be landed."""
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as error:
-        return f"invalid UTF-8: {error}"
-    try:
-        value = json.loads(text, object_pairs_hook=_object, parse_int=_int, parse_float=_float)
-    except _DuplicateKey as error:
-        return f"duplicate key {str(error)[:100]!r} in a JSON object: ambiguous, so not landed"
-    except RecursionError:
-        return "invalid JSON: nested too deeply to parse"
-    except ValueError as error:
-        return f"invalid JSON: {str(error)[:300]}"
-    if not isinstance(value, dict):
-        return f"expected a JSON object, got a JSON {_json_kind(value)}"
-    if _SURROGATE_ESCAPE.search(line):
-        try:
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            return "invalid JSON: a \\u escape is an unpaired UTF-16 surrogate (not a character)"
-    if exceeds_depth(value, max_depth):
-        return f"nesting deeper than decode.max_depth ({max_depth}) objects/arrays"
-    return value
-
-
 def _decode_one_by_one(kept, lines, rejects, max_depth, text_only=False) -> Decoded:
-    good_indices: list[int] = []
-    good_lines: list[bytes] = []
-    rows: list[dict] = []
-    for index, line in zip(kept, lines, strict=False):
-        parsed = parse_json_object(line, max_depth)
-        if isinstance(parsed, str):
-            rejects[index] = parsed
-        else:
-            good_indices.append(index)
-            good_lines.append(line)
-            rows.append(parsed)
+    good_indices, good_lines, rows = parse_each(kept, lines, rejects, max_depth)
     good_array = pa.array(good_lines, pa.binary())
     table = _parse_checked(good_array, max_depth, text_only)
     widened = 0

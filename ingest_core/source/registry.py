@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from ingest_core.source.decode import Decoded, DecodeUnavailable
+from ingest_core.source.decoded import Decoded, DecodeUnavailable
 
 MAGIC_BYTE = 0
 HEADER_BYTES = 5
