@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ingest_core.settings import Settings, is_secret_key
+from ingest_core.sink.paths import PartitionTemplate
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _MAX_EXTENDS_DEPTH = 10
@@ -42,6 +43,17 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
         return Settings.model_validate(expanded)
     except ValidationError as error:
         raise ConfigError([_describe(path, e) for e in error.errors()]) from None
+
+
+def load_checked_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings as `ingest run` loads them: `load_settings`, and the output.partition_by template
+    parsed (a template error names the file and the key, like every other problem)."""
+    settings = load_settings(path, environ)
+    try:
+        PartitionTemplate.parse(settings.output.partition_by)
+    except ValueError as error:
+        raise ConfigError([f"{path}: output.partition_by: {error}"]) from None
+    return settings
 
 
 def load_merged_yaml(path: Path, depth: int = 0) -> dict[str, Any]:

@@ -14,15 +14,15 @@ skips (and `pathGlobFilter` narrows reads to data files on top of that).
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from ingest_core.config import ConfigError, load_checked_settings
 from ingest_core.settings import Settings
 from ingest_core.sink.paths import PartitionTemplate
+from ingest_core.sink.stores import store_for
 
 METADATA_COLUMNS = (
     ("_topic", "STRING"),
@@ -106,81 +106,9 @@ def layout_warnings(settings: Settings) -> list[str]:
 
 
 def spark_path(settings: Settings, databricks: bool = False) -> str:
-    """output.url as Spark names it: s3a:// for open-source Spark, abfss://container@account... for Azure
-    (abfs:// for an emulator on plain http), absolute file:// paths (a relative file:// URL is relative
-    to where `ingest run` runs)."""
+    """output.url as Spark names it (each store says how: sink/stores/)."""
     url = settings.output.url
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme in ("", "file", "local"):
-        raw = url.split("://", 1)[1] if "://" in url else url
-        return "file://" + os.path.abspath(raw)
-    rest = url.split("://", 1)[1]
-    if scheme in ("s3", "s3a", "s3n"):
-        return f"{'s3' if databricks else 's3a'}://{rest}"
-    if scheme in ("abfs", "abfss", "az", "adl"):
-        container, _, path = rest.partition("/")
-        if "@" not in container:
-            container = f"{container}@{_azure_account(settings.output.storage_options)}.dfs.core.windows.net"
-        emulator = None if databricks else _azure_emulator_endpoint(settings.output.storage_options)
-        secure = emulator is None or emulator.scheme == "https"
-        return f"{'abfss' if secure else 'abfs'}://{container}/{path}".rstrip("/")
-    return url
-
-
-def _azure_account(options: dict) -> str:
-    if options.get("account_name"):
-        return str(options["account_name"])
-    match = re.search(r"AccountName=([^;]+)", str(options.get("connection_string", "")))
-    return match.group(1) if match else "<storage-account>"
-
-
-def _azure_emulator_endpoint(options: dict):
-    """The BlobEndpoint of the connection string when it is an emulator's (Azurite's): path style,
-    `http(s)://host:port/<account>`. None for Azure itself and for custom domains."""
-    match = re.search(r"BlobEndpoint=([^;]+)", str(options.get("connection_string", "")))
-    if not match:
-        return None
-    endpoint = urlsplit(match.group(1).strip())
-    if not endpoint.netloc or endpoint.path.strip("/") != _azure_account(options):
-        return None
-    return endpoint
-
-
-def _azure_endpoint_options(settings: Settings) -> dict[str, str]:
-    """hadoop-azure (abfs) settings for an emulator endpoint named in storage_options (never the account
-    key: Spark takes it from its own configuration). Azurite serves the Blob API only, on the endpoint
-    given, often over plain http."""
-    endpoint = _azure_emulator_endpoint(settings.output.storage_options)
-    if endpoint is None:
-        return {}
-    found = {
-        "fs.azure.abfs.endpoint": endpoint.netloc,
-        "fs.azure.account.hns.enabled": "false",  # a flat namespace: no ACL or DFS calls
-        "fs.azure.fns.account.service.type": "BLOB",  # talk the Blob API, not the DFS one
-    }
-    if endpoint.scheme == "http":
-        found["fs.azure.always.use.https"] = "false"
-        # the default Apache HTTP client insists on an SSL socket factory, even for http
-        found["fs.azure.networking.library"] = "JDK_HTTP_URL_CONNECTION"
-    return found
-
-
-def _s3_endpoint_options(settings: Settings) -> dict[str, str]:
-    """Hadoop s3a settings for an S3-compatible endpoint named in storage_options (never credentials:
-    Spark takes those from its own environment, instance role or spark-defaults)."""
-    options = settings.output.storage_options
-    client = options.get("client_kwargs") or {}
-    endpoint = client.get("endpoint_url") or options.get("endpoint_url")
-    if not endpoint:
-        return {}
-    found = {"fs.s3a.endpoint": str(endpoint), "fs.s3a.path.style.access": "true"}
-    if str(endpoint).startswith("http://"):
-        found["fs.s3a.connection.ssl.enabled"] = "false"
-    region = client.get("region_name")
-    if region:
-        found["fs.s3a.endpoint.region"] = str(region)
-    return found
+    return store_for(url).spark_path(url, settings.output.storage_options, databricks)
 
 
 @dataclass(frozen=True)
@@ -218,10 +146,7 @@ def spark_reader(settings: Settings, payload_schema: str | None = None) -> Spark
     Without it the schema is inferred from the files present when the query starts."""
     fmt = SPARK_FORMATS[settings.output.format]
     options = {"pathGlobFilter": f"*{data_file_extension(settings)}"}
-    if settings.output.url.lower().startswith(("s3://", "s3a://", "s3n://")):
-        options.update(_s3_endpoint_options(settings))
-    if settings.output.url.lower().startswith(("abfs://", "abfss://", "az://", "adl://")):
-        options.update(_azure_endpoint_options(settings))
+    options.update(store_for(settings.output.url).spark_options(settings.output.storage_options))
     session_conf: dict[str, str] = {}
     schema = None
     if payload_schema:
@@ -378,11 +303,9 @@ def add_arguments(parser) -> None:
 
 
 def command(args) -> int:
-    from ingest_core.commands.cli import _load  # the same loading (and partition_by check) as `ingest run`
-    from ingest_core.config import ConfigError
 
     try:
-        settings = _load(args.config)
+        settings = load_checked_settings(args.config)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 1

@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 from ingest_core.commands.sizing import partitions_from_broker, sizing_warnings
-from ingest_core.config import ConfigError, load_settings
+from ingest_core.config import ConfigError, load_checked_settings
 from ingest_core.ops.log import setup_logging
-from ingest_core.sink.paths import PartitionTemplate
 from ingest_core.units import parse_duration
 
 
@@ -75,7 +74,7 @@ _MODULE_COMMANDS = {
 def _run(args) -> int:
     setup_logging(args.log_format)
     try:
-        settings = _load(args.config)
+        settings = load_checked_settings(args.config)
         idle = parse_duration(args.exit_when_idle) if args.exit_when_idle else None
         shutdown_timeout = parse_duration(args.shutdown_timeout)
     except ConfigError as error:
@@ -89,15 +88,6 @@ def _run(args) -> int:
     return run(settings, args.config, idle, shutdown_timeout)
 
 
-def _load(path: Path):
-    settings = load_settings(path)
-    try:
-        PartitionTemplate.parse(settings.output.partition_by)
-    except ValueError as error:
-        raise ConfigError([f"{path}: output.partition_by: {error}"]) from None
-    return settings
-
-
 def _validate(targets: list[Path], offline: bool = False) -> int:
     files: list[Path] = []
     for target in targets:
@@ -109,7 +99,7 @@ def _validate(targets: list[Path], offline: bool = False) -> int:
     lookup = None if offline else partitions_from_broker()
     for path in files:
         try:
-            settings = _load(path)
+            settings = load_checked_settings(path)
         except ConfigError as error:
             print(error, file=sys.stderr)
             problems += 1

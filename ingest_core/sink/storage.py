@@ -13,14 +13,15 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 import uuid
 from dataclasses import dataclass
 
 import fsspec
 
 from ingest_core.settings import is_secret_key
-from ingest_core.sink.formats import FileData, data_bytes, pieces_of
+from ingest_core.sink.formats import FileData, data_bytes
+from ingest_core.sink.stores import Store, gs, store_for
+from ingest_core.sink.stores.local import STORE as LOCAL
 
 log = logging.getLogger("ingest.storage")
 
@@ -34,11 +35,6 @@ class StorageError(Exception):
 
 
 _PERMANENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR}
-# gcsfs turns every 404 into FileNotFoundError(url); an upload to a bucket's object collection
-# (POST .../storage/v1/b/BUCKET/o) can only be 404 when the bucket does not exist.
-_GCS_NO_BUCKET = re.compile(r"/storage/v1/b/[^/?]+/o(\?|$)")
-# gcsfs's `token` modes: words, not secrets (anything else under a token key is kept out of messages).
-_GCS_TOKEN_MODES = {"anon", "google_default", "cache", "cloud", "browser"}
 
 
 def classify(error: BaseException, url: str, secrets: tuple[str, ...] = ()) -> StorageError:
@@ -62,7 +58,7 @@ def classify(error: BaseException, url: str, secrets: tuple[str, ...] = ()) -> S
         or "containernotfound" in lowered
         or "bucket does not exist" in lowered
         or "specified container does not exist" in lowered
-        or (isinstance(error, FileNotFoundError) and _GCS_NO_BUCKET.search(str(error)))
+        or (isinstance(error, FileNotFoundError) and gs.NO_BUCKET.search(str(error)))
     ):
         return StorageError(
             f"{url}: the bucket or container does not exist ({text}). Fix: create it, or correct output.url",
@@ -107,6 +103,11 @@ class LakeStore:
     def is_local(self) -> bool:
         return _is_local(self.fs)
 
+    @property
+    def kind(self) -> Store:
+        """How files are published: the local store for a local filesystem, else by URL scheme."""
+        return LOCAL if self.is_local else store_for(self.url)
+
     def full_path(self, relative: str) -> str:
         return f"{self.root}/{relative}"
 
@@ -115,17 +116,10 @@ class LakeStore:
         `data` may be pieces (NDJSON text): written one by one locally, joined into bytes elsewhere."""
         path = self.full_path(relative)
         try:
-            if self.is_local:
-                return _publish_local(path, data)
-            data = data_bytes(data)  # the HTTP clients want one bytes object
             try:
-                # mode="create" sends If-None-Match: * (S3) / If-None-Match on the commit (Azure) /
-                # ifGenerationMatch=0 (GCS, checked when a resumable upload is finalised), and
-                # aborts a failed multipart or resumable upload instead of leaving it behind.
-                self.fs.pipe_file(path, data, mode="create")
-                return True
+                return self.kind.publish(self.fs, path, data)
             except FileExistsError:
-                return self._check_existing(relative, path, data)
+                return self._check_existing(relative, path, data_bytes(data))
         except Exception as error:  # noqa: BLE001 - every library error is classified below
             raise classify(error, self.url, self.secrets) from error
 
@@ -208,7 +202,7 @@ def _secret_values(options: dict) -> tuple[str, ...]:
         if isinstance(value, dict):
             for name, item in value.items():
                 walk(item, str(name))
-        elif isinstance(value, str) and value and is_secret_key(key) and value not in _GCS_TOKEN_MODES:
+        elif isinstance(value, str) and value and is_secret_key(key) and value not in gs.TOKEN_MODES:
             found.append(value)
             found.extend(
                 part.split("=", 1)[1]
@@ -223,30 +217,3 @@ def _secret_values(options: dict) -> tuple[str, ...]:
 def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
     return "file" in protocols or "local" in protocols
-
-
-def _publish_local(path: str, data: FileData) -> bool:
-    folder, name = os.path.split(path)
-    os.makedirs(folder, exist_ok=True)
-    temp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
-    with open(temp, "wb") as handle:
-        for piece in pieces_of(data):
-            handle.write(piece)
-        handle.flush()
-        os.fsync(handle.fileno())
-    try:
-        os.link(temp, path)  # fails if `path` exists: create-only, never a partial file
-        _fsync_folder(folder)  # the new name survives a power loss before we commit
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        os.unlink(temp)
-
-
-def _fsync_folder(folder: str) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

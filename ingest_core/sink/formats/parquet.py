@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest_core.arrow.schema import spark_readable
+from ingest_core.arrow.spark import spark_readable
 from ingest_core.sink.formats import FileData, Pieces, Rows
 
 RENAMED_KEY = b"lake_ingest.renamed"  # file metadata: {written name: name in the records}
