@@ -13,15 +13,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from ingest_core.batching.budget import MEMORY_SHARE
+from ingest_core.sink.formats import FORMATS
 from ingest_core.units import parse_duration, parse_kubernetes_memory, parse_size
 
 ByteSize = Annotated[int, BeforeValidator(parse_size)]
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 
-COMPRESSIONS = {
-    "parquet": ("zstd", "snappy", "gzip", "none"),
-    "ndjson": ("gzip", "zstd", "none"),
-}
+# The output formats, one file each in sink/formats/; the first compression is the default.
+COMPRESSIONS = {name: fmt.compressions for name, fmt in FORMATS.items()}
+OutputFormat = Literal[tuple(FORMATS)]  # type: ignore[valid-type]  # built from the registry
 DEFAULT_PARTITION_BY = "dt={timestamp:%Y-%m-%d}/hour={timestamp:%H}"
 SECRET_WORDS = (
     "password",
@@ -64,8 +64,8 @@ HEADERS_COLUMN = "_headers"  # Kafka headers: a list of {key, value}, asked for 
 class OutputSettings(_Section):
     url: str
     storage_options: dict[str, Any] = Field(default_factory=dict)
-    format: Literal["parquet", "ndjson"] = "parquet"
-    compression: str | None = None  # None: zstd for parquet, gzip for ndjson
+    format: OutputFormat = "parquet"  # type: ignore[valid-type]
+    compression: str | None = None  # None: the format's default (zstd for parquet, gzip for ndjson)
     partition_by: str = DEFAULT_PARTITION_BY
     # true: METADATA_COLUMNS; false: none; a list: those, in METADATA_COLUMNS order, and
     # `_headers` if listed (docs/headers.md). A list must hold all of METADATA_COLUMNS.

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ingest_core.config import ConfigError, load_checked_settings
 from ingest_core.settings import Settings
+from ingest_core.sink.formats import FORMATS
 from ingest_core.sink.paths import PartitionTemplate
 from ingest_core.sink.stores import store_for
 
@@ -33,8 +34,6 @@ METADATA_COLUMNS = (
 )
 # Kafka headers, when output.metadata lists _headers. BINARY also reads NDJSON's base64 text.
 HEADERS_DDL = ("_headers", "ARRAY<STRUCT<key: STRING, value: BINARY>>")
-SPARK_FORMATS = {"parquet": "parquet", "ndjson": "json"}
-_EXTENSIONS = {"parquet": ".parquet", "none": ".ndjson", "gzip": ".ndjson.gz", "zstd": ".ndjson.zst"}
 # strftime formats whose output Spark's partition inference reads as a number (it infers "09" as 9).
 _NUMERIC_DIRECTIVES = re.compile(r"(%[YmdHMSjyU])+")
 
@@ -72,7 +71,7 @@ def _value_type(value: str) -> str:
 
 
 def data_file_extension(settings: Settings) -> str:
-    return _EXTENSIONS["parquet" if settings.output.format == "parquet" else settings.output.codec]
+    return FORMATS[settings.output.format].extension(settings.output.codec)
 
 
 def layout_problems(settings: Settings) -> list[str]:
@@ -144,7 +143,7 @@ def spark_reader(settings: Settings, payload_schema: str | None = None) -> Spark
     """The open-source reader of this topic's lake. With `payload_schema` (Spark DDL of the record's
     fields) the schema is explicit: metadata columns, then the payload, then partition columns.
     Without it the schema is inferred from the files present when the query starts."""
-    fmt = SPARK_FORMATS[settings.output.format]
+    output_format = FORMATS[settings.output.format]
     options = {"pathGlobFilter": f"*{data_file_extension(settings)}"}
     options.update(store_for(settings.output.url).spark_options(settings.output.storage_options))
     session_conf: dict[str, str] = {}
@@ -155,11 +154,8 @@ def spark_reader(settings: Settings, payload_schema: str | None = None) -> Spark
         )
     else:
         session_conf["spark.sql.streaming.schemaInference"] = "true"
-        if fmt == "parquet":
-            options["mergeSchema"] = "true"  # files written from different batches may add columns
-        else:
-            options["inferTimestamp"] = "true"  # _timestamp is ISO-8601 text in NDJSON
-    return SparkReader(fmt, spark_path(settings), options, schema, session_conf)
+    options.update(output_format.spark_options(inferred=not payload_schema))
+    return SparkReader(output_format.spark_format, spark_path(settings), options, schema, session_conf)
 
 
 def _metadata_ddl(settings: Settings) -> str:
@@ -194,14 +190,13 @@ def autoloader_snippet(
 ) -> str:
     """Databricks Auto Loader (cloudFiles) for this topic, writing a Delta table."""
     checkpoint = checkpoint or default_checkpoint(settings, databricks=True)
-    fmt = SPARK_FORMATS[settings.output.format]
+    output_format = FORMATS[settings.output.format]
     options: list[tuple[str, str, str]] = [
-        ("cloudFiles.format", fmt, ""),
+        ("cloudFiles.format", output_format.spark_format, ""),
         ("cloudFiles.schemaLocation", checkpoint, "inferred schema and its versions live here"),
         ("cloudFiles.schemaEvolutionMode", "addNewColumns", "a new field stops the stream once; the restart adds it"),
     ]
-    if fmt == "json":
-        options.append(("cloudFiles.inferColumnTypes", "true", "numbers and booleans, not all strings"))
+    options.extend(output_format.autoloader_options())
     hints = schema_hints(settings, payload_schema)
     if hints:
         options.append(("cloudFiles.schemaHints", hints, ""))

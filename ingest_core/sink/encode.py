@@ -17,13 +17,14 @@ from array import array
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import accumulate
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest_core.batching.buffer import Batch
 from ingest_core.settings import Settings
-from ingest_core.sink.formats import FileData, Rows, encoder_for
+from ingest_core.sink.formats import FORMATS, FileData, Rows
 from ingest_core.sink.paths import PartitionTemplate, data_file_name
 from ingest_core.source.decode import Decoder
 from ingest_core.source.decoded import NotSliceable
@@ -60,7 +61,8 @@ class BatchEncoder:
         self.template = PartitionTemplate.parse(settings.output.partition_by)
         # NDJSON writes JSON input as its text; the decoded table then only validates it,
         # unless partition_by reads record fields from it.
-        text_only = settings.output.format == "ndjson" and not self.template.fields
+        self.format = FORMATS[settings.output.format]
+        text_only = self.format.writes_json_text and not self.template.fields
         self.decoder = Decoder.from_settings(settings.decode, text_only=text_only)
         self.with_metadata = bool(settings.output.metadata_columns)
         self.with_headers = settings.output.with_headers  # a _headers column
@@ -68,10 +70,11 @@ class BatchEncoder:
         # dead-letter topic, which re-produces the original message, headers included. Otherwise they are
         # not read at all (about 90 ns a message) and dead-letter files record none.
         self.reads_headers = self.with_headers or bool(settings.dead_letter.topic)
-        self.encoder = encoder_for(settings.output.format, settings.output.codec)
-        # Parquet from JSON is parsed and written a slice at a time when the folders do not
-        # depend on the records, so no table of a whole batch is held.
-        self.parquet_in_slices = self.encoder.extension == ".parquet" and not self.template.fields
+        # An Encoder, with encode_slices when the format encodes in slices.
+        self.encoder: Any = self.format.encoder(settings.output.codec)
+        # JSON is parsed and written a slice at a time (Parquet) when the format can and the folders
+        # do not depend on the records, so no table of a whole batch is held.
+        self.parquet_in_slices = self.format.encodes_in_slices and not self.template.fields
 
     def encode(self, batch: Batch) -> EncodedBatch:
         encoded = self._encode(batch)
@@ -84,8 +87,8 @@ class BatchEncoder:
             if encoded is not None:
                 return encoded
         decoded = self.decoder.decode(batch.values)
-        if self.encoder.extension == ".parquet":
-            decoded.lines = None  # only NDJSON writes the text: let go of it now (memory)
+        if not self.format.writes_json_text:
+            decoded.lines = None  # only a format that writes the text keeps it: let go of it now (memory)
         rejects = [Reject(i, reason) for i, reason in sorted(decoded.rejects.items())]
         if not decoded.kept:
             return EncodedBatch(batch, [], rejects, decoded.widened, decoded.skipped)

@@ -1,79 +1,60 @@
-"""File formats: each turns a set of rows into the bytes of one file, without I/O.
-
-A file's data is bytes, an Arrow buffer, or `Pieces` that make themselves while the file
-is written (uncompressed NDJSON: only one
-slice of the file's text exists at a time, instead of the whole file next to its batch).
-
-A format is one small module exposing an encoder with `extension` and `encode(rows)`.
+"""Output formats: each turns a set of rows into the bytes of one file, without I/O, and reads
+its files back for `ingest audit --deep`. A format is one module here with a `FORMAT` object
+(the `Format` protocol in base.py), listed in `_FORMATS` below; adding one is that file and its
+tests (tests/test_formats.py loops over every format and compression of this registry).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import TypeAlias
+from ingest_core.sink.formats import ndjson, parquet
+from ingest_core.sink.formats.base import (
+    Encoder,
+    FileData,
+    FileRows,
+    Format,
+    Pieces,
+    Rows,
+    UnreadableFile,
+    data_bytes,
+    data_size,
+    pieces_of,
+)
 
-import pyarrow as pa
+__all__ = [
+    "FORMATS",
+    "Encoder",
+    "FileData",
+    "FileRows",
+    "Format",
+    "Pieces",
+    "Rows",
+    "UnreadableFile",
+    "data_bytes",
+    "data_size",
+    "encoder_for",
+    "extensions",
+    "format_of_file",
+    "pieces_of",
+]
 
-
-@dataclass(frozen=True)
-class Rows:
-    """The rows of one output file: decoded payload, metadata columns, and for JSON input
-    the validated JSON text of each row (NDJSON writes it through unchanged)."""
-
-    payload: pa.Table
-    metadata: (
-        pa.Table | None
-    )  # _topic, _partition, _offset, _timestamp, _key (and _headers if asked); None if metadata: false
-    json_lines: pa.Array | None  # binary, one value per row
-
-
-class Pieces:
-    """A file's data as pieces made when they are read, in order. Each iteration makes them
-    again (a publish retried after an outage writes the same bytes); `size` is known once one
-    iteration has finished."""
-
-    def __init__(self, make: Callable[[], Iterator[bytes | pa.Buffer]]):
-        self._make = make
-        self.size: int | None = None
-
-    def __iter__(self) -> Iterator[bytes | pa.Buffer]:
-        size = 0
-        for piece in self._make():
-            size += len(piece)
-            yield piece
-        self.size = size
-
-
-FileData: TypeAlias = bytes | pa.Buffer | Pieces  # Pieces: the file is its pieces, back to back
+_FORMATS: tuple[Format, ...] = (parquet.FORMAT, ndjson.FORMAT)
+FORMATS: dict[str, Format] = {f.name: f for f in _FORMATS}  # by output.format; the first is the default
 
 
-def pieces_of(data: FileData) -> Iterable[bytes | pa.Buffer]:
-    """A file's data as pieces to write one after the other."""
-    return data if isinstance(data, Pieces) else [data]
+def encoder_for(fmt: str, codec: str) -> Encoder:
+    if fmt not in FORMATS:
+        raise ValueError(f"output.format {fmt!r} is not known")
+    return FORMATS[fmt].encoder(codec)
 
 
-def data_size(data: FileData) -> int:
-    """The size in bytes of a file's data (`FileData`)."""
-    if isinstance(data, Pieces) and data.size is not None:
-        return data.size
-    return sum(len(piece) for piece in pieces_of(data))
+def extensions() -> list[str]:
+    """Every data file name ending a lake may hold."""
+    return list(dict.fromkeys(f.extension(c) for f in _FORMATS for c in f.compressions))
 
 
-def data_bytes(data: FileData) -> bytes:
-    """A file's data (`FileData`) as one bytes object (a copy unless it already is one)."""
-    if isinstance(data, Pieces):
-        return b"".join(piece.to_pybytes() if isinstance(piece, pa.Buffer) else piece for piece in data)
-    return data if isinstance(data, bytes) else data.to_pybytes()
-
-
-def encoder_for(fmt: str, codec: str):
-    if fmt == "parquet":
-        from ingest_core.sink.formats.parquet import ParquetEncoder
-
-        return ParquetEncoder(codec)
-    if fmt == "ndjson":
-        from ingest_core.sink.formats.ndjson import NdjsonEncoder
-
-        return NdjsonEncoder(codec)
-    raise ValueError(f"output.format {fmt!r} is not known")
+def format_of_file(path: str) -> tuple[Format, str] | None:
+    """The format and compression of a data file, from its name (as Spark tells them); None when
+    the name is not one of ours."""
+    name = path.rsplit("/", 1)[-1]
+    found = [(f, c) for f in _FORMATS for c in f.compressions if name.endswith(f.extension(c))]
+    return max(found, key=lambda fc: len(fc[0].extension(fc[1])), default=None)

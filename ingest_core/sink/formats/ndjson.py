@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import datetime
 import decimal
+import gzip
 import json
+import re
 import zlib
 from collections.abc import Iterator
 
@@ -20,13 +22,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest_core.arrow.binary import lines_text, values_buffer
-from ingest_core.sink.formats import FileData, Pieces, Rows
+from ingest_core.sink.formats.base import FileData, FileRows, Pieces, Rows, UnreadableFile
 
 
 class NdjsonEncoder:
     def __init__(self, codec: str):
         self.codec = codec
-        self.extension = {"none": ".ndjson", "gzip": ".ndjson.gz", "zstd": ".ndjson.zst"}[codec]
+        self.extension = _EXTENSIONS[codec]
 
     def encode(self, rows: Rows) -> FileData:
         if rows.json_lines is not None:
@@ -220,3 +222,70 @@ def _compress(text: Pieces, codec: str) -> FileData:
                 stream.write(piece)
         return sink.getvalue()
     return text
+
+
+_EXTENSIONS = {"gzip": ".ndjson.gz", "zstd": ".ndjson.zst", "none": ".ndjson"}
+# Our lines start with the metadata fields in this order: read them without parsing the line.
+_METADATA_PREFIX = re.compile(rb'\{"_topic":"(?:[^"\\]|\\.)*","_partition":(-?\d+),"_offset":(-?\d+),')
+
+
+class NdjsonFormat:
+    name = "ndjson"
+    compressions = tuple(_EXTENSIONS)
+    writes_json_text = True
+    encodes_in_slices = False
+    spark_format = "json"
+
+    def extension(self, codec: str) -> str:
+        return _EXTENSIONS[codec]
+
+    def encoder(self, codec: str) -> NdjsonEncoder:
+        return NdjsonEncoder(codec)
+
+    def read_rows(self, data: bytes, codec: str) -> FileRows:
+        if codec == "gzip":
+            data = gzip.decompress(data)
+        elif codec == "zstd":
+            with pa.CompressedInputStream(pa.BufferReader(data), "zstd") as stream:
+                data = stream.read()
+        return _rows_of_text(data)
+
+    def spark_options(self, inferred: bool) -> dict[str, str]:
+        # _timestamp is ISO-8601 text in NDJSON.
+        return {"inferTimestamp": "true"} if inferred else {}
+
+    def autoloader_options(self) -> list[tuple[str, str, str]]:
+        return [("cloudFiles.inferColumnTypes", "true", "numbers and booleans, not all strings")]
+
+
+def _rows_of_text(text: bytes) -> FileRows:
+    lines = text.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    partitions: list[int] = []
+    offsets: list[int] = []
+    without_metadata = 0
+    for number, line in enumerate(lines, 1):
+        match = _METADATA_PREFIX.match(line)
+        if match is not None and line.endswith(b"}") and number < len(lines):
+            partitions.append(int(match.group(1)))
+            offsets.append(int(match.group(2)))
+            continue
+        # Another writer's line, or the last line (parsed whole: a truncated file ends mid-line).
+        try:
+            row = json.loads(line)
+        except ValueError as error:
+            raise UnreadableFile(f"line {number} is not a JSON object ({error})") from None
+        if not isinstance(row, dict):
+            raise UnreadableFile(f"line {number} is not a JSON object")
+        if isinstance(row.get("_partition"), int) and isinstance(row.get("_offset"), int):
+            partitions.append(row["_partition"])
+            offsets.append(row["_offset"])
+        else:
+            without_metadata += 1
+    if without_metadata:
+        return FileRows(len(lines), None, None)
+    return FileRows(len(lines), pa.array(partitions, pa.int64()), pa.array(offsets, pa.int64()))
+
+
+FORMAT = NdjsonFormat()

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingest_core.arrow.spark import spark_readable
-from ingest_core.sink.formats import FileData, Pieces, Rows
+from ingest_core.sink.formats.base import FileData, FileRows, Pieces, Rows
 
 RENAMED_KEY = b"lake_ingest.renamed"  # file metadata: {written name: name in the records}
 # Arrow bytes of rows per row group when a batch comes in slices (8 MiB held 5-10 MiB more, no faster).
@@ -117,3 +117,39 @@ class FileChunks(io.RawIOBase):
         if len(chunks) == 1:
             return chunks[0]
         return Pieces(lambda: iter(chunks))
+
+
+class ParquetFormat:
+    name = "parquet"
+    compressions = ("zstd", "snappy", "gzip", "none")
+    writes_json_text = False
+    encodes_in_slices = True
+    spark_format = "parquet"
+
+    def extension(self, codec: str) -> str:
+        return ".parquet"  # the codec is inside the file, per column chunk
+
+    def encoder(self, codec: str) -> ParquetEncoder:
+        return ParquetEncoder(codec)
+
+    def read_rows(self, data: bytes, codec: str) -> FileRows:
+        parquet = pq.ParquetFile(io.BytesIO(data))
+        names = set(parquet.schema_arrow.names)
+        if not {"_partition", "_offset"} <= names:
+            return FileRows(parquet.metadata.num_rows, None, None)
+        table = parquet.read(columns=["_partition", "_offset"])  # reads every page of both columns
+        return FileRows(
+            table.num_rows,
+            table.column("_partition").combine_chunks().cast(pa.int64()),
+            table.column("_offset").combine_chunks().cast(pa.int64()),
+        )
+
+    def spark_options(self, inferred: bool) -> dict[str, str]:
+        # Files written from different batches may add columns.
+        return {"mergeSchema": "true"} if inferred else {}
+
+    def autoloader_options(self) -> list[tuple[str, str, str]]:
+        return []
+
+
+FORMAT = ParquetFormat()
