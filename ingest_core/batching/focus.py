@@ -7,9 +7,12 @@ Pure functions over the partitions' states; the flow (flow.py) calls them once a
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ingest_core.batching.buffer import FlushPolicy
-from ingest_core.partition import PartitionState
+
+if TYPE_CHECKING:  # the flow's per-partition state; batching does not import the flow at run time
+    from ingest_core.partition import PartitionState
 
 # From this share of the budget held, only the fullest buffers consume; below the second, all
 # do again (the gap keeps pause/resume from flapping).
