@@ -38,7 +38,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from ingest_core.batching import focus
+from ingest_core.batching import focus as memory
 from ingest_core.batching.buffer import FlushPolicy, PartitionBuffer
 from ingest_core.ops.faults import FaultInjector
 from ingest_core.ops.observer import PipelineObserver
@@ -119,8 +119,6 @@ class Pipeline(PartitionSteps):
         if self.executor is None:
             # Two workers: two batches encode at once on two cores; more would only hold more memory.
             self.executor = concurrent.futures.ThreadPoolExecutor(self.publish_slots, thread_name_prefix="publisher")
-
-    # ---- rebalance callbacks (librdkafka calls them from inside consume()) ----
 
     @property
     def publisher(self) -> Publisher:
@@ -211,8 +209,8 @@ class Pipeline(PartitionSteps):
         self.observer.consumed(len(messages) - reports, sum(s.buffer.nbytes for s in states.values()) - before)
 
     def turn(self, now: float) -> None:
-        self._early_cut = focus.fullest_buffer(self.states.values()) if self._at_budget() else None
-        self._room_from = focus.caught_up_to_cut(self.states, self.focus)
+        self._early_cut = memory.fullest_buffer(self.states.values()) if self._at_budget() else None
+        self._room_from = memory.caught_up_to_cut(self.states, self.focus)
         for partition, state in list(self.states.items()):
             self._advance(partition, state, now, force=False)
         if self.holding_all and not self._at_budget():
@@ -290,28 +288,28 @@ class Pipeline(PartitionSteps):
 
     def held_bytes(self) -> int:
         """Bytes of messages held: buffered, or cut and not yet committed."""
-        return focus.held_bytes(self.states.values())
+        return memory.held_bytes(self.states.values())
 
     def budget_bytes(self) -> int:
-        """Message bytes we may hold now (see focus.budget_bytes)."""
-        return focus.budget_bytes(self.memory_budget, self.policy.max_bytes, len(self.states))
+        """Message bytes we may hold now (see memory.budget_bytes)."""
+        return memory.budget_bytes(self.memory_budget, self.policy.max_bytes, len(self.states))
 
     def _at_budget(self) -> bool:
         return bool(self.states) and self.held_bytes() >= self.budget_bytes()
 
     def _choose_focus(self, now: float) -> frozenset[int] | None:
-        """Which partitions may consume while memory is short (focus.choose_focus); with
+        """Which partitions may consume while memory is short (memory.choose_focus); with
         memory_budget unset there is no focus."""
         if self.memory_budget is None or not self.states:
             return None
-        return focus.choose_focus(
+        return memory.choose_focus(
             self.states, self.policy.max_bytes, self.budget_bytes(), self.held_bytes(), self.focus
         )
 
     def _wait_for_memory(self) -> bool:
         """Wait for publication rather than consume more? At the budget, with a batch being
         published, unless storage is failing or we waited too long (then we consume with
-        every partition paused: see focus.should_pause)."""
+        every partition paused: see memory.should_pause)."""
         return (
             self._at_budget()
             and any(s.job is not None for s in self.states.values())
@@ -320,8 +318,8 @@ class Pipeline(PartitionSteps):
         )
 
     def _hold_back(self, partition: int, state: PartitionState) -> None:
-        """Pause or resume the partition as focus.should_pause says."""
-        want_paused = focus.should_pause(partition, state, self.policy, self.focus, self.holding_all)
+        """Pause or resume the partition as memory.should_pause says."""
+        want_paused = memory.should_pause(partition, state, self.policy, self.focus, self.holding_all)
         if want_paused == state.paused:
             return
         tp = [TopicPartition(self.topic, partition)]

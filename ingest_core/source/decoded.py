@@ -16,7 +16,7 @@ class DecodeUnavailable(Exception):
     """Decoding cannot proceed now for a reason outside the messages (the schema registry is
     down, times out, or answers 401/403/5xx). Retry the batch later, like a storage outage;
     never dead-letter its messages. `permanent` is True when retrying cannot help and the
-    consumer should stop (no decoder raises that today: refused credentials are retried,
+    consumer should stop (no decoder raises that: refused credentials are retried,
     since they can be fixed while the consumer waits)."""
 
     def __init__(self, message: str, permanent: bool = False):
