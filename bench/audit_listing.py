@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ingest_core.audit import audit
-from ingest_core.ledger import BatchMarker, MarkedFile, marker_path
+from ingest_core.commands.audit import audit
+from ingest_core.sink.ledger import BatchMarker, MarkedFile, marker_path
 
 ROWS = 1000  # records per batch (the files are empty: the audit without --deep never opens them)
 

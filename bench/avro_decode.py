@@ -6,7 +6,7 @@ schema id, Avro body) of the same order event the other benchmarks use.
 Rows:
   fastavro schemaless_reader loop        the bare loop: one dict per message, nothing else
   fastavro loop + Table.from_pylist      the least an Arrow-producing decoder has to do that way
-  lake-ingest                            ingest_core.avro's AvroDecoder.decode, when that module exists
+  lake-ingest                            ingest_core.source.avro's AvroDecoder.decode, when that module exists
                                          (Confluent framing, grouping by schema id, Arrow table out)
 """
 from __future__ import annotations
@@ -96,21 +96,21 @@ class _OneSchemaRegistry:
 
 
 def lake_ingest_row(values: list[bytes]) -> dict:
-    name = "lake-ingest AvroDecoder.decode (ingest_core.avro, to an Arrow table)"
+    name = "lake-ingest AvroDecoder.decode (ingest_core.source.avro, to an Arrow table)"
     if importlib.util.find_spec("ingest_core") is None:
         return {"name": name, "todo": "TODO: ingest_core is not importable from this Python; no number"}
-    if importlib.util.find_spec("ingest_core.avro") is None:
-        return {"name": name, "todo": f"TODO: ingest_core.avro does not exist at {common.git_revision()} "
+    if importlib.util.find_spec("ingest_core.source.avro") is None:
+        return {"name": name, "todo": f"TODO: ingest_core.source.avro does not exist at {common.git_revision()} "
                                       "(Avro decoding is being written); no number yet"}
     try:
-        from ingest_core.avro import AvroDecoder
+        from ingest_core.source.avro import AvroDecoder
 
         decoder = AvroDecoder({"url": "http://schema-registry.invalid"}, client=_OneSchemaRegistry())
         decoded = decoder.decode(values[:100])
         if decoded.rejects or decoded.table.num_rows != 100:
             raise RuntimeError(f"rejected {len(decoded.rejects)} of 100: {list(decoded.rejects.values())[:1]}")
     except Exception as error:  # noqa: BLE001 - the module is young; say why there is no number
-        return {"name": name, "todo": f"TODO: ingest_core.avro is there but could not be driven "
+        return {"name": name, "todo": f"TODO: ingest_core.source.avro is there but could not be driven "
                                       f"({type(error).__name__}: {str(error)[:200]}); no number"}
     return timed(name, decoder.decode, values)
 

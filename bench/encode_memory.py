@@ -27,13 +27,13 @@ ALLOCATORS = [("mimalloc (pyarrow's default)", {}), ("system malloc", {"ARROW_DE
 def child(fmt: str, records: int) -> dict:
     sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(HERE.parent))
+    import common
     import pyarrow as pa
 
-    import common
-    from ingest_core.batch import Batch
-    from ingest_core.encode import BatchEncoder
-    from ingest_core.formats import pieces_of
+    from ingest_core.batching.buffer import Batch
     from ingest_core.settings import Settings
+    from ingest_core.sink.encode import BatchEncoder
+    from ingest_core.sink.formats import pieces_of
 
     if os.environ.get("DECAY_MS"):
         pa.jemalloc_set_decay_ms(int(os.environ["DECAY_MS"]))

@@ -129,8 +129,8 @@ def parse_collapsed(path: Path):
 
 
 def short(frame: str, keep_line: bool = False) -> str:
-    """'accept (ingest_core/pipeline.py)' (with keep_line, ':160' too) from py-spy's
-    'accept (/abs/path/ingest_core/pipeline.py:160)'."""
+    """'accept (ingest_core/flow.py)' (with keep_line, ':160' too) from py-spy's
+    'accept (/abs/path/ingest_core/flow.py:160)'."""
     match = _FRAME.match(frame)
     if not match:
         return frame

@@ -1,3 +1,3 @@
-from .cli import main
+from ingest_core.commands.cli import main
 
 raise SystemExit(main())

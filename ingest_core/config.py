@@ -3,18 +3,21 @@
 Every problem becomes a ConfigError whose text names the file, the key and the fix,
 so `ingest validate` and `ingest run` can print it without a traceback.
 """
+
 from __future__ import annotations
 
 import difflib
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .settings import Settings, is_secret_key
+from ingest_core.settings import Settings, is_secret_key
+from ingest_core.sink.paths import PartitionTemplate
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _MAX_EXTENDS_DEPTH = 10
@@ -42,6 +45,17 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
         raise ConfigError([_describe(path, e) for e in error.errors()]) from None
 
 
+def load_checked_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings as `ingest run` loads them: `load_settings`, and the output.partition_by template
+    parsed (a template error names the file and the key, like every other problem)."""
+    settings = load_settings(path, environ)
+    try:
+        PartitionTemplate.parse(settings.output.partition_by)
+    except ValueError as error:
+        raise ConfigError([f"{path}: output.partition_by: {error}"]) from None
+    return settings
+
+
 def load_merged_yaml(path: Path, depth: int = 0) -> dict[str, Any]:
     """The YAML of `path` deep-merged over what it `extends` (this file wins)."""
     document = _read_yaml(path)
@@ -54,10 +68,12 @@ def load_merged_yaml(path: Path, depth: int = 0) -> dict[str, Any]:
         raise ConfigError([f"{path}: extends: more than {_MAX_EXTENDS_DEPTH} levels; is there a loop?"])
     parent_path = (path.parent / parent).resolve()
     if not parent_path.is_file():
-        raise ConfigError([
-            f"{path}: extends: {parent} not found (looked at {parent_path}). "
-            "Fix: give a path relative to this file, e.g. extends: defaults.yaml"
-        ])
+        raise ConfigError(
+            [
+                f"{path}: extends: {parent} not found (looked at {parent_path}). "
+                "Fix: give a path relative to this file, e.g. extends: defaults.yaml"
+            ]
+        )
     return deep_merge(load_merged_yaml(parent_path, depth + 1), document)
 
 
@@ -75,7 +91,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([f"{path}: file not found. Fix: check the path, or create it with `ingest new TOPIC`"]) from None
+        raise ConfigError(
+            [f"{path}: file not found. Fix: check the path, or create it with `ingest new TOPIC`"]
+        ) from None
     except OSError as error:
         raise ConfigError([f"{path}: cannot read: {error.strerror}"]) from None
     try:
@@ -84,14 +102,18 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError([
-            f"{where}: YAML syntax error: {problem}. "
-            "Fix: check the indentation and quotes on that line and the one before it"
-        ]) from None
+        raise ConfigError(
+            [
+                f"{where}: YAML syntax error: {problem}. "
+                "Fix: check the indentation and quotes on that line and the one before it"
+            ]
+        ) from None
     if document is None:
         document = {}
     if not isinstance(document, dict):
-        raise ConfigError([f"{path}: the top level must be a mapping of keys (topic:, output:, ...), not a {type(document).__name__}"])
+        raise ConfigError(
+            [f"{path}: the top level must be a mapping of keys (topic:, output:, ...), not a {type(document).__name__}"]
+        )
     return document
 
 

@@ -1,13 +1,23 @@
 """Human-friendly sizes ("64MiB") and durations ("60s") as used in consumer YAML."""
+
 from __future__ import annotations
 
 import re
 
 _SIZE_UNITS = {
-    "": 1, "b": 1,
-    "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
-    "k": 1024, "m": 1024**2, "g": 1024**3,
-    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "k": 1024,
+    "m": 1024**2,
+    "g": 1024**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
 }
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _NUMBER_UNIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
@@ -47,8 +57,15 @@ def parse_duration(value: int | float | str) -> float:
 
 
 _KUBERNETES_SUFFIXES = {
-    "": 1, "k": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
-    "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4,
+    "": 1,
+    "k": 1000,
+    "M": 1000**2,
+    "G": 1000**3,
+    "T": 1000**4,
+    "Ki": 1024,
+    "Mi": 1024**2,
+    "Gi": 1024**3,
+    "Ti": 1024**4,
 }
 _KUBERNETES_QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)([a-zA-Z]*)\s*$")
 

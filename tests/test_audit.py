@@ -9,8 +9,8 @@ import types
 import pyarrow as pa
 import pytest
 
-from ingest_core.audit import audit, is_data_path, render_table
-from ingest_core.audit_chain import (
+from ingest_core.commands.audit import audit, is_data_path, render_table
+from ingest_core.commands.audit_chain import (
     AFTER_LAST,
     BEFORE_FIRST,
     DUPLICATE_ROW,
@@ -26,10 +26,10 @@ from ingest_core.audit_chain import (
     UNREADABLE_MARKER,
     check_chain,
 )
-from ingest_core.audit_rows import UnreadableFile, read_rows
-from ingest_core.formats import Rows, data_bytes, encoder_for
-from ingest_core.ledger import BatchMarker, MarkedFile, marker_path
+from ingest_core.commands.audit_rows import UnreadableFile, read_rows
 from ingest_core.settings import COMPRESSIONS
+from ingest_core.sink.formats import Rows, data_bytes, encoder_for
+from ingest_core.sink.ledger import BatchMarker, MarkedFile, marker_path
 
 
 def marker(base, end, partition=0, files=None, dead_letters=0, records=None):

@@ -7,11 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from ingest_core.autoloader import (autoloader_snippet, layout_problems, layout_warnings, partition_columns,
-                                    spark_path, spark_reader, spark_snippet)
-from ingest_core.cli import main
-from ingest_core.paths import data_file_name
+from ingest_core.commands.autoloader import (
+    autoloader_snippet,
+    layout_problems,
+    layout_warnings,
+    partition_columns,
+    spark_path,
+    spark_reader,
+    spark_snippet,
+)
+from ingest_core.commands.cli import main
 from ingest_core.settings import Settings
+from ingest_core.sink.paths import data_file_name
 
 METADATA = "_topic STRING, _partition INT, _offset BIGINT, _timestamp TIMESTAMP, _key STRING"
 

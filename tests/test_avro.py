@@ -15,14 +15,15 @@ import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-
 from integration.registry import SchemaRegistry
-from ingest_core.batch import Batch
-from ingest_core.decode import DecodeUnavailable, Decoder
-from ingest_core.encode import BatchEncoder
-from ingest_core.settings import Settings
 
-UTC = datetime.timezone.utc
+from ingest_core.batching.buffer import Batch
+from ingest_core.settings import Settings
+from ingest_core.sink.encode import BatchEncoder
+from ingest_core.source.decode import Decoder
+from ingest_core.source.decoded import DecodeUnavailable
+
+UTC = datetime.UTC
 TOPIC = "orders"
 
 V1 = {"type": "record", "name": "Order", "namespace": "shop", "fields": [

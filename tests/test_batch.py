@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import pyarrow as pa
-
-from ingest_core.batch import Batch, PartitionBuffer, ValueColumn
-
 from fakes import FakeMessage
+
+from ingest_core.batching.buffer import Batch, PartitionBuffer, ValueColumn
 
 
 def _buffer_with(values: list[bytes | None], keys: list[bytes | None] | None = None, start: int = 10) -> PartitionBuffer:
     buffer = PartitionBuffer("orders", 0)
     keys = keys or [None] * len(values)
-    for i, (value, key) in enumerate(zip(values, keys)):
+    for i, (value, key) in enumerate(zip(values, keys, strict=False)):
         buffer.append(FakeMessage("orders", 0, start + 2 * i, value, key, 1_700_000_000_000 + i), now=1.0)
     return buffer
 

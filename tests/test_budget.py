@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest_core.budget import MEMORY_SHARE, MIN_MESSAGES, MemoryBudget, prefetch_bytes
+from ingest_core.batching.budget import MEMORY_SHARE, MIN_MESSAGES, MemoryBudget, prefetch_bytes
 from ingest_core.settings import Settings
 from ingest_core.units import parse_kubernetes_memory
 

@@ -8,10 +8,10 @@ import json
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from ingest_core.batch import Batch
-from ingest_core.deadletter import DeadLetterFiles, DeadLetterTopic, dead_letter_rows
-from ingest_core.encode import Reject
-from ingest_core.storage import LakeStore, StorageError
+from ingest_core.batching.buffer import Batch
+from ingest_core.sink.deadletter import DeadLetterFiles, DeadLetterTopic, dead_letter_rows
+from ingest_core.sink.encode import Reject
+from ingest_core.sink.storage import LakeStore, StorageError
 
 
 def batch() -> Batch:

@@ -7,7 +7,8 @@ import json
 import pyarrow as pa
 import pytest
 
-from ingest_core.decode import TOMBSTONE_REASON, Decoder, decode_json, parse_json_object
+from ingest_core.source.decode import TOMBSTONE_REASON, Decoder, decode_json
+from ingest_core.source.json_message import parse_json_object
 
 
 def test_a_clean_batch_is_parsed_whole_and_keeps_its_lines():
@@ -175,7 +176,7 @@ def _whole_batch_inference(values: list[bytes]) -> pa.Table:
 
     import pyarrow.json as pa_json
 
-    from ingest_core.decode import _text_schema
+    from ingest_core.source.decode import _text_schema
 
     data = b"\n".join(values)
     options = pa_json.ReadOptions(block_size=1 << 20)
@@ -239,7 +240,7 @@ def test_values_that_are_not_one_clean_line_become_one(value, line):
 
 
 def test_ndjson_validation_in_slices_finds_a_bad_line_in_any_slice(monkeypatch):
-    import ingest_core.decode as decode
+    import ingest_core.source.decode as decode
 
     monkeypatch.setattr(decode, "TEXT_SLICE_BYTES", 40)  # a few lines per slice
     values = [b'{"id": %d, "s": "x"}' % i for i in range(50)]
@@ -270,7 +271,7 @@ def test_the_lines_reader_gives_the_joined_text_in_any_read_sizes(monkeypatch):
 
     import pyarrow as pa
 
-    from ingest_core.binary import LinesReader, joined
+    from ingest_core.arrow.binary import LinesReader, joined
 
     values = pa.array([b'{"a":%d}' % i + b"x" * (i % 5) for i in range(1000)], pa.binary())
     monkeypatch.setattr(LinesReader, "PIECE_ROWS", 7)
@@ -288,7 +289,7 @@ def test_the_lines_reader_gives_the_joined_text_in_any_read_sizes(monkeypatch):
 def test_text_over_the_join_limit_is_read_piece_by_piece_and_gives_the_same_table(monkeypatch):
     """A slice is joined for the parser (pyarrow reads it in place); a whole batch over
     JOINED_PARSE_BYTES goes through LinesReader instead (no joined copy of 64 MiB)."""
-    from ingest_core import decode
+    from ingest_core.source import decode
 
     values = [b'{"id": %d, "s": "x%d", "t": "2026-11-30T12:00:00", "xs": [1.5]}' % (i, i) for i in range(500)]
     sources = []
@@ -307,7 +308,7 @@ def test_one_whole_batch_parse_at_a_time_but_ndjson_slices_are_free(monkeypatch)
     """The publisher threads share a Decoder; its lock lets one whole-batch parse (Parquet)
     run at a time (pyarrow.json already uses every core), while NDJSON's small validation
     slices never wait for it."""
-    from ingest_core import decode
+    from ingest_core.source import decode
 
     seen = []
     real = decode._parse_checked
@@ -323,7 +324,7 @@ def test_one_whole_batch_parse_at_a_time_but_ndjson_slices_are_free(monkeypatch)
 def test_slices_are_parsed_on_the_calling_thread_and_whole_batches_on_arrows_pool(monkeypatch):
     """A slice is a block or two: Arrow's thread pool only cost CPU and kept its memory in
     threads whose allocator caches are never released (round 8)."""
-    from ingest_core import decode
+    from ingest_core.source import decode
 
     seen = []
     real = decode.pa_json.read_json

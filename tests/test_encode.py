@@ -6,10 +6,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingest_core.batch import Batch
-from ingest_core.encode import BatchEncoder
-from ingest_core.formats import data_bytes
+from ingest_core.batching.buffer import Batch
 from ingest_core.settings import Settings
+from ingest_core.sink.encode import BatchEncoder
+from ingest_core.sink.formats import data_bytes
 
 HOUR_MS = 3_600_000
 BASE_TS = 1_700_000_000_000  # 2023-11-14T22:13:20Z
@@ -137,7 +137,7 @@ def test_folders_computed_per_distinct_second_equal_per_row_strftime():
 
     import pyarrow.compute as pc
 
-    from ingest_core.paths import PartitionTemplate
+    from ingest_core.sink.paths import PartitionTemplate
 
     rng = random.Random(5)
     stamps = [BASE_TS + rng.randrange(-5 * HOUR_MS, 5 * HOUR_MS) for _ in range(2000)]
@@ -151,7 +151,7 @@ def test_folders_computed_per_distinct_second_equal_per_row_strftime():
 
 
 def test_columnwise_ndjson_splice_gives_the_same_bytes_as_the_per_row_one(monkeypatch):
-    from ingest_core.formats import ndjson
+    from ingest_core.sink.formats import ndjson
 
     values = [b'{"a": 1}', b' {} ', b'{ "b" : [1, {"c": "x"}] }  ', b'{"s": "caf\xc3\xa9"}'] * 5
     keys = [b"k1", None, b"plain-key", b"k4"] * 5
@@ -166,14 +166,14 @@ def test_columnwise_ndjson_splice_gives_the_same_bytes_as_the_per_row_one(monkey
         "_timestamp": pa.array([BASE_TS] * 20, pa.int64()).cast(pa.timestamp("ms", tz="UTC")).cast(pa.timestamp("us", tz="UTC")),
         "_key": pa.array([None if k is None else k.decode() for k in keys], pa.string()),
     })
-    per_row = b"".join(ndjson._splice(p, b) for p, b in zip(ndjson._metadata_prefixes(metadata), decoded_lines))
+    per_row = b"".join(ndjson._splice(p, b) for p, b in zip(ndjson._metadata_prefixes(metadata), decoded_lines, strict=False))
     assert b"".join(bytes(piece) for piece in ndjson.text_slices(metadata, pa.array(decoded_lines, pa.binary()))) == per_row == table_rows
     # Timestamps over several seconds (and before 1970): formatted per distinct second, the same text.
     stamps = [BASE_TS, BASE_TS + 1, BASE_TS + 999, BASE_TS + 1000, BASE_TS - 1, -1, 0, 5, -86_400_001, BASE_TS + 61_007,
               BASE_TS + 3_600_000, 1, 2, 3, 4, 999, 1000, 1001, -999, -1000]
     metadata = metadata.set_column(3, "_timestamp", pa.array(stamps, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
                                    .cast(pa.timestamp("us", tz="UTC")))
-    per_row = b"".join(ndjson._splice(p, b) for p, b in zip(ndjson._metadata_prefixes(metadata), decoded_lines))
+    per_row = b"".join(ndjson._splice(p, b) for p, b in zip(ndjson._metadata_prefixes(metadata), decoded_lines, strict=False))
     assert b"".join(bytes(piece) for piece in ndjson.text_slices(metadata, pa.array(decoded_lines, pa.binary()))) == per_row
     # Spliced a few rows at a time (a 64 MiB batch goes in slices of SLICE_ROWS): the same bytes.
     monkeypatch.setattr(ndjson, "SLICE_ROWS", 3)
@@ -186,7 +186,7 @@ def test_columnwise_ndjson_splice_gives_the_same_bytes_as_the_per_row_one(monkey
 def test_ndjson_in_many_pieces_is_the_same_text_with_every_codec(monkeypatch):
     """The splice's pieces are written (none) or compressed (gzip, zstd) one after the other,
     never joined first: each codec must still give the one text, and the same bytes twice."""
-    from ingest_core.formats import ndjson
+    from ingest_core.sink.formats import ndjson
     values = [json.dumps({"i": i, "s": "x" * (i % 7)}).encode() for i in range(10)]
     expected = None
     for slice_rows in (3, 1000):
@@ -211,8 +211,8 @@ def test_uncompressed_ndjson_is_made_while_it_is_written_and_again_for_a_retry(m
     written. A slice the columnar splice cannot do (here a key JSON must escape) goes the
     per-row way alone; the other slices stay columnar; the text is the same either way, and
     a second write (a retried publish) gives the same bytes."""
-    from ingest_core.formats import Pieces, data_size, ndjson
-    from ingest_core.storage import LakeStore
+    from ingest_core.sink.formats import Pieces, data_size, ndjson
+    from ingest_core.sink.storage import LakeStore
 
     values = [json.dumps({"i": i}).encode() for i in range(10)]
     keys = [b"k"] * 10
@@ -249,8 +249,8 @@ def _events(n, late=None, start=250):
 
 def _both_ways(monkeypatch, values):
     """The batch encoded in slices (a few rows each) and whole."""
-    from ingest_core import decode
-    from ingest_core.formats import parquet
+    from ingest_core.sink.formats import parquet
+    from ingest_core.source import decode
 
     monkeypatch.setattr(decode, "PARSE_SLICE_BYTES", 4_000)  # about 20 rows per slice
     monkeypatch.setattr(parquet, "ROW_GROUP_BYTES", 20_000)  # a row group every few slices
@@ -317,7 +317,7 @@ def test_a_long_integer_rounded_into_a_double_in_a_later_slice_is_kept_exact(mon
 
 
 def test_a_batch_over_two_folders_or_foldered_by_a_field_is_encoded_whole(monkeypatch):
-    from ingest_core import decode
+    from ingest_core.source import decode
 
     monkeypatch.setattr(decode, "PARSE_SLICE_BYTES", 4_000)
     values = _events(300)
@@ -329,7 +329,7 @@ def test_a_batch_over_two_folders_or_foldered_by_a_field_is_encoded_whole(monkey
 
 
 def test_ingest_run_gives_pyarrow_malloc_unless_the_environment_names_an_allocator():
-    from ingest_core.encode import use_system_allocator
+    from ingest_core.sink.encode import use_system_allocator
 
     before = pa.default_memory_pool()
     try:

@@ -10,11 +10,11 @@ import pytest
 from fakes import FakeConsumer, json_messages
 from test_pipeline import TOPIC, Clock, make, spin
 
-from ingest_core.batch import Batch
-from ingest_core.encode import BatchEncoder
-from ingest_core.events import BatchEvents, EventUrl, NoEvents, batch_event, batch_events, event_bytes
+from ingest_core.batching.buffer import Batch
 from ingest_core.settings import Settings
-from ingest_core.storage import StorageError
+from ingest_core.sink.encode import BatchEncoder
+from ingest_core.sink.events import BatchEvents, EventUrl, NoEvents, batch_event, batch_events, event_bytes
+from ingest_core.sink.storage import StorageError
 
 
 def settings(**events) -> Settings:

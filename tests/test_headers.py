@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from ingest_core.batch import Batch, PartitionBuffer
-from ingest_core.encode import HEADERS_TYPE, BatchEncoder
-from ingest_core.formats import data_bytes
+from ingest_core.batching.buffer import Batch, PartitionBuffer
 from ingest_core.settings import Settings
+from ingest_core.sink.encode import HEADERS_TYPE, BatchEncoder
+from ingest_core.sink.formats import data_bytes
 
 ALL = ["_topic", "_partition", "_offset", "_timestamp", "_key", "_headers"]
 HEADERS = [
@@ -121,7 +121,7 @@ def test_a_buffer_reads_headers_only_when_asked():
 
 
 def test_autoloader_hints_type_the_headers_only_when_asked():
-    from ingest_core.autoloader import schema_hints
+    from ingest_core.commands.autoloader import schema_hints
     assert "_headers ARRAY<STRUCT<key: STRING, value: BINARY>>" in schema_hints(settings(metadata=ALL))
     assert "_headers" not in schema_hints(settings())
 

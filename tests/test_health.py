@@ -5,11 +5,11 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from fakes import FakeConsumer, json_messages
-from ingest_core.health import HealthObserver, HealthServer, HealthState, serve
-from ingest_core.metrics import Instruments, PrometheusObserver
 from test_pipeline import TOPIC, Clock, make, spin
+
+from ingest_core.ops.health import HealthObserver, HealthServer, HealthState, serve
+from ingest_core.ops.metrics import Instruments, PrometheusObserver
 
 
 def get(server: HealthServer, path: str) -> tuple[int, str, str]:

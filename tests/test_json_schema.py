@@ -8,8 +8,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from ingest_core.decode import Decoder
-from ingest_core.json_schema import JsonSchemaTypes
+from ingest_core.source.decode import Decoder
+from ingest_core.source.json_schema import JsonSchemaTypes
 
 CONTEXT = SerializationContext("events", MessageField.VALUE)
 

@@ -1,7 +1,7 @@
 import json
 import logging
 
-from ingest_core.log import JsonFormatter, LibrdkafkaLines
+from ingest_core.ops.log import JsonFormatter, LibrdkafkaLines
 
 FAIL = "[thrd:b/bootstrap]: b/bootstrap: Connect to ipv4#127.0.0.1:9 failed: Connection refused (after {}ms in state CONNECT)"
 
@@ -17,7 +17,7 @@ class Clock:
 def shown(lines, logger_filter, clock, steps):
     """Log `lines` (one per step of the clock) as confluent-kafka does; return the JSON of those let through."""
     out = []
-    for text, step in zip(lines, steps):
+    for text, step in zip(lines, steps, strict=False):
         clock.now += step
         record = logging.LogRecord("librdkafka", logging.ERROR, "", 0, "%s [%s] %s", ("FAIL", "rdkafka#consumer-1", text), None)
         if logger_filter.filter(record):

@@ -5,15 +5,15 @@ import io
 
 import pytest
 from confluent_kafka import TopicPartition
+from fakes import FakeConsumer, json_messages
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-
-from fakes import FakeConsumer, json_messages
-from ingest_core.metrics import FanOutObserver, Instruments, PrometheusObserver, consumer_lag
-from ingest_core.observer import PipelineObserver
-from ingest_core.settings import Settings
-from ingest_core.health import HealthState
 from test_pipeline import TOPIC, Clock, landed, make, spin
+
+from ingest_core.ops.health import HealthState
+from ingest_core.ops.metrics import FanOutObserver, Instruments, PrometheusObserver, consumer_lag
+from ingest_core.ops.observer import PipelineObserver
+from ingest_core.settings import Settings
 
 
 def scrape(observer: PrometheusObserver) -> dict[tuple[str, tuple], float]:

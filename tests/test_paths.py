@@ -7,7 +7,7 @@ import urllib.parse
 import pyarrow as pa
 import pytest
 
-from ingest_core.paths import HIVE_DEFAULT_PARTITION, PartitionTemplate, data_file_name, escape_partition_value
+from ingest_core.sink.paths import HIVE_DEFAULT_PARTITION, PartitionTemplate, data_file_name, escape_partition_value
 
 BASE_TS = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 

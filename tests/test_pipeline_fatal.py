@@ -8,7 +8,7 @@ from confluent_kafka import KafkaError, KafkaException
 from fakes import FakeConsumer, json_messages
 from test_pipeline import TOPIC, make, spin
 
-from ingest_core.pipeline import FatalError
+from ingest_core.retry import FatalError
 
 FENCED = KafkaError(KafkaError.FENCED_INSTANCE_ID, "Static consumer fenced by other consumer", fatal=True)
 

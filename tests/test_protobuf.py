@@ -10,10 +10,10 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2, wrappers_pb2
-
 from integration.registry import SchemaRegistry
-from ingest_core.decode import Decoder
-from ingest_core.protobuf import read_message_indexes
+
+from ingest_core.source.decode import Decoder
+from ingest_core.source.protobuf import read_message_indexes
 
 CONTEXT = SerializationContext("events", MessageField.VALUE)
 F = descriptor_pb2.FieldDescriptorProto
@@ -78,7 +78,7 @@ def test_every_kind_of_field_lands_with_its_type():
     assert first["big"] == (1 << 64) - 1 and first["raw"] == b"\x00\xff" and first["color"] == "GREEN"
     assert first["inner"] == {"v": "a"} and first["inners"] == [{"v": "b"}, {"v": "c"}]
     assert first["attrs"] == [("k", 5)] and first["nums"] == [-1, 2]
-    assert first["at"] == datetime.datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=datetime.timezone.utc)
+    assert first["at"] == datetime.datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=datetime.UTC)
     assert first["maybe"] == 0  # set to its default: present, not null
     assert empty["inner"] is None and empty["at"] is None and empty["maybe"] is None  # unset messages: null
     assert empty["big"] == 0 and empty["color"] == "RED" and empty["nums"] == []  # plain proto3 scalars: defaults

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
-
 from integration.registry import SchemaRegistry
 from integration.wire_schemas import FORMATS, expected_row, order, serializer
-from ingest_core.decode import DecodeUnavailable, Decoder
+
 from ingest_core.settings import Settings
+from ingest_core.source.decode import Decoder
+from ingest_core.source.decoded import DecodeUnavailable
 
 TOPIC = "orders"
 

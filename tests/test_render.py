@@ -16,10 +16,10 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from ingest_core.commands.render import render_all, resource_name
+from ingest_core.commands.render_monitoring import MIN_WINDOW, NO_COMMIT_AGES, dashboard_uid, queries
 from ingest_core.config import ConfigError, load_settings
-from ingest_core.metrics import PrometheusObserver
-from ingest_core.render import render_all, resource_name
-from ingest_core.render_monitoring import MIN_WINDOW, NO_COMMIT_AGES, dashboard_uid, queries
+from ingest_core.ops.metrics import PrometheusObserver
 
 REPO = Path(__file__).resolve().parents[1]
 GENERATED = REPO / "deploy" / "k8s" / "generated"

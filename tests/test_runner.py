@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import gc
 
-from ingest_core.runner import GC_THRESHOLDS, tune_garbage_collection
+from ingest_core.commands.run import GC_THRESHOLDS, tune_garbage_collection
 
 
 def test_ingest_run_makes_garbage_collection_rare_and_blind_to_start_up_objects():
@@ -24,7 +24,7 @@ class _Store:
         self.transient, self.permanent, self.calls = transient, permanent, 0
 
     def check_writable(self):
-        from ingest_core.storage import StorageError
+        from ingest_core.sink.storage import StorageError
 
         self.calls += 1
         if self.permanent:
@@ -38,9 +38,9 @@ def test_a_lake_down_at_start_is_waited_for_not_a_crash(caplog):
 
     import pytest
 
-    from ingest_core.pipeline import Backoff
-    from ingest_core.runner import wait_until_writable
-    from ingest_core.storage import StorageError
+    from ingest_core.commands.run import wait_until_writable
+    from ingest_core.retry import Backoff
+    from ingest_core.sink.storage import StorageError
 
     sleeps: list[float] = []
     store = _Store(transient=3)

@@ -6,7 +6,8 @@ import io
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest_core.schema import NumberText, json_text, rows_to_table, spark_names, spark_readable
+from ingest_core.arrow.schema import NumberText, json_text, rows_to_table
+from ingest_core.arrow.spark import spark_names, spark_readable
 
 
 def roundtrip(table: pa.Table) -> pa.Table:
@@ -108,7 +109,7 @@ def test_sliced_struct_arrays_are_rebuilt_correctly():
 
 def test_a_table_of_many_chunks_is_fixed_chunk_by_chunk_like_one_chunk():
     """pyarrow.json gives a chunk per MiB parsed; fixing each chunk must equal fixing the whole."""
-    from ingest_core.schema import spark_readable
+    from ingest_core.arrow.spark import spark_readable
 
     def chunk(start):
         return pa.table({

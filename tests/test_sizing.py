@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ingest_core.commands.sizing import PartitionCount, memory_warnings, sizing_warnings, timing_warnings
 from ingest_core.settings import Settings
-from ingest_core.sizing import PartitionCount, memory_warnings, sizing_warnings, timing_warnings
 
 REPO = Path(__file__).resolve().parents[1]
 

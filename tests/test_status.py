@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import logging
 
-from ingest_core.status import CLEAR_LINE, StatusLine
+from ingest_core.ops.status import CLEAR_LINE, StatusLine
 
 
 class Clock:

@@ -1,7 +1,6 @@
 import os
 
-
-from ingest_core.storage import LakeStore, classify
+from ingest_core.sink.storage import LakeStore, classify
 
 
 def test_local_publish_is_create_only_and_leaves_no_temp_files(tmp_path):
@@ -33,7 +32,7 @@ def test_secrets_never_appear_in_storage_errors():
 
 
 def test_secret_values_come_from_secret_keys_and_connection_strings():
-    from ingest_core.storage import _secret_values
+    from ingest_core.sink.storage import _secret_values
     found = _secret_values({"key": "AKIA123", "secret": "s3cr3t", "client_kwargs": {"endpoint_url": "http://h:1"},
                             "connection_string": "AccountName=a;AccountKey=KEYKEY==;BlobEndpoint=http://h"})
     assert "s3cr3t" in found and "KEYKEY==" in found and "http://h:1" not in found
@@ -44,7 +43,7 @@ def test_a_listing_never_returns_the_folder_itself():
     call takes it for a directory): that is not a file below it."""
     import fsspec
 
-    from ingest_core.storage import LakeStore
+    from ingest_core.sink.storage import LakeStore
 
     class FolderItself(fsspec.AbstractFileSystem):
         def invalidate_cache(self, path=None):
@@ -77,7 +76,7 @@ def test_gcs_credential_errors_are_permanent():
 
 
 def test_a_gcs_service_account_key_is_a_secret_and_token_modes_are_not():
-    from ingest_core.storage import _secret_values
+    from ingest_core.sink.storage import _secret_values
     key = "-----BEGIN PRIVATE KEY-----\nMIIEv...\n-----END PRIVATE KEY-----\n"
     found = _secret_values({"token": {"type": "service_account", "private_key": key, "private_key_id": "abc123def",
                                       "client_email": "ingest@p.iam.gserviceaccount.com"}, "project": "p"})

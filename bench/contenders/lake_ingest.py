@@ -1,5 +1,5 @@
 """lake-ingest as users run it: `ingest run CONFIG --exit-when-idle 2s --log-format json`,
-through ingest_core.cli.main in this process (the same code `python -m ingest_core` runs).
+through ingest_core.commands.cli.main in this process (the same code `python -m ingest_core` runs).
 
 One thing is added: a wrapper around Pipeline.accept that records when the last batch of
 messages was taken from Kafka. With it the harness removes exactly the idle wait that
@@ -14,11 +14,11 @@ from bench_result import RESULT_PREFIX
 
 
 def main(spec: dict) -> int:
-    from ingest_core import cli
+    from ingest_core.commands import cli
 
     seen = {"last_accept_at": None, "messages": 0, "wrapped": False}
     try:
-        from ingest_core.pipeline import Pipeline
+        from ingest_core.flow import Pipeline
 
         original = Pipeline.accept
 

@@ -12,4 +12,7 @@ python3 deploy/local/schema_registry.py fetch       # a Confluent-REST schema re
 python3 deploy/local/spark_jars.py fetch           # hadoop-aws (s3a) and hadoop-azure (abfs) for Spark, matching pyspark's Hadoop
 python3 -c 'import sys; sys.path.insert(0, "deploy/local"); import object_stores; object_stores.ensure_azurite()'  # Azurite from npm
 python3 -c 'import sys; sys.path.insert(0, "deploy/local"); import object_stores; object_stores.ensure_fake_gcs_server()'  # fake-gcs-server, built with Go
+python3 -m ruff check ingest_core tests             # lint ([tool.ruff] in pyproject.toml)
+python3 -m ruff format --check ingest_core           # formatting
+python3 -m mypy ingest_core                          # types ([tool.mypy])
 python3 -m pytest -p no:cacheprovider "$@"

@@ -34,9 +34,9 @@ from integration.group_view import GroupView
 from integration.lake import REPO, create_topic, landed_rows, write_config
 from integration.spark import spark_session
 
-from ingest_core.autoloader import spark_reader
+from ingest_core.commands.autoloader import spark_reader
 from ingest_core.config import load_settings
-from ingest_core.storage import LakeStore
+from ingest_core.sink.storage import LakeStore
 
 pytestmark = pytest.mark.slow
 

@@ -18,8 +18,8 @@ import pytest
 from confluent_kafka import Consumer
 from integration.lake import REPO, committed_offsets, create_topic, produce_events, write_config
 
-from ingest_core.ledger import Ledger
-from ingest_core.storage import LakeStore
+from ingest_core.sink.ledger import Ledger
+from ingest_core.sink.storage import LakeStore
 
 pytestmark = pytest.mark.slow
 

@@ -9,14 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-
 from kafka_broker import LocalKafka  # noqa: E402
 from object_stores import AzuriteServer, FakeGcsServer, MotoS3Server  # noqa: E402
 
 # Before anything imports gcsfs, in this process and the `ingest` processes it starts.
 os.environ.update(FakeGcsServer.ENVIRONMENT)
 
-from ingest_core.storage import LakeStore
+from ingest_core.sink.storage import LakeStore
 
 _names = itertools.count()
 

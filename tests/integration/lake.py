@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from ingest_core.storage import LakeStore
+from ingest_core.sink.storage import LakeStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,7 +84,7 @@ def landed_rows(store: LakeStore, fmt: str) -> list[tuple[int, int]]:
         data = store.read(path)
         if fmt == "parquet":
             table = pq.read_table(io.BytesIO(data), columns=["_partition", "_offset"])
-            rows.extend(zip(table.column("_partition").to_pylist(), table.column("_offset").to_pylist()))
+            rows.extend(zip(table.column("_partition").to_pylist(), table.column("_offset").to_pylist(), strict=False))
         else:
             text = gzip.decompress(data) if path.endswith(".gz") else data
             rows.extend((r["_partition"], r["_offset"]) for r in map(json.loads, text.splitlines()))

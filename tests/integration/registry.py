@@ -36,7 +36,7 @@ class SchemaRegistry:
 
     # ---- lifecycle
 
-    def start(self) -> "SchemaRegistry":
+    def start(self) -> SchemaRegistry:
         registry = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -89,12 +89,12 @@ class SchemaRegistry:
     def register(self, subject: str, schema: str, schema_type: str = "AVRO", references: list | None = None) -> int:
         with self._lock:
             entry = {"schema": schema, "schemaType": schema_type, "references": references or []}
-            for schema_id, known in self.schemas.items():
-                if known == entry:
-                    break
-            else:
+            found = next((i for i, known in self.schemas.items() if known == entry), None)
+            if found is None:
                 schema_id = max(self.schemas, default=0) + 1
                 self.schemas[schema_id] = entry
+            else:
+                schema_id = found
             versions = self.subjects.setdefault(subject, [])
             if schema_id not in versions:
                 versions.append(schema_id)
@@ -168,7 +168,7 @@ class FaultyRegistry:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._port}"
 
-    def start(self) -> "FaultyRegistry":
+    def start(self) -> FaultyRegistry:
         door = self
 
         class Handler(BaseHTTPRequestHandler):

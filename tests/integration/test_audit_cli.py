@@ -16,8 +16,8 @@ import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from ingest_core.ledger import MARKER_ROOT
-from ingest_core.storage import LakeStore
+from ingest_core.sink.ledger import MARKER_ROOT
+from ingest_core.sink.storage import LakeStore
 
 from .lake import REPO, create_topic, data_files, produce_events, run_until_idle, write_config
 

@@ -21,8 +21,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from ingest_core.schema import json_text
-from ingest_core.storage import LakeStore
+from ingest_core.arrow.schema import json_text
+from ingest_core.sink.storage import LakeStore
 
 from .lake import data_files, run_until_idle, write_config
 from .registry import schema_registry  # noqa: F401 - a fixture
@@ -286,7 +286,7 @@ def test_avro_two_schema_versions_land_in_parquet_spark_reads_with_both_columns(
     context = SerializationContext(topic_name, MessageField.VALUE)
     v1, v2 = AvroSerializer(client, json.dumps(V1)), AvroSerializer(client, json.dumps(V2))
     corpus = Corpus(kafka.bootstrap, topic_name, 2)
-    at = datetime.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=datetime.timezone.utc)
+    at = datetime.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=datetime.UTC)
     for i in range(400):
         price = decimal.Decimal(i) / 4
         if i < 150 or i % 5 == 0:  # v1 first, then v2 with some v1 producers still running

@@ -8,11 +8,20 @@ import time
 
 import pytest
 
-from ingest_core.storage import LakeStore
+from ingest_core.sink.storage import LakeStore
 
 from .group_view import GroupView
-from .lake import (committed_offsets, create_topic, data_files, expected_rows, ingest, landed_rows, produce_events,
-                   run_until_idle, write_config)
+from .lake import (
+    committed_offsets,
+    create_topic,
+    data_files,
+    expected_rows,
+    ingest,
+    landed_rows,
+    produce_events,
+    run_until_idle,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 

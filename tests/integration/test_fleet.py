@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingest_core.storage import LakeStore
+from ingest_core.sink.storage import LakeStore
 
 from .lake import committed_offsets, create_topic, data_files, ingest, landed_rows, produce_events, write_config
 

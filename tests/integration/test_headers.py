@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Producer
 
-from ingest_core.autoloader import spark_reader
+from ingest_core.commands.autoloader import spark_reader
 from ingest_core.config import load_settings
-from ingest_core.storage import LakeStore
+from ingest_core.sink.storage import LakeStore
 
 from .lake import create_topic, data_files, run_until_idle, write_config
 from .spark import run_available_now, spark_session

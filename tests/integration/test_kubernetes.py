@@ -23,7 +23,7 @@ import yaml
 # deploy/local is on sys.path (tests/conftest.py)
 from kube_apiserver import KEDA_VERSION, PROMETHEUS_OPERATOR_VERSION, LocalKubeApiserver, crd_files, promql_check
 
-from ingest_core.render_monitoring import queries
+from ingest_core.commands.render_monitoring import queries
 
 pytestmark = pytest.mark.slow
 

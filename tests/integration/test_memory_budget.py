@@ -13,14 +13,14 @@ from collections import Counter
 import pytest
 from confluent_kafka import Consumer
 
-from ingest_core.batch import FlushPolicy
-from ingest_core.deadletter import DeadLetterFiles
-from ingest_core.encode import BatchEncoder
-from ingest_core.kafka import consumer_config
-from ingest_core.ledger import Ledger
-from ingest_core.pipeline import Pipeline
+from ingest_core.batching.buffer import FlushPolicy
+from ingest_core.flow import Pipeline
 from ingest_core.settings import Settings
-from ingest_core.storage import LakeStore
+from ingest_core.sink.deadletter import DeadLetterFiles
+from ingest_core.sink.encode import BatchEncoder
+from ingest_core.sink.ledger import Ledger
+from ingest_core.sink.storage import LakeStore
+from ingest_core.source.kafka import consumer_config
 
 from .lake import committed_offsets, create_topic, expected_rows, landed_rows, produce_events
 

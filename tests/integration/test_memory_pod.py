@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 from confluent_kafka import Producer
 
-from ingest_core.storage import LakeStore
+from ingest_core.sink.storage import LakeStore
 
 from .lake import REPO, committed_offsets, create_topic, landed_rows
 

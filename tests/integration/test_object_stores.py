@@ -44,7 +44,7 @@ def test_publish_is_create_only_for_small_and_multipart_files(lake):
 UPLOADER = """
 import json, os, sys
 sys.path.insert(0, {repo!r})
-from ingest_core.storage import LakeStore
+from ingest_core.sink.storage import LakeStore
 store = LakeStore.open({url!r}, json.loads({options!r}))
 {force_multipart}
 force_multipart(store, {kind!r})

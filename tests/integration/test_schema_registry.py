@@ -20,7 +20,7 @@ from collections import Counter
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from ingest_core.storage import LakeStore
+from ingest_core.sink.storage import LakeStore
 
 from .lake import data_files, ingest, run_until_idle, write_config
 from .registry import FaultyRegistry, schema_registry  # noqa: F401 - schema_registry is a fixture

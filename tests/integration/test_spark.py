@@ -14,15 +14,15 @@ import signal
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Producer
 
-from ingest_core.autoloader import spark_reader
+from ingest_core.commands.autoloader import spark_reader
 from ingest_core.config import load_settings
-from ingest_core.ledger import Ledger
+from ingest_core.sink.ledger import Ledger
 
 from .conftest import make_lake
 from .lake import create_topic, data_files, ingest, run_until_idle, write_config
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 PAYLOAD = ("order_id BIGINT, customer STRING, amount DOUBLE, currency STRING, "
            "items ARRAY<STRUCT<sku: STRING, qty: BIGINT>>, channel STRING")
-START_MS = int(datetime(2026, 11, 22, 22, 30, tzinfo=timezone.utc).timestamp() * 1000)
+START_MS = int(datetime(2026, 11, 22, 22, 30, tzinfo=UTC).timestamp() * 1000)
 HOUR_MS = 3_600_000
 
 
@@ -120,8 +120,8 @@ def check_run(run, expected: dict[tuple[int, int], int], file_rows: Counter, top
         assert not any(part.startswith(("_", ".")) for part in name.split("/")), f"read internal file {name}"
     for row in run.rows:
         stamp = expected[(row["_partition"], row["_offset"])]
-        when = datetime.fromtimestamp(stamp / 1000, timezone.utc)
-        assert int(row["_timestamp"].replace(tzinfo=timezone.utc).timestamp() * 1000) == stamp
+        when = datetime.fromtimestamp(stamp / 1000, UTC)
+        assert int(row["_timestamp"].replace(tzinfo=UTC).timestamp() * 1000) == stamp
         assert str(row["dt"]) == when.strftime("%Y-%m-%d") and int(row["hour"]) == when.hour, row
         assert row["_topic"] == topic and row["_key"] == f"c{row['order_id'] % 97}"
 

@@ -4,18 +4,17 @@ and every record lands exactly once."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
 import signal
 import threading
 import time
+from datetime import datetime
 
 import pytest
-
 from object_stores import AzuriteServer, FakeGcsServer, MotoS3Server
 
+from .conftest import Lake
 from .group_view import GroupView
 from .lake import create_topic, data_files, expected_rows, ingest, landed_rows, produce_events, write_config
-from .conftest import Lake
 
 pytestmark = pytest.mark.slow
 

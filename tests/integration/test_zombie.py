@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest_core.storage import LakeStore
+from ingest_core.sink.storage import LakeStore
 
 from .group_view import GroupView
 from .lake import create_topic, ingest, produce_events, write_config

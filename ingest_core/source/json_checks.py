@@ -1,0 +1,80 @@
+"""Checks around pyarrow.json's whole-batch parse: which values it can take as they are, and what
+its types could have lost (doubles that may hold rounded integer literals, date-like strings it
+turned into timestamps, which are kept as text instead)."""
+
+from __future__ import annotations
+
+import re
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ingest_core.arrow.binary import values_buffer
+
+
+def double_arrays(table: pa.Table) -> list[pa.Array]:
+    """Every floating-point array in the table, nested ones included."""
+    found = []
+    stack = [chunk for column in table.columns for chunk in column.chunks]
+    while stack:
+        array = stack.pop()
+        t = array.type
+        if pa.types.is_floating(t):
+            found.append(array)
+        elif pa.types.is_struct(t):
+            stack.extend(array.field(i) for i in range(t.num_fields))
+        elif pa.types.is_list(t) or pa.types.is_large_list(t):
+            stack.append(array.flatten())
+    return found
+
+
+def has_large(doubles: pa.Array) -> bool:
+    """True when some finite double is >= 2^53 in magnitude: only then can a double column
+    hold an integer literal pyarrow.json rounded (smaller integers are exact)."""
+    large = pc.and_(pc.is_finite(doubles), pc.greater_equal(pc.abs(doubles), float(1 << 53)))
+    return bool(pc.any(large).as_py())
+
+
+def timestamps_as_text(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_timestamp(t):
+        return pa.string()
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(timestamps_as_text(f.type)) for f in t])
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(timestamps_as_text(t.value_type)))
+    return t
+
+
+def plain_lines(values: pa.Array) -> pa.Array | None:
+    """`values` when each is a single line that starts with "{", ends with "}" and is valid
+    UTF-8; None when some value needs a look of its own. Vectorised: the kernels run
+    without the GIL, so the consume loop keeps going meanwhile."""
+    if not len(values) or values.null_count:
+        return None
+    if not pa.types.is_binary(values.type):
+        try:
+            values = values.cast(pa.binary())
+        except (pa.ArrowInvalid, pa.ArrowCapacityError):  # over 2 GiB in one batch
+            return None
+    if not pc.all(pc.starts_with(values, "{")).as_py() or not pc.all(pc.ends_with(values, "}")).as_py():
+        return None
+    try:
+        text = values.cast(pa.string())  # checks UTF-8 (fast when it is ASCII)
+    except pa.ArrowInvalid:
+        return None
+    if not pc.all(pc.ascii_is_printable(text)).as_py():
+        # Non-ASCII text or a tab: look for line breaks in the bytes themselves.
+        data = memoryview(values_buffer(values))
+        if _LF.search(data) or _CR.search(data):
+            return None
+    return values
+
+
+_LF = re.compile(rb"\n")  # single-byte literals: re scans for them at memchr speed
+_CR = re.compile(rb"\r")
+
+
+def slice_rows(lines: pa.Array, slice_bytes: int) -> int:
+    """How many of `lines` make about `slice_bytes` of text (at least one)."""
+    per_row = max(1, len(values_buffer(lines)) // max(1, len(lines)))
+    return max(1, slice_bytes // per_row)

@@ -1,0 +1,123 @@
+"""The Kafka side: consumer configuration, and readable reports of broker trouble.
+
+librdkafka retries unreachable brokers by itself; `BrokerErrors` turns its error
+callbacks into one clear log line per kind of problem (not one per retry). Every client
+we configure logs librdkafka's own lines through `log.librdkafka_logger()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from ingest_core.ops.log import librdkafka_logger
+from ingest_core.settings import Settings
+
+log = logging.getLogger("ingest.kafka")
+
+# Properties we own: offsets are committed by the pipeline after publication, never by librdkafka.
+_FORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False}
+_DEFAULTS = {
+    "auto.offset.reset": "earliest",
+    "partition.assignment.strategy": "cooperative-sticky",
+    # Bound librdkafka's prefetch so memory follows batch.max_bytes, not the backlog: 8 MiB reads
+    # a 1 KiB backlog as fast as 16 or 32 MiB, with less peak RSS (bench/RESULTS.md, Memory).
+    "queued.max.messages.kbytes": 8192,
+    "fetch.max.bytes": 8388608,
+    # A fetch may take its whole 8 MiB from one partition (librdkafka's default is 1 MiB a
+    # partition): while the memory focus lets only a few partitions consume, 1 MiB each left
+    # fetches small (bench/memory.py, 64 partitions: 62 k against 50 k records/s). The response
+    # is still capped by fetch.max.bytes, so this costs no memory.
+    "max.partition.fetch.bytes": 8388608,
+    # Once that prefetch is full, librdkafka (>= 2.4) waits fetch.queue.backoff.ms before it
+    # fetches again, 1000 ms by default, even if we drained the queue meanwhile: a consumer
+    # that keeps up with the broker then idles most of the time (measured: 4x the throughput
+    # with 10 ms on a backlog, bench/RESULTS.md).
+    "fetch.queue.backoff.ms": 10,
+    # librdkafka has one fetch request in flight per broker, and the broker holds it up to
+    # fetch.wait.max.ms (500 ms by default) while the partitions it asks for have nothing new.
+    # A partition we resume after its batch is published joins only the next request, so
+    # while some partitions were caught up it waited up to 500 ms for the one in flight
+    # (measured: a 200 B backlog drained in 1.63 s against 2.39 s, median of 5 alternated runs,
+    # bench/RESULTS.md). The price is an idle consumer asking 10 times a second, not twice.
+    "fetch.wait.max.ms": 100,
+    "session.timeout.ms": 45000,
+}
+
+
+def consumer_config(settings: Settings, error_cb=None, partition_eof: bool = False) -> dict[str, Any]:
+    """`partition_eof`: have consume() report each partition's end (`--exit-when-idle` needs it)."""
+    config: dict[str, Any] = {**_DEFAULTS, **settings.kafka, **_FORCED}
+    if partition_eof:
+        config["enable.partition.eof"] = True
+    config.setdefault("bootstrap.servers", "localhost:9092")
+    config["group.id"] = settings.group
+    config["logger"] = librdkafka_logger()  # librdkafka's lines through our log format, never raw to stderr
+    if error_cb is not None:
+        config["error_cb"] = error_cb
+    return config
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """The connection part of the consumer's properties, for the dead-letter and events producers."""
+    consumer_only = (
+        "group.",
+        "auto.offset",
+        "enable.auto",
+        "partition.assignment",
+        "queued.",
+        "fetch.",
+        "session.timeout",
+        "max.poll",
+        "heartbeat",
+        "isolation.level",
+        "enable.partition.eof",
+    )
+    config: dict[str, Any] = {k: v for k, v in settings.kafka.items() if not k.startswith(consumer_only)}
+    config["logger"] = librdkafka_logger()
+    return config
+
+
+class BrokerErrors:
+    """Logs librdkafka errors clearly, at most once per `every` seconds per error code."""
+
+    def __init__(self, settings: Settings, source: str, every: float = 30.0):
+        self.bootstrap = consumer_config(settings)["bootstrap.servers"]
+        self.source = source
+        self.every = every
+        self.last_logged: dict[str, float] = {}
+        self.down = False
+
+    def __call__(self, error) -> None:
+        code = error.name()
+        now = time.monotonic()
+        if now - self.last_logged.get(code, -1e9) < self.every:
+            return
+        self.last_logged[code] = now
+        if code in ("_ALL_BROKERS_DOWN", "_TRANSPORT", "_RESOLVE"):
+            self.down = True
+            log.error(
+                "cannot reach Kafka at %s (%s: %s); retrying. Fix: check kafka.bootstrap.servers in %s "
+                "(or KAFKA_BOOTSTRAP_SERVERS) and that the broker is up and reachable",
+                self.bootstrap,
+                code,
+                error.str(),
+                self.source,
+                extra={"event": "broker_unreachable", "bootstrap": self.bootstrap},
+            )
+        elif code in (
+            "_AUTHENTICATION",
+            "SASL_AUTHENTICATION_FAILED",
+            "TOPIC_AUTHORIZATION_FAILED",
+            "GROUP_AUTHORIZATION_FAILED",
+        ):
+            log.error(
+                "Kafka refused our credentials or permissions (%s: %s). Fix: check the kafka.sasl.* settings in %s",
+                code,
+                error.str(),
+                self.source,
+                extra={"event": "broker_auth"},
+            )
+        else:
+            log.warning("Kafka error %s: %s", code, error.str(), extra={"event": "broker_error"})
