@@ -110,7 +110,7 @@ def one_run(bootstrap: str, topic: str, partitions: int, marks: dict[int, int], 
     seconds = last_commit - child.spawned_at
     result = {
         "run": run, "exit_code": child.returncode, "peak_rss_mib": round(child.peak_rss_mib, 1),
-        "pod_limit_mib": 1024, "budget_mib": round(budget.get("limit", 0) / MiB),
+        "pod_limit_mib": pod_limit_mib(config), "budget_mib": round(budget.get("limit", 0) / MiB),
         "budget_messages_mib": round(budget.get("messages", 0) / MiB),
         "records": landed, "all_committed": committed == marks, "seconds": round(seconds, 2),
         "records_per_s": round(landed / seconds) if seconds > 0 else 0,
@@ -123,6 +123,13 @@ def one_run(bootstrap: str, topic: str, partitions: int, marks: dict[int, int], 
     print(f"[memory] {partitions:>3} partitions run {run}: {result}", flush=True)
     shutil.rmtree(lake, ignore_errors=True)
     return result
+
+
+def pod_limit_mib(config: Path) -> int:
+    """deploy.resources.memory of the config as `ingest render` writes it into the pod."""
+    from ingest_core.config import load_settings
+
+    return load_settings(config).deploy.resources.memory_bytes // MiB
 
 
 def idle_run(bootstrap: str, workdir: Path, seconds: float = 30.0) -> dict:
@@ -161,9 +168,9 @@ def markdown_table(report: dict) -> str:
         f"pod 1Gi, memory.limit its default), medians of {report['runs']} run(s), {report['date']}, "
         f"revision {report['lake_ingest_revision']}",
         "",
-        "| partitions | peak RSS MiB (runs) | % of pod | budget MiB (messages) | records/s | vs 4 partitions | "
-        "mean batch MiB (values) | mean file MiB (Parquet) | cut for memory | all committed |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| partitions | peak RSS MiB (runs) | pod limit MiB | % of pod | budget MiB (messages) | records/s | "
+        "vs 4 partitions | mean batch MiB (values) | mean file MiB (Parquet) | cut for memory | all committed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_partitions = {case["partitions"]: case["runs"] for case in report["cases"]}
     base = statistics.median(r["records_per_s"] for r in by_partitions[4]) if 4 in by_partitions else None
@@ -172,7 +179,7 @@ def markdown_table(report: dict) -> str:
         speed = statistics.median(r["records_per_s"] for r in runs)
         lines.append(
             f"| {partitions} | {rss:.0f} ({', '.join(format(r['peak_rss_mib'], '.0f') for r in runs)}) | "
-            f"{100 * rss / runs[0]['pod_limit_mib']:.0f} % | {runs[0]['budget_mib']} ({runs[0]['budget_messages_mib']}) | "
+            f"{runs[0]['pod_limit_mib']} | {100 * rss / runs[0]['pod_limit_mib']:.0f} % | {runs[0]['budget_mib']} ({runs[0]['budget_messages_mib']}) | "
             f"{speed:,.0f} | {format(speed / base, '.2f') if base else '-'} | "
             f"{statistics.median(r['mean_batch_mib'] for r in runs):.1f} | "
             f"{statistics.median(r['mean_file_mib'] for r in runs):.1f} | "
