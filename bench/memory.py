@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     partition_counts = [int(p) for p in args.partitions.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="lake-bench-memory-"))
     broker = common.load_kafka_broker_module().LocalKafka(workdir / "kafka").start()
-    report: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": common.machine(),
+    report: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": common.machine(),
                     "lake_ingest_revision": common.git_revision(None), "messages": args.messages,
                     "value_size": args.size, "runs": args.runs, "cases": []}
     try:
