@@ -87,7 +87,7 @@ class _OneSchemaRegistry:
     """Stands in for confluent-kafka's SchemaRegistryClient: serves SCHEMA under SCHEMA_ID, so
     the benchmark times decoding, not HTTP (the real client caches the schema after one call)."""
 
-    def get_schema(self, schema_id: int):
+    def get_schema(self, schema_id: int, fmt: str | None = None):
         from types import SimpleNamespace
 
         if schema_id != SCHEMA_ID:
