@@ -433,7 +433,7 @@ def describe(r: dict) -> str:
     text = (f"{r['seconds']:7.2f} s  {r['records_per_s']:>9,} rec/s  {r['mb_per_s']:7.1f} MB/s  "
             f"RSS {r['peak_rss_mib']:6.0f} MiB  CPU {r['cpu_s']:6.1f} s  load {r['loadavg_before'][0]:.2f}")
     if r.get("idle_wait_s") is not None:
-        text += f"  (idle wait {r['idle_wait_s']:.2f} s removed)"
+        text += f"  (of which idle wait {r['idle_wait_s']:.2f} s; from assignment {r['assigned_seconds']:.2f} s)"
     if r["problems"]:
         text += f"  PROBLEMS: {'; '.join(r['problems'])[:400]}"
     return text
