@@ -35,8 +35,20 @@ def _cache_root() -> Path:
 
 def load_kafka_broker_module():
     """deploy/local/kafka_broker.py, loaded by path (deploy/ is not a package)."""
-    path = REPO / "deploy" / "local" / "kafka_broker.py"
-    spec = importlib.util.spec_from_file_location("lake_bench_kafka_broker", path)
+    return _load_local_module("kafka_broker")
+
+
+def load_object_stores_module():
+    """deploy/local/object_stores.py (moto's S3, Azurite), loaded by path."""
+    return _load_local_module("object_stores")
+
+
+def _load_local_module(name: str):
+    local = str(REPO / "deploy" / "local")
+    if local not in sys.path:
+        sys.path.insert(0, local)  # the scripts import their neighbours (local_service.py)
+    path = REPO / "deploy" / "local" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"lake_bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses and atexit need it registered
     spec.loader.exec_module(module)
