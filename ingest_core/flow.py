@@ -134,7 +134,9 @@ class Pipeline(PartitionSteps):
         Returns False when storage still failed at shutdown (those offsets stay uncommitted)."""
         last_message_at = self.clock()
         while not should_stop():
-            messages = self._poll()
+            # An idle exit is checked once per turn: a turn waits no longer than the idle time left.
+            idle_left = None if exit_when_idle is None else exit_when_idle - (self.clock() - last_message_at)
+            messages = self._poll(idle_left)
             now = self.clock()
             if messages or not self.states or self.waiting_for_memory or any(s.paused for s in self.states.values()):
                 # Idle counts only while we own partitions and consume from all of them: after a
@@ -143,13 +145,18 @@ class Pipeline(PartitionSteps):
                 # neither is an empty topic.
                 last_message_at = now
                 self.accept(messages, now)
+            elif exit_when_idle is not None and self._all_at_end():
+                # Every partition is read to its end: the batches the idle exit would cut are cut
+                # now, so they are published while the idle time runs out instead of after it.
+                # A message that still comes starts a new buffer, as after any cut.
+                self._start_last_batches(list(self.states))
             self.turn(now)
             if exit_when_idle is not None and now - last_message_at >= exit_when_idle and self._drained():
-                log.info("no message for %.0f s; stopping", exit_when_idle, extra={"event": "idle_exit"})
+                log.info("no message for %g s; stopping", exit_when_idle, extra={"event": "idle_exit"})
                 break
         return self.shutdown(shutdown_timeout)
 
-    def _poll(self) -> list:
+    def _poll(self, wait_limit: float | None = None) -> list:
         """The next messages. While a batch is being published and nothing may arrive (every
         partition paused) or nothing should (the messages held reach the byte budget), wait
         for that job instead: consume() would sleep its whole timeout, or hand over messages
@@ -159,8 +166,9 @@ class Pipeline(PartitionSteps):
         jobs = [s.job for s in self.states.values() if s.job is not None]
         all_paused = all(s.paused for s in self.states.values())
         self.waiting_for_memory = False
+        poll_timeout = self.poll_timeout if wait_limit is None else max(0.01, min(self.poll_timeout, wait_limit))
         if jobs and (all_paused or self._wait_for_memory()):
-            concurrent.futures.wait(jobs, timeout=self.poll_timeout, return_when=concurrent.futures.FIRST_COMPLETED)
+            concurrent.futures.wait(jobs, timeout=poll_timeout, return_when=concurrent.futures.FIRST_COMPLETED)
             if not all_paused:  # waited for room: the turn first lets go of what was published
                 self.waiting_for_memory = True
                 return []
@@ -173,7 +181,7 @@ class Pipeline(PartitionSteps):
             for partition, state in list(self.states.items()):
                 self._hold_back(partition, state)
         self._consumed_at = self.clock()
-        return self.consumer.consume(self.consume_batch, self.busy_poll_timeout if jobs else self.poll_timeout)
+        return self.consumer.consume(self.consume_batch, min(self.busy_poll_timeout, poll_timeout) if jobs else poll_timeout)
 
     def accept(self, messages, now: float) -> None:
         states = self.states
@@ -219,6 +227,10 @@ class Pipeline(PartitionSteps):
         for partition, state in list(self.states.items()):
             self._hold_back(partition, state)
         self.observer.memory(self.held_bytes(), self.budget_bytes())
+
+    def _all_at_end(self) -> bool:
+        """Every partition we own read to its end (reported only with `partition_eof`)."""
+        return self.partition_eof and bool(self.states) and all(s.at_end for s in self.states.values())
 
     def _drained(self) -> bool:
         """Nothing in flight, and (when the consumer reports them) every partition at its end."""

@@ -423,6 +423,43 @@ def test_an_idle_exit_waits_until_every_partition_is_read_to_its_end(tmp_path):
     assert landed(tmp_path) == sorted([(0, i) for i in range(5)] + [(1, i) for i in range(3)])
 
 
+def test_an_idle_exit_publishes_the_last_batches_while_the_idle_time_runs_out(tmp_path):
+    """--exit-when-idle with every partition read to its end: the last batches are cut and
+    committed in the first idle turn, before the idle time is over, and no turn waits in
+    consume() longer than the idle time left."""
+    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 5), 1: json_messages(TOPIC, 1, 3)}, partition_eof=True)
+    clock = TickingClock()
+    pipeline, _ = make(tmp_path, consumer, max_records=100, clock=clock)
+    pipeline.partition_eof = True
+    committed_at: list[float] = []
+    plain_commit, plain_consume, timeouts = consumer.commit, consumer.consume, []
+
+    def commit(offsets, asynchronous=True):
+        committed_at.append(clock.now)
+        plain_commit(offsets, asynchronous)
+
+    def consume(n=1, timeout=0):
+        timeouts.append(timeout)
+        return plain_consume(n, timeout)
+
+    consumer.commit, consumer.consume = commit, consume
+    started = clock.now
+    assert pipeline.run(lambda: False, exit_when_idle=30.0)
+    assert consumer.committed_offsets == {0: 5, 1: 3}
+    assert committed_at and max(committed_at) - started < 1.0  # not after the 30 s of idle time
+    assert max(timeouts) <= pipeline.poll_timeout
+    assert landed(tmp_path) == sorted([(0, i) for i in range(5)] + [(1, i) for i in range(3)])
+
+
+def test_an_idle_turn_waits_no_longer_than_the_idle_time_left(tmp_path):
+    consumer = FakeConsumer(TOPIC, {0: []}, partition_eof=True)
+    pipeline, _ = make(tmp_path, consumer, clock=TickingClock())
+    timeouts = []
+    consumer.consume = lambda n=1, timeout=0: timeouts.append(timeout) or []
+    assert pipeline.run(lambda: False, exit_when_idle=0.2)
+    assert timeouts and max(timeouts) <= 0.2 + 1e-9
+
+
 def test_a_partition_is_at_its_end_only_if_its_end_came_after_its_last_message(tmp_path):
     consumer = FakeConsumer(TOPIC, {0: [], 1: [], 2: []})
     pipeline, _ = make(tmp_path, consumer, max_records=100)
