@@ -54,7 +54,7 @@ CONTENDERS = ["ceiling", "ceiling-defaults", "ceiling-keep", "ceiling-parse", *L
 ON_PROJECT_PYTHON = {"ceiling", "ceiling-defaults", "ceiling-keep", "ceiling-parse", *LAKES}
 # The shipped pod (deploy.resources.memory: 1Gi) and the memory issue's bound on it: peak RSS <= 80 %.
 POD_MIB, RSS_SHARE = 1024, 0.8
-SLOW = {"kafka-python", "dlt"}  # 10-20x slower than the rest: --slow-runs of them keeps the full mode < 20 min
+SLOW = {"kafka-python", "dlt"}  # 10-20x slower than the rest: --slow-runs sets how many runs they get
 MAX_RECORDS, MAX_BYTES = 100_000, 64 * 1024 * 1024
 # lake-ingest stops by --exit-when-idle: once every partition is read to its end and nothing came
 # for this long, it publishes its last partial batches and commits. That wait is in its time.
@@ -142,8 +142,8 @@ def parse_args(argv):
     parser.add_argument("--small", action="store_true", help="200-byte messages instead of 1 KiB")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--runs", type=int, help="runs per contender; the table shows medians (default 3; 1 with --quick)")
-    parser.add_argument("--slow-runs", type=int, default=1,
-                        help="runs of kafka-python and dlt, which take minutes each (default 1; at most --runs)")
+    parser.add_argument("--slow-runs", type=int, default=3,
+                        help="runs of kafka-python and dlt, which take minutes each (default 3; at most --runs)")
     parser.add_argument("--quick", action="store_true", help="smoke check: 100,000 messages, 1 run")
     parser.add_argument("--contenders", help=f"comma-separated subset of {','.join(CONTENDERS)} (the ceiling always runs)")
     parser.add_argument("--rev", help="benchmark ingest_core as committed at this git revision (e.g. HEAD) instead of "
