@@ -23,7 +23,9 @@ BENCH = REPO / "bench"
 CONSTRAINTS = REPO / "deploy" / "bench-constraints.txt"
 # The competitors pin their own confluent-kafka (quixstreams 3.28 wants < 2.13), so they live in a
 # virtualenv of their own, outside the repo; lake-ingest and the ceiling run on the project's Python.
-COMPETITOR_PACKAGES = ["quixstreams", "kafka-python", "dlt[parquet]", "pyarrow", "py-spy"]
+# pysimdjson ... jiter: only for bench/json_check.py (JSON checks compared), never imported by lake-ingest
+COMPETITOR_PACKAGES = ["quixstreams", "kafka-python", "dlt[parquet]", "pyarrow", "py-spy",
+                       "pysimdjson", "msgspec", "orjson", "jiter"]
 RESULT_PREFIX = "BENCH_RESULT "  # the same as contenders/bench_result.py, which the contenders import
 
 

@@ -145,10 +145,11 @@ class Pipeline(PartitionSteps):
                 # neither is an empty topic.
                 last_message_at = now
                 self.accept(messages, now)
-            elif exit_when_idle is not None and self._all_at_end():
-                # Every partition is read to its end: the batches the idle exit would cut are cut
-                # now, so they are published while the idle time runs out instead of after it.
-                # A message that still comes starts a new buffer, as after any cut.
+            elif exit_when_idle is not None and now - last_message_at >= exit_when_idle / 2 and self._all_at_end():
+                # Every partition read to its end and half the idle time gone: the batches the idle
+                # exit would cut are cut now, so they are published while the rest runs out instead
+                # of after it. (A trickle of messages with shorter gaps never gets here, so it does
+                # not make small files; a message that still comes starts a new buffer.)
                 self._start_last_batches(list(self.states))
             self.turn(now)
             if exit_when_idle is not None and now - last_message_at >= exit_when_idle and self._drained():
@@ -181,7 +182,9 @@ class Pipeline(PartitionSteps):
             for partition, state in list(self.states.items()):
                 self._hold_back(partition, state)
         self._consumed_at = self.clock()
-        return self.consumer.consume(self.consume_batch, min(self.busy_poll_timeout, poll_timeout) if jobs else poll_timeout)
+        return self.consumer.consume(
+            self.consume_batch, min(self.busy_poll_timeout, poll_timeout) if jobs else poll_timeout
+        )
 
     def accept(self, messages, now: float) -> None:
         states = self.states

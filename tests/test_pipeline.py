@@ -425,7 +425,7 @@ def test_an_idle_exit_waits_until_every_partition_is_read_to_its_end(tmp_path):
 
 def test_an_idle_exit_publishes_the_last_batches_while_the_idle_time_runs_out(tmp_path):
     """--exit-when-idle with every partition read to its end: the last batches are cut and
-    committed in the first idle turn, before the idle time is over, and no turn waits in
+    committed once half the idle time is gone, before it is over, and no turn waits in
     consume() longer than the idle time left."""
     consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 5), 1: json_messages(TOPIC, 1, 3)}, partition_eof=True)
     clock = TickingClock()
@@ -446,9 +446,34 @@ def test_an_idle_exit_publishes_the_last_batches_while_the_idle_time_runs_out(tm
     started = clock.now
     assert pipeline.run(lambda: False, exit_when_idle=30.0)
     assert consumer.committed_offsets == {0: 5, 1: 3}
-    assert committed_at and max(committed_at) - started < 1.0  # not after the 30 s of idle time
+    assert committed_at and max(committed_at) - started < 20.0  # after half the 30 s of idle time, not all of it
     assert max(timeouts) <= pipeline.poll_timeout
     assert landed(tmp_path) == sorted([(0, i) for i in range(5)] + [(1, i) for i in range(3)])
+
+
+def test_a_trickle_under_exit_when_idle_is_not_cut_into_small_files(tmp_path):
+    """Messages that keep coming with gaps shorter than half the idle time, each leaving the
+    partition at its end: one batch at the idle exit, not one per gap."""
+    clock = TickingClock()
+    messages = json_messages(TOPIC, 0, 20)
+    consumer = FakeConsumer(TOPIC, {0: messages}, partition_eof=True)
+    released = {"count": 0, "at": clock.now}
+
+    def consume(n=1, timeout=0):
+        if released["count"] < len(messages) and clock.now - released["at"] >= 0.2:
+            released["count"] += 1
+            released["at"] = clock.now
+            message = messages[released["count"] - 1]
+            return [message, PartitionEnd(TOPIC, 0, message.offset() + 1)]
+        return []
+
+    consumer.consume = consume
+    pipeline, _ = make(tmp_path, consumer, max_records=100, clock=clock)
+    pipeline.partition_eof = True
+    assert pipeline.run(lambda: False, exit_when_idle=1.0)
+    assert consumer.committed_offsets == {0: 20}
+    files = [p for p in (tmp_path / "lake").rglob("*.parquet") if not p.name.startswith(".")]
+    assert len(files) == 1, files
 
 
 def test_an_idle_turn_waits_no_longer_than_the_idle_time_left(tmp_path):
