@@ -55,3 +55,24 @@ def test_every_format_and_compression_lands_and_audits_back(tmp_path, fmt, codec
 
     report = audit(settings, deep=True, positions={0: (n, 0, n)})
     assert report.all_findings == [] and report.rows_read == n - 1 and report.exit_code == 0
+
+
+def test_pieces_become_one_bytes_object_held_once():
+    """An object store takes one bytes object: NDJSON pieces are copied into it once, so the
+    file is held once while it is made, not as a list of copies and then their join."""
+    import os
+    import tracemalloc
+
+    import pyarrow as pa
+
+    from ingest_core.sink.formats.base import Pieces, data_bytes
+
+    pieces = [pa.py_buffer(os.urandom(1 << 20)) for _ in range(24)]
+    tracemalloc.start()
+    try:
+        joined = data_bytes(Pieces(lambda: iter(pieces)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert joined == b"".join(p.to_pybytes() for p in pieces)
+    assert peak < 1.25 * len(joined), f"peak {peak >> 20} MiB for a {len(joined) >> 20} MiB file"

@@ -75,3 +75,22 @@ def test_validate_prints_the_warnings_and_still_exits_0(tmp_path):
     assert f"{config}: ok" in result.stdout
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 2 and "memory.limit / batch.max_bytes" in warnings[0] and "deploy.keda.cooldown" in warnings[1]
+
+
+def test_uncompressed_ndjson_to_an_object_store_reserves_its_whole_text():
+    """The HTTP clients take a file as one bytes object, so uncompressed NDJSON bound for an
+    object store holds its whole text while it uploads: the budget reserves that, and holds
+    fewer message bytes; on local disk, compressed, or as Parquet the text streams."""
+    from ingest_core.commands.sizing import planned_budget
+
+    def budget(url: str, fmt: str, compression: str):
+        return planned_budget(Settings.model_validate(
+            {"topic": "clicks", "output": {"url": url, "format": fmt, "compression": compression}}))
+
+    streamed = budget("file:///tmp/lake", "ndjson", "none")
+    for url, fmt, compression in (("s3://b/lake", "parquet", "zstd"), ("abfs://c/lake", "ndjson", "gzip")):
+        assert budget(url, fmt, compression) == streamed
+    for url in ("s3://b/lake", "abfs://c/lake", "gs://b/lake"):
+        whole = budget(url, "ndjson", "none")
+        assert whole.limit == streamed.limit and whole.messages < streamed.messages
+        assert whole.encode_working >= 1.5 * 2 * whole.max_bytes > streamed.encode_working

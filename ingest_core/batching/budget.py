@@ -24,8 +24,16 @@ from typing import Any
 MEMORY_SHARE = 0.5
 
 # Working memory of one batch's encode, as a share of the batch's bytes (Parquet in slices
-# peaks at about 0.7 x its batch above the batch itself; NDJSON less).
+# peaks at about 0.7 x its batch above the batch itself; NDJSON written to local disk, or
+# compressed, much less: its text is made and written a slice at a time).
 ENCODE_WORKING_SHARE = 0.75
+# Uncompressed NDJSON to an object store: the HTTP clients take a file as one bytes object, so
+# its whole text is held while it uploads (the values and each line's metadata fields: about
+# 1.1 x the batch's bytes at 1 KiB values, 1.5 x at 200 B), and s3fs's HTTP client (aiohttp,
+# through the BytesIO botocore wraps the body in) copies it once more while sending. Measured
+# with bench/run.py (lake-ndjson-s3, 1M x 1 KiB, 4 partitions, 1Gi pod): peak RSS 748-806 MiB
+# reserving 0.75, 718-771 reserving 1.5, 697-702 reserving 2.5, at the same records/s.
+WHOLE_TEXT_SHARE = 2.5
 
 # The budget never plans for less message memory than this: below it, files would be tiny.
 MIN_MESSAGES = 4 * 1024 * 1024
@@ -51,12 +59,14 @@ class MemoryBudget:
     max_bytes: int  # batch.max_bytes, for the full-batch arithmetic
 
     @classmethod
-    def plan(cls, limit: int, max_bytes: int, publish_slots: int, prefetch: int) -> MemoryBudget:
+    def plan(
+        cls, limit: int, max_bytes: int, publish_slots: int, prefetch: int, working_share: float = ENCODE_WORKING_SHARE
+    ) -> MemoryBudget:
         """Split `limit`: prefetch first, then the encoders' working memory for `publish_slots`
-        batches, the rest for messages. When the rest cannot hold one full batch, batches are
-        smaller than max_bytes, and so is their working memory."""
+        batches (`working_share` of a batch each), the rest for messages. When the rest cannot
+        hold one full batch, batches are smaller than max_bytes, and so is their working memory."""
         free = max(0, limit - prefetch)
-        working_per_batch = ENCODE_WORKING_SHARE * publish_slots
+        working_per_batch = working_share * publish_slots
         messages = free - working_per_batch * max_bytes
         if messages < max_bytes:  # batches are cut at the budget, not at max_bytes
             messages = free / (1 + working_per_batch)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from confluent_kafka import Consumer
 
-from ingest_core.batching.budget import MemoryBudget, prefetch_bytes
 from ingest_core.batching.buffer import FlushPolicy
+from ingest_core.commands.sizing import planned_budget
 from ingest_core.flow import Pipeline
 from ingest_core.ops.faults import FaultInjector
 from ingest_core.ops.metrics import Instruments
@@ -162,8 +162,7 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
         )
         consumer.close()
         return EXIT_CONFIG
-    config = consumer_config(settings)
-    budget = MemoryBudget.plan(settings.memory_limit, settings.batch.max_bytes, PUBLISH_SLOTS, prefetch_bytes(config))
+    budget = planned_budget(settings)
     pipeline = Pipeline(
         topic=settings.topic,
         consumer=consumer,

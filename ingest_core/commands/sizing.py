@@ -13,8 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest_core.batching.budget import MEMORY_SHARE, MemoryBudget, prefetch_bytes
+from ingest_core.batching.budget import (
+    ENCODE_WORKING_SHARE,
+    MEMORY_SHARE,
+    WHOLE_TEXT_SHARE,
+    MemoryBudget,
+    prefetch_bytes,
+)
 from ingest_core.settings import Settings
+from ingest_core.sink.formats import FORMATS
+from ingest_core.sink.stores import store_for
 from ingest_core.source.kafka import consumer_config, producer_config
 
 MiB = 1024 * 1024
@@ -82,15 +90,25 @@ def replicas_at_least(settings: Settings) -> int:
     return max(1, keda.min_replicas if keda.enabled else settings.deploy.replicas)
 
 
+def planned_budget(settings: Settings) -> MemoryBudget:
+    """The memory budget `ingest run` plans for these settings (batching/budget.py)."""
+    output = settings.output
+    whole_text = (
+        FORMATS[output.format].writes_json_text and output.codec == "none" and store_for(output.url).name != "local"
+    )
+    share = WHOLE_TEXT_SHARE if whole_text else ENCODE_WORKING_SHARE
+    return MemoryBudget.plan(
+        settings.memory_limit, settings.batch.max_bytes, PUBLISH_SLOTS, prefetch_bytes(consumer_config(settings)), share
+    )
+
+
 def memory_warnings(path: Path, settings: Settings, count: PartitionCount | None) -> list[str]:
     if count is None:
         return []
     replicas = replicas_at_least(settings)
     per_replica = math.ceil(count.partitions / replicas)
     max_bytes = settings.batch.max_bytes
-    budget = MemoryBudget.plan(
-        settings.memory_limit, max_bytes, PUBLISH_SLOTS, prefetch_bytes(consumer_config(settings))
-    )
+    budget = planned_budget(settings)
     if budget.full_batches >= per_replica:
         return []
     limit_from = (
@@ -134,9 +152,7 @@ def timing_warnings(path: Path, settings: Settings) -> list[str]:
             f"scaled down while it holds a batch (the batch is replayed, the work done twice). "
             f"Fix: set deploy.keda.cooldown to at least {math.ceil(2 * batch.max_age)}s"
         )
-    budget_bytes = MemoryBudget.plan(
-        settings.memory_limit, batch.max_bytes, PUBLISH_SLOTS, prefetch_bytes(consumer_config(settings))
-    ).messages
+    budget_bytes = planned_budget(settings).messages
     flush_seconds = budget_bytes / FLUSH_BYTES_PER_SECOND
     needed = deploy.shutdown_timeout + flush_seconds + GRACE_MARGIN
     if deploy.termination_grace_period < needed:

@@ -5,6 +5,7 @@ never exists whole next to its batch), and the `Format` protocol a format module
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
@@ -57,9 +58,14 @@ def data_size(data: FileData) -> int:
 
 
 def data_bytes(data: FileData) -> bytes:
-    """A file's data (`FileData`) as one bytes object (a copy unless it already is one)."""
+    """A file's data (`FileData`) as one bytes object (a copy unless it already is one).
+    Pieces are copied once, each as it is made, into a buffer that grows in place and
+    becomes the bytes object: the file is held once, never a list of copies and their join."""
     if isinstance(data, Pieces):
-        return b"".join(piece.to_pybytes() if isinstance(piece, pa.Buffer) else piece for piece in data)
+        joined = io.BytesIO()
+        for piece in data:
+            joined.write(piece)
+        return joined.getvalue()  # the buffer itself, not a copy (nothing else refers to it)
     return data if isinstance(data, bytes) else data.to_pybytes()
 
 
