@@ -203,7 +203,8 @@ class ChildRun:
     returncode: int
     spawned_at: float  # time.time() just before the child was started
     exited_at: float
-    peak_rss_mib: float  # ru_maxrss of that child alone (os.wait4), MiB
+    peak_rss_mib: float  # the child's VmHWM (its own memory's high-water mark), MiB
+    ru_maxrss_mib: float  # os.wait4's ru_maxrss: the same, or more (see run_child)
     cpu_s: float  # user + system CPU seconds of the child
     stdout: str
     stderr: str
@@ -212,15 +213,20 @@ class ChildRun:
 
 def run_child(argv: list[str], workdir: Path, name: str, env: dict | None = None, timeout: float = 1800,
               wrap: list[str] | None = None) -> ChildRun:
-    """Run one contender as a child process; its peak RSS comes from wait4's rusage for that
-    pid only (not RUSAGE_CHILDREN, which would mix every child this harness ever waited for)."""
+    """Run one contender as a child process. Its peak RSS is the high-water mark of its own
+    memory (VmHWM in /proc/PID/status), read every 20 ms until it exits. Not wait4's ru_maxrss:
+    on Linux a child started by vfork + exec (as subprocess does) keeps in ru_maxrss the peak of
+    the memory it shared before exec, which is this harness's own (seen: a bare consume loop
+    "peaking" at 442 MiB, the harness's size after checking a lake)."""
     out_path, err_path = workdir / f"{name}.stdout", workdir / f"{name}.stderr"
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         spawned = time.time()
         process = subprocess.Popen((wrap or []) + argv, stdout=out, stderr=err, env=full_env, cwd=REPO)
         deadline = time.monotonic() + timeout
+        high_water = 0.0
         while True:
+            high_water = max(high_water, vm_hwm_mib(process.pid) or 0.0)
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break
@@ -237,8 +243,20 @@ def run_child(argv: list[str], workdir: Path, name: str, env: dict | None = None
     for line in stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
             result = json.loads(line[len(RESULT_PREFIX):])
-    return ChildRun(process.returncode, spawned, exited, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime,
-                    stdout, stderr, result)
+    return ChildRun(process.returncode, spawned, exited, high_water or usage.ru_maxrss / 1024, usage.ru_maxrss / 1024,
+                    usage.ru_utime + usage.ru_stime, stdout, stderr, result)
+
+
+def vm_hwm_mib(pid: int) -> float | None:
+    """A live process's peak resident set size so far (VmHWM), from /proc (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
 
 
 def rss_mib(pid: int) -> float | None:

@@ -9,8 +9,8 @@ it all from the beginning, as a child process, with a config that names only top
 group and output (and turns the HTTP port off): everything else is `consumers/defaults.yaml`
 as shipped (batch.max_bytes 64MiB, deploy.resources.memory 1Gi, memory.limit its default).
 
-Per case it prints: peak RSS of the whole process from the OS (os.wait4's ru_maxrss of
-that child), the budget and the pod limit, records/s from process start to the last
+Per case it prints: peak RSS of the whole process from the OS (the child's VmHWM, read
+from /proc while it runs: bench/common.py run_child), the budget and the pod limit, records/s from process start to the last
 commit, the mean data file size, and how many batches were cut early for memory.
 The target: peak RSS <= 80 % of the pod limit in every case, and records/s at 24
 partitions within 20 % of 4 partitions (both medians, from the same run).

@@ -29,7 +29,7 @@ count). Where the end is: lake-ingest logs one JSON line per flush after the com
 `time` in ms), and the end is the last of those, the `--exit-when-idle` wait (IDLE) before its
 last flush included; the others stop by themselves after N messages and report the time their
 last commit returned. A second view, labelled "from assignment", starts at partitions assigned
-and takes lake-ingest's idle wait out. Peak RSS is each child's own ru_maxrss (os.wait4).
+and takes lake-ingest's idle wait out. Peak RSS is each child's VmHWM (bench/common.py run_child).
 """
 from __future__ import annotations
 
@@ -276,7 +276,8 @@ def measure(name: str, run: int, ctx: Context, wrap: list[str] | None = None, ke
     child = common.run_child(argv, ctx.workdir, f"{name}-{run}", env=env, wrap=wrap)
     load_after = common.load_average()
     result = {"contender": name, "run": run, "group": group, "exit_code": child.returncode,
-              "peak_rss_mib": round(child.peak_rss_mib, 1), "cpu_s": round(child.cpu_s, 2),
+              "peak_rss_mib": round(child.peak_rss_mib, 1), "ru_maxrss_mib": round(child.ru_maxrss_mib, 1),
+              "cpu_s": round(child.cpu_s, 2),
               "loadavg_before": load_before, "loadavg_after": load_after, "problems": []}
     if name.startswith("lake-"):
         timing = lake_ingest_timing(child)

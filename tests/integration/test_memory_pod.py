@@ -52,7 +52,8 @@ def shipped_defaults_config(folder, topic: str, bootstrap: str) -> str:
 
 
 def run_measured(config: str, bootstrap: str, timeout: float = 600) -> tuple[int, float, str]:
-    """`ingest run` as a child: (exit code, peak RSS in MiB from wait4, stderr)."""
+    """`ingest run` as a child: (exit code, peak RSS in MiB from wait4, stderr). An upper bound: on
+    Linux a child started by vfork + exec also carries the test runner's own peak in ru_maxrss."""
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
     with open(f"{config}.log", "w+") as log:
         process = subprocess.Popen([sys.executable, "-m", "ingest_core", "run", config, "--exit-when-idle", "3s",
