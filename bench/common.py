@@ -249,22 +249,20 @@ def run_child(argv: list[str], workdir: Path, name: str, env: dict | None = None
 
 def vm_hwm_mib(pid: int) -> float | None:
     """A live process's peak resident set size so far (VmHWM), from /proc (None once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
+    return _proc_status_mib(pid, "VmHWM")
 
 
 def rss_mib(pid: int) -> float | None:
     """Current resident set size of a process, from /proc (None once it is gone)."""
+    return _proc_status_mib(pid, "VmRSS")
+
+
+def _proc_status_mib(pid: int, field: str) -> float | None:
+    """One kB field of /proc/PID/status, in MiB (None once the process is gone)."""
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) / 1024
     except OSError:
         return None
@@ -275,22 +273,32 @@ def rss_mib(pid: int) -> float | None:
 
 def count_rows(folder: Path, suffixes: tuple[str, ...]) -> tuple[int, int]:
     """(rows, files) in the data files under `folder`; hidden and internal (`.`/`_`) names skipped."""
+    import fsspec
+
+    rows, files, _ = count_rows_in(fsspec.filesystem("file"), str(folder), suffixes)
+    return rows, files
+
+
+def count_rows_in(fs, root: str, suffixes: tuple[str, ...]) -> tuple[int, int, int]:
+    """(rows, files, bytes of every file) under `root` of an fsspec filesystem: rows of the data files
+    (Parquet footers, NDJSON lines) whose names end in `suffixes`, hidden and internal (`.`/`_`) names
+    skipped."""
     import pyarrow.parquet as pq
 
-    rows = files = 0
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder).parts
-        if not path.is_file() or any(part.startswith((".", "_")) for part in relative):
-            continue
-        if not path.name.endswith(suffixes):
+    rows = files = size = 0
+    for path, info in sorted(fs.find(root, detail=True).items()):
+        size += int(info.get("size") or 0)
+        relative = path[len(root.rstrip("/")):].strip("/").split("/")
+        if any(part.startswith((".", "_")) for part in relative) or not path.endswith(suffixes):
             continue
         files += 1
-        if path.name.endswith(".parquet"):
-            rows += pq.ParquetFile(path).metadata.num_rows
+        if path.endswith(".parquet"):
+            with fs.open(path, "rb") as handle:
+                rows += pq.ParquetFile(handle).metadata.num_rows
         else:
-            with open(path, "rb") as f:
-                rows += sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 22), b""))
-    return rows, files
+            with fs.open(path, "rb") as handle:
+                rows += sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 22), b""))
+    return rows, files, size
 
 
 # ---------------------------------------------------------------- the machine

@@ -54,6 +54,12 @@ CONTENDERS = ["ceiling", "ceiling-defaults", "ceiling-keep", "ceiling-parse", *L
 ON_PROJECT_PYTHON = {"ceiling", "ceiling-defaults", "ceiling-keep", "ceiling-parse", *LAKES}
 # The shipped pod (deploy.resources.memory: 1Gi) and the memory issue's bound on it: peak RSS <= 80 %.
 POD_MIB, RSS_SHARE = 1024, 0.8
+
+
+def lake_parts(name: str) -> tuple[str, str]:
+    """A lake contender's format and store kind ("" for local disk): "lake-ndjson-s3" -> ("ndjson", "s3")."""
+    fmt, _, kind = name.removeprefix("lake-").partition("-")
+    return fmt, kind
 SLOW = {"kafka-python", "dlt"}  # 10-20x slower than the rest: --slow-runs sets how many runs they get
 MAX_RECORDS, MAX_BYTES = 100_000, 64 * 1024 * 1024
 # lake-ingest stops by --exit-when-idle: once every partition is read to its end and nothing came
@@ -176,8 +182,7 @@ class ObjectStores:
     it is checked (both servers hold what they store in memory or on this disk)."""
 
     def __init__(self, contenders: list[str], workdir: Path):
-        self.kinds = sorted({name.rsplit("-", 1)[1] for name in contenders
-                             if name.startswith("lake-") and name.endswith(("-s3", "-adls"))})
+        self.kinds = sorted({lake_parts(name)[1] for name in contenders if name in LAKES} - {""})
         self.workdir = workdir
         self.servers: dict[str, Any] = {}
 
@@ -247,7 +252,7 @@ def measure(name: str, run: int, ctx: Context, wrap: list[str] | None = None, ke
         spec["partitions"] = ctx.partitions
         argv = [project_python, str(contenders / "ceiling.py"), json.dumps(spec)]
     elif name.startswith("lake-"):
-        fmt, _, kind = name.removeprefix("lake-").partition("-")
+        fmt, kind = lake_parts(name)
         remote = RemoteLake(kind, ctx.stores[kind], f"bench-{run}-{uuid.uuid4().hex[:8]}") if kind else None
         url, options = (remote.url, remote.storage_options) if remote else (f"file://{out}", None)
         config = lake_config(ctx.workdir / f"{name}-{run}.yaml", ctx, group, url, fmt, options)
@@ -334,26 +339,14 @@ class RemoteLake:
         self.storage_options = dict(server.storage_options)
 
     def count_rows_and_empty(self, suffixes: tuple[str, ...]) -> tuple[int, int, int]:
-        """(rows, files, bytes) of the data files, read back through fsspec; then the lake is deleted."""
+        """(rows, files, bytes) of the lake, read back through fsspec; then the lake is deleted."""
         import fsspec
-        import pyarrow.parquet as pq
 
         fs = fsspec.filesystem(self.protocol, **self.storage_options, skip_instance_cache=True)
         root = self.url.split("://", 1)[1]
-        rows = files = size = 0
-        for path, info in sorted(fs.find(root, detail=True).items()):
-            relative = path[len(root):].strip("/").split("/")
-            size += int(info.get("size") or 0)
-            if any(part.startswith((".", "_")) for part in relative) or not path.endswith(suffixes):
-                continue
-            files += 1
-            if path.endswith(".parquet"):
-                with fs.open(path, "rb") as handle:
-                    rows += pq.ParquetFile(handle).metadata.num_rows
-            else:
-                rows += fs.cat_file(path).count(b"\n")
+        counted = common.count_rows_in(fs, root, suffixes)
         fs.rm(root, recursive=True)
-        return rows, files, size
+        return counted
 
 
 def lake_ingest_timing(child: common.ChildRun) -> dict:
@@ -476,7 +469,7 @@ def store_ratios(report: dict) -> list[dict]:
     by_key = {(r["contender"], r["run"]): r for r in report["results"] if "seconds" in r and not r["problems"]}
     rows = []
     for name in LAKES:
-        fmt, _, kind = name.removeprefix("lake-").partition("-")
+        fmt, kind = lake_parts(name)
         if not kind:
             continue
         pairs = [(r, by_key.get((f"lake-{fmt}", run))) for (n, run), r in by_key.items() if n == name]
