@@ -333,7 +333,8 @@ class Pipeline(PartitionSteps):
         )
 
     def _hold_back(self, partition: int, state: PartitionState) -> None:
-        """Pause or resume the partition as memory.should_pause says."""
+        """Pause or resume the partition as memory.should_pause says (always, when its state is
+        not known yet: a newly assigned partition)."""
         want_paused = memory.should_pause(partition, state, self.policy, self.focus, self.holding_all)
         if want_paused == state.paused:
             return

@@ -63,7 +63,10 @@ class PartitionState:
     commit_retry_at: float = 0.0
     attempts: int = 0  # failed storage attempts in a row (0: storage is fine)
     retry_at: float = 0.0  # no new attempt before this (clock())
-    paused: bool = False
+    # Whether the consumer has it paused; None until the first turn sets it explicitly:
+    # librdkafka keeps a partition's pause across a revoke and a later assign, so a partition
+    # paused when it was taken away would come back paused and never be fetched again.
+    paused: bool | None = None
     due_since: float | None = None  # a batch is due but every publish slot is taken: since when
     at_end: bool = False  # the consumer reported the partition's end after its last message
     cut_at: float = 0.0  # when its last batch was cut (clock()): the least recently cut get memory first

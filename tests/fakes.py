@@ -46,7 +46,7 @@ class FakeConsumer:
     log: dict[int, list[FakeMessage]]
     committed_offsets: dict[int, int] = field(default_factory=dict)
     positions: dict[int, int] = field(default_factory=dict)
-    paused: set[int] = field(default_factory=set)
+    paused: set[int] = field(default_factory=set)  # like librdkafka's: kept across revoke and assign
     fail_commits: bool = False
     partition_eof: bool = False  # report each partition's end once its last message is handed over
     reported_end: dict[int, int] = field(default_factory=dict)

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pyarrow.dataset as ds
+from confluent_kafka import TopicPartition
 from fakes import FakeConsumer, PartitionEnd, json_messages
 
 from ingest_core.batching.buffer import FlushPolicy
@@ -112,6 +113,25 @@ def test_storage_outage_pauses_retries_and_never_commits_early(tmp_path):
     clock.now += 5
     spin(pipeline)
     assert consumer.committed_offsets == {0: 10} and consumer.paused == set()
+    assert landed(tmp_path) == [(0, i) for i in range(10)]
+
+
+def test_partition_paused_when_taken_away_is_resumed_when_assigned_again(tmp_path):
+    """librdkafka keeps a partition's pause across losing it and getting it back (the fake does
+    too): a partition paused for a storage outage when the group took it away must be fetched
+    again once it is assigned back, or it stalls for good while the member looks healthy."""
+    clock = Clock()
+    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 10)})
+    pipeline, store = make(tmp_path, consumer, max_records=10, clock=clock)
+    store.broken = True
+    spin(pipeline)
+    assert consumer.paused == {0} and consumer.committed_offsets == {}
+    pipeline.on_lost(consumer, [TopicPartition(TOPIC, 0)])  # e.g. a session timeout while stalled
+    store.broken = False
+    consumer.assign_all(pipeline)  # the group gives it back: fetching restarts at the committed offset
+    clock.now += 5
+    spin(pipeline)
+    assert consumer.paused == set() and consumer.committed_offsets == {0: 10}
     assert landed(tmp_path) == [(0, i) for i in range(10)]
 
 

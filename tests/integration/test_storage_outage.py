@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime
 
 import pytest
+from confluent_kafka import Consumer
 from object_stores import AzuriteServer, FakeGcsServer, MotoS3Server
 
 from .conftest import Lake
 from .group_view import GroupView
-from .lake import create_topic, data_files, expected_rows, ingest, landed_rows, produce_events, write_config
+from .lake import REPO, create_topic, data_files, expected_rows, ingest, landed_rows, produce_events, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -92,6 +95,73 @@ def test_30s_outage_keeps_the_member_and_lands_everything_once(kafka, topic_name
               f"storage retries logged: {names.count('storage_retry')}")
     finally:
         if process is not None and process.poll() is None:  # a failed assertion must not leave it running
+            process.kill()
+            process.wait()
+        server.stop()
+
+
+def failed_partitions(log_path) -> set[int]:
+    """Partitions whose storage failed at least once, from the member's JSON log."""
+    events = (json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{"))
+    return {e["partition"] for e in events if e.get("event") == "storage_retry"}
+
+
+def test_partitions_paused_in_an_outage_come_back_fetching_after_a_rebalance(kafka, topic_name, tmp_path):
+    """librdkafka keeps a partition's pause across a revoke and a later assign. `ingest run` pauses
+    its partitions while the store is down; another member joins (it gives up one of them,
+    paused) and leaves once the store is back (it gets it back). Every partition must be fetched
+    again and committed to its end: none may come back paused and stall while the member
+    looks healthy. (The other member is a bare consumer that commits nothing: an `ingest run`
+    would not join before it could write the lake.)"""
+    server = MotoS3Server(refusable=True).start()
+    server.create_bucket("rebalance")
+    lake = Lake("s3", "s3://rebalance/lake", server.storage_options, server)
+    partitions, messages = 2, 4000  # two: both get a publish slot, so both fail and are paused
+    create_topic(kafka.bootstrap, topic_name, partitions=partitions)
+    config = write_config(tmp_path, topic_name, kafka.bootstrap, lake.url, storage_options=lake.storage_options,
+                          batch={"max_records": 400, "max_age": "1s"}, kafka={"session.timeout.ms": 6000})
+    group = GroupView(kafka.bootstrap, f"ingest-{topic_name}", topic_name, partitions)
+    producer = threading.Thread(target=produce_events, args=(kafka.bootstrap, topic_name, messages),
+                                kwargs={"partitions": partitions, "rate": 150})  # ~27 s of steady traffic
+    log_path = tmp_path / "ingest.log"
+    process = None
+
+    def wait_for(what, condition, timeout: float = 60, also=lambda: None) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {group.members()}"
+            also()
+            time.sleep(0.2)
+
+    try:
+        producer.start()
+        with open(log_path, "w") as log:
+            process = subprocess.Popen([sys.executable, "-m", "ingest_core", "run", str(config), "--log-format", "json"],
+                                       cwd=REPO, stdout=log, stderr=log)
+        wait_for("the first files", lambda: len(data_files(lake.store)) >= partitions)
+        with server.outage("refuse"):
+            # Every partition's next batch fails: from then on the member keeps them all paused.
+            wait_for("every partition to fail once", lambda: failed_partitions(log_path) == set(range(partitions)))
+            time.sleep(1)
+            other = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": f"ingest-{topic_name}",
+                              "partition.assignment.strategy": "cooperative-sticky", "enable.auto.commit": False,
+                              "session.timeout.ms": 6000})
+            other.subscribe([topic_name])
+            wait_for("the other member to take partitions", lambda: bool(other.assignment()),
+                     also=lambda: other.consume(10, 0.2))
+        # The store is back before the partitions are: nothing fails that would pause and resume them again.
+        other.close()
+        wait_for("ingest run to own every partition again",
+                 lambda: [m[1] for m in group.members()] == [tuple(range(partitions))])
+        producer.join()
+        ends = {p: messages // partitions for p in range(partitions)}
+        wait_for("the group to commit every partition to its end", lambda: group.committed() == ends, timeout=120)
+        assert "revoked" in log_path.read_text()  # the rebalance did take partitions away
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=90) == 0, log_path.read_text()[-3000:]
+        assert landed_rows(lake.store, "parquet") == expected_rows(messages, partitions)
+    finally:
+        if process is not None and process.poll() is None:
             process.kill()
             process.wait()
         server.stop()
