@@ -171,6 +171,23 @@ class SparkReads(threading.Thread):
         self.runs += 1
 
 
+def stuck_report(group: GroupView, ends: dict[int, int], members: list[Member], lines: int = 25) -> str:
+    """Why the group did not catch up: the partitions short of their end, who owns them (the broker's
+    view), and the last lines each member logged about its partitions."""
+    committed = group.committed()
+    short = {p: (committed.get(p), end) for p, end in ends.items() if committed.get(p) != end}
+    report = [f"the group did not catch up: partitions (committed, end) {short}; owners {group.owners()}"]
+    for member in members:
+        text = member.log_path.read_text(errors="replace") if member.log_path.exists() else ""
+        wanted = [line for line in text.splitlines()
+                  if any(f'"event": "{e}"' in line for e in ("assigned", "revoked", "lost", "replay", "storage_retry",
+                                                              "commit_failed", "drain_gave_up", "adopt_marker"))
+                  or '"level": "error"' in line]
+        report.append(f"--- member {member.index} (alive: {member.alive()}, starts: {member.starts}):")
+        report.extend(line[:400] for line in wanted[-lines:])
+    return "\n".join(report)
+
+
 def dead_letters(lake_root: Path) -> Counter:
     found: Counter = Counter()
     for path in (lake_root / "_dlq").rglob("*.ndjson"):
@@ -259,7 +276,7 @@ def run_chaos(rng, kafka, topic_name, members, lake_root, tmp_path, membership):
     everything = Counter(p for p, _ in expected_landed() | expected_poison())
     deadline = time.monotonic() + 300
     while group.committed() != dict(everything):
-        assert time.monotonic() < deadline, f"the group did not catch up: {group.committed()}"
+        assert time.monotonic() < deadline, stuck_report(group, dict(everything), members)
         for member in members:
             if not member.alive():
                 actions["self-crash restarts"] += 1
