@@ -1,11 +1,13 @@
 """Wiring for `ingest run`: settings → store, ledger, dead letters, Kafka consumer, pipeline.
 
 Signals only set a flag; the loop notices it within one poll timeout, then publishes
-what is buffered, commits, and closes the consumer.
+what is buffered, commits, and closes the consumer. SIGUSR1 writes every thread's stack to
+stderr (Python's faulthandler), for a consumer that looks stuck.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import logging
 import os
@@ -123,6 +125,7 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: where is every thread?
     try:
         store = LakeStore.open(settings.output.url, settings.output.storage_options)
         if not wait_until_writable(store, source, lambda: stop["requested"]):

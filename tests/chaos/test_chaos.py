@@ -173,7 +173,14 @@ class SparkReads(threading.Thread):
 
 def stuck_report(group: GroupView, ends: dict[int, int], members: list[Member], lines: int = 25) -> str:
     """Why the group did not catch up: the partitions short of their end, who owns them (the broker's
-    view), and the last lines each member logged about its partitions."""
+    view), the last lines each member logged about its partitions, and each live member's thread
+    stacks (SIGUSR1)."""
+    before = {}
+    for member in members:
+        if member.alive():
+            before[member.index] = len(member.log_path.read_text(errors="replace"))
+            member.process.send_signal(signal.SIGUSR1)  # `ingest run` writes every thread's stack to its log
+    time.sleep(1)
     committed = group.committed()
     short = {p: (committed.get(p), end) for p, end in ends.items() if committed.get(p) != end}
     report = [f"the group did not catch up: partitions (committed, end) {short}; owners {group.owners()}"]
@@ -185,6 +192,8 @@ def stuck_report(group: GroupView, ends: dict[int, int], members: list[Member], 
                   or '"level": "error"' in line]
         report.append(f"--- member {member.index} (alive: {member.alive()}, starts: {member.starts}):")
         report.extend(line[:400] for line in wanted[-lines:])
+        stacks = [line for line in text[before.get(member.index, len(text)):].splitlines() if not line.startswith("{")]
+        report.extend(stacks[-120:])
     return "\n".join(report)
 
 
