@@ -40,7 +40,6 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from ingest_core.batching import focus as memory
 from ingest_core.batching.buffer import FlushPolicy, PartitionBuffer
-from ingest_core.commit import COMMIT_WAIT
 from ingest_core.ops.faults import FaultInjector
 from ingest_core.ops.observer import PipelineObserver
 from ingest_core.partition import PartitionState
@@ -90,7 +89,6 @@ class Pipeline(PartitionSteps):
     # partitions refetched: bench/RESULTS.md).
     busy_poll_timeout: float = 0.01
     revoke_timeout: float = 10.0
-    commit_wait: float = COMMIT_WAIT  # a commit not answered by then counts as refused (commit.py)
     # Message bytes held at most (buffered, or cut and not yet committed); None: max_bytes x
     # assigned partitions alone. The runner sets it from memory.limit (budget.MemoryBudget).
     memory_budget: int | None = None

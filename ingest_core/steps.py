@@ -39,7 +39,6 @@ class PartitionSteps:
     policy: FlushPolicy
     executor: Any
     publish_slots: int
-    commit_wait: float
     clock: Callable[[], float]
     backoff: Backoff
     observer: PipelineObserver
@@ -286,7 +285,7 @@ class PartitionSteps:
 
     def _commit(self, partition: int, state: PartitionState, offset: int, now: float) -> None:
         started = time.perf_counter()
-        error = commit_offset(self.consumer, self.topic, partition, offset, self.commit_wait)
+        error = commit_offset(self.consumer, self.topic, partition, offset)
         if error is None:
             self.stats.commits += 1
             self.observer.committed(partition, offset, time.perf_counter() - started, True)

@@ -277,42 +277,6 @@ def test_a_commit_refused_by_a_rebalance_is_retried_while_we_keep_the_partition(
 
 
 
-class CommitDuringRebalance(FakeConsumer):
-    """Its next commit starts a rebalance and, like librdkafka's synchronous commit then, waits
-    until consume() is called again to serve it."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.defer_next = True
-        self.served = threading.Event()
-
-    def consume(self, num_messages=1, timeout=0):
-        self.served.set()
-        return super().consume(num_messages, timeout)
-
-    def commit(self, offsets, asynchronous=True):
-        if self.defer_next:
-            self.defer_next = False
-            self.served.clear()
-            self.served.wait()
-        super().commit(offsets, asynchronous)
-
-
-def test_a_commit_waiting_for_a_rebalance_does_not_stop_the_loop(tmp_path):
-    clock = Clock()
-    consumer = CommitDuringRebalance(TOPIC, {0: json_messages(TOPIC, 0, 10)})
-    pipeline, _ = make(tmp_path, consumer, max_records=10, clock=clock)
-    pipeline.commit_wait = 0.2
-    loop = threading.Thread(target=spin, args=(pipeline, 2), daemon=True)
-    loop.start()
-    loop.join(10)
-    assert not loop.is_alive(), "the loop waited for a commit that waits for the loop"
-    assert pipeline.states[0].commit_due == 10  # not answered in time: counted as refused
-    clock.now += 2
-    spin(pipeline, 1)  # the retry, while the partition is still ours
-    assert consumer.committed_offsets == {0: 10} and pipeline.states[0].commit_due is None
-
-
 def test_no_more_batches_are_cut_than_there_are_publish_slots(tmp_path):
     """Four partitions due at once and two slots: two batches are cut, the other two wait
     uncut and, once full, paused; nothing is lost or landed twice when the store comes back."""
