@@ -117,7 +117,14 @@ class PartitionSteps:
                 log.warning("cannot read the committed offset of partition %d: %s", partition, error)
                 return
             if committed >= 0:
-                state.buffer.base = committed
+                if dropped := state.buffer.drop_before(committed):
+                    log.warning(
+                        "partition %d: %d messages before the committed offset %d dropped: already in the lake",
+                        partition,
+                        dropped,
+                        committed,
+                        extra={"event": "behind_commit", "partition": partition, "dropped": dropped},
+                    )
             else:
                 state.nothing_committed = True
         if state.nothing_committed:

@@ -64,6 +64,18 @@ def test_restore_puts_a_cut_batch_back_in_front_of_what_came_since():
     assert again.nbytes == 2 + 2 + 5 + 2
 
 
+def test_messages_before_the_committed_offset_are_dropped_whenever_they_come():
+    buffer = _buffer_with([b"a", b"b", b"c", b"d"])  # offsets 10, 12, 14, 16
+    assert buffer.drop_before(13) == 2 and buffer.base == 13
+    assert list(buffer.offsets) == [14, 16] and buffer.nbytes == 2
+    buffer.extend([FakeMessage("orders", 0, o, b"x", None, 5) for o in (11, 12, 18)], now=2.0)  # a later fetch
+    assert list(buffer.offsets) == [14, 16, 18]
+    batch = buffer.take()
+    assert batch.base == 13 and batch.values.to_pylist() == [b"c", b"d", b"x"]
+    empty = PartitionBuffer("orders", 0)
+    assert empty.drop_before(7) == 0 and empty.base == 7
+
+
 def test_a_batch_built_from_lists_converts_its_values():
     batch = Batch("t", 1, 0, [0, 1], [5, 6], [None, None], [b"v", None], [None, None])
     assert batch.values.type == pa.binary() and batch.values.to_pylist() == [b"v", None]

@@ -135,6 +135,21 @@ def test_partition_paused_when_taken_away_is_resumed_when_assigned_again(tmp_pat
     assert landed(tmp_path) == [(0, i) for i in range(10)]
 
 
+def test_messages_fetched_from_before_the_committed_offset_are_not_landed_again(tmp_path):
+    """librdkafka starts fetching from the offset committed when it looked; an earlier owner's
+    commit can land after that. The messages before the committed offset are in the lake
+    already: the first batch starts at the committed offset, as its marker says."""
+    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 12)}, committed_offsets={0: 5})
+    pipeline, store = make(tmp_path, consumer, max_records=4)
+    consumer.positions[0] = 0  # fetching from before the commit
+    spin(pipeline)
+    assert pipeline.shutdown(timeout=1)
+    assert landed(tmp_path) == [(0, i) for i in range(5, 12)]
+    assert consumer.committed_offsets == {0: 12}
+    marker = Ledger(store).find(TOPIC, 0, 5)
+    assert marker is not None and marker.files[0].first_offset == 5 and marker.end == 8
+
+
 def test_crash_after_marker_and_partial_publish_is_replayed_exactly(tmp_path):
     messages = json_messages(TOPIC, 0, 12, ts=1_700_000_000_000)
     # Spread rows over two hour folders so one batch makes two files.

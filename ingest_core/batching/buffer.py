@@ -171,6 +171,11 @@ class PartitionBuffer:
         comprehension: cheaper per message than one method call per message."""
         if not messages:
             return
+        if self.base is not None and messages[0].offset() < self.base:
+            # Before the committed offset this buffer starts at: landed already (see drop_before).
+            messages = [m for m in messages if m.offset() >= self.base]
+            if not messages:
+                return
         if not self.offsets:
             self.opened_at = now
             if self.base is None:
@@ -223,6 +228,18 @@ class PartitionBuffer:
         self.base = batch.end + 1
         self.opened_at = self.opened_at if self.offsets else None
         return batch
+
+    def drop_before(self, offset: int) -> int:
+        """Start the buffer at `offset`, the committed one: drop the messages before it and
+        return how many. librdkafka starts fetching a newly assigned partition from the offset
+        committed when it looked; a commit that lands after that (an earlier owner's, late)
+        leaves messages before the committed offset that are in the lake already."""
+        count = bisect.bisect_left(self.offsets, offset)
+        if count:
+            self.base = self.offsets[0]  # take() cuts from a known base
+            self.take(through_offset=self.offsets[count - 1])
+        self.base = offset
+        return count
 
     def restore(self, batch: Batch) -> None:
         """Put a cut batch back in front of the buffer (its boundaries must be cut again)."""
