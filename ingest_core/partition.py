@@ -125,12 +125,12 @@ class PartitionState:
         self.pending = self.cut = None
         return encoded
 
-    def put_back(self, batch: Batch, end: int, base: int | None = None) -> None:
+    def put_back(self, batch: Batch, end: int, now: float, base: int | None = None) -> None:
         """The batch goes back into the buffer, to be cut again exactly up to `end` (and from
         `base`, when another writer's marker says where it starts)."""
         self._go(Phase.FILLING)
         self.pending = self.cut = None
-        self.buffer.restore(batch)
+        self.buffer.restore(batch, now)
         if base is not None:
             self.buffer.base = base
         self.forced_end = end

@@ -281,7 +281,7 @@ class PartitionSteps:
                 f"{[f.path for f in holding.files]}, but this config makes {[f.path for f in encoded.files]}. "
                 "Fix: restore the previous output.format / partition_by until this batch is committed"
             )
-        state.put_back(encoded.batch, holding.end, holding.base)
+        state.put_back(encoded.batch, holding.end, self.clock(), holding.base)
         log.warning(
             "partition %d: batch from %d already claimed up to %d by another writer; following it",
             partition,
@@ -322,7 +322,7 @@ class PartitionSteps:
         assert batch is not None  # an encode job runs on the cut batch
         if error.permanent:
             raise FatalError(str(error)) from error
-        state.put_back(batch, batch.end)
+        state.put_back(batch, batch.end, now)
         self._storage_failed(partition, state, error, now, "decoding a batch")
 
     def _storage_failed(self, partition: int, state: PartitionState, error: Exception, now: float, doing: str) -> None:

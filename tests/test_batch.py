@@ -4,7 +4,7 @@ from __future__ import annotations
 import pyarrow as pa
 from fakes import FakeMessage
 
-from ingest_core.batching.buffer import Batch, PartitionBuffer, ValueColumn
+from ingest_core.batching.buffer import Batch, FlushPolicy, PartitionBuffer, ValueColumn
 
 
 def _buffer_with(values: list[bytes | None], keys: list[bytes | None] | None = None, start: int = 10) -> PartitionBuffer:
@@ -55,8 +55,8 @@ def test_restore_puts_a_cut_batch_back_in_front_of_what_came_since():
     buffer = _buffer_with([b"x1", None, b"x3"], keys=[b"k1", None, None])
     batch = buffer.take()
     buffer.append(FakeMessage("orders", 0, 30, b"later", None, 9), now=3.0)
-    buffer.restore(batch)
-    assert buffer.base == 10
+    buffer.restore(batch, now=4.0)
+    assert buffer.base == 10 and buffer.opened_at == 3.0  # open since the message that came after the cut
     again = buffer.take()
     assert again.values.to_pylist() == [b"x1", None, b"x3", b"later"]
     assert list(again.offsets) == [10, 12, 14, 30]
@@ -74,6 +74,16 @@ def test_messages_before_the_committed_offset_are_dropped_whenever_they_come():
     assert batch.base == 13 and batch.values.to_pylist() == [b"c", b"d", b"x"]
     empty = PartitionBuffer("orders", 0)
     assert empty.drop_before(7) == 0 and empty.base == 7
+
+
+def test_a_batch_put_back_into_an_empty_buffer_comes_due_by_age_again():
+    buffer = _buffer_with([b"a", b"b"])
+    batch = buffer.take()
+    assert buffer.opened_at is None
+    buffer.restore(batch, now=7.0)
+    assert buffer.opened_at == 7.0
+    policy = FlushPolicy(max_records=100, max_bytes=1 << 20, max_age=5.0)
+    assert policy.reason(buffer, 11.0) is None and policy.reason(buffer, 12.0) == "age"
 
 
 def test_a_batch_built_from_lists_converts_its_values():

@@ -188,6 +188,27 @@ def test_a_marker_written_by_another_writer_fixes_the_boundaries(tmp_path):
     assert landed(tmp_path) == [(0, i) for i in range(20)]
 
 
+def test_what_follows_another_writers_batch_is_still_flushed_by_age(tmp_path):
+    """After following another writer's shorter batch, the messages past its end wait in the
+    buffer: at the end of a topic nothing else will come, so only their age can flush them."""
+    clock = Clock()
+    messages = json_messages(TOPIC, 0, 12)
+    consumer = FakeConsumer(TOPIC, {0: messages}, committed_offsets={0: 0})
+    pipeline, _ = make(tmp_path, consumer, max_records=100, max_age=5, clock=clock)
+    pipeline.turn(clock())  # resolved: committed 0, no marker yet
+    zombie = FakeConsumer(TOPIC, {0: messages[:7]}, committed_offsets={0: 0}, fail_commits=True)
+    zombie_pipeline, _ = make(tmp_path, zombie, max_records=7)
+    spin(zombie_pipeline, 2)  # claims and publishes 0..6, never commits
+    spin(pipeline)
+    clock.now += 6
+    spin(pipeline)  # due by age: cut 0..11, follows the claim 0..6
+    assert consumer.committed_offsets == {0: 7} and list(pipeline.states[0].buffer.offsets) == list(range(7, 12))
+    clock.now += 6
+    spin(pipeline)  # no shutdown, no new message: the rest goes by age
+    assert consumer.committed_offsets == {0: 12}
+    assert landed(tmp_path) == [(0, i) for i in range(12)]
+
+
 def test_failed_commit_is_repaired_by_the_next_owner(tmp_path):
     messages = json_messages(TOPIC, 0, 10)
     consumer = FakeConsumer(TOPIC, {0: messages}, fail_commits=True)

@@ -241,8 +241,12 @@ class PartitionBuffer:
         self.base = offset
         return count
 
-    def restore(self, batch: Batch) -> None:
-        """Put a cut batch back in front of the buffer (its boundaries must be cut again)."""
+    def restore(self, batch: Batch, now: float) -> None:
+        """Put a cut batch back in front of the buffer (its boundaries must be cut again). The
+        buffer counts as open since `now` unless it already was: what is left after the new cut
+        must still come due by age (at the end of a topic nothing else will make it due)."""
+        if self.opened_at is None:
+            self.opened_at = now
         self.offsets[:0] = array("q", batch.offsets)
         self.timestamps[:0] = array("q", batch.timestamps)
         self.keys[:0] = batch.keys
