@@ -155,7 +155,7 @@ class PartitionSteps:
             self._storage_error(partition, state, outcome, now, "publishing a batch")
         elif isinstance(outcome, BatchMarker):
             state.attempts = 0
-            self._adopt(partition, state, outcome)
+            self._adopt(partition, state, outcome, now)
         else:
             state.attempts = 0
             self._published(partition, state, outcome)
@@ -271,7 +271,7 @@ class PartitionSteps:
             },
         )
 
-    def _adopt(self, partition: int, state: PartitionState, holding: BatchMarker) -> None:
+    def _adopt(self, partition: int, state: PartitionState, holding: BatchMarker, now: float) -> None:
         """Another writer fixed this batch's boundaries first: cut the same batch and redo."""
         encoded = state.pending
         assert encoded is not None  # a publish job's result sets it
@@ -281,7 +281,7 @@ class PartitionSteps:
                 f"{[f.path for f in holding.files]}, but this config makes {[f.path for f in encoded.files]}. "
                 "Fix: restore the previous output.format / partition_by until this batch is committed"
             )
-        state.put_back(encoded.batch, holding.end, self.clock(), holding.base)
+        state.put_back(encoded.batch, holding.end, now, holding.base)
         log.warning(
             "partition %d: batch from %d already claimed up to %d by another writer; following it",
             partition,

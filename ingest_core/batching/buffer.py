@@ -236,7 +236,6 @@ class PartitionBuffer:
         leaves messages before the committed offset that are in the lake already."""
         count = bisect.bisect_left(self.offsets, offset)
         if count:
-            self.base = self.offsets[0]  # take() cuts from a known base
             self.take(through_offset=self.offsets[count - 1])
         self.base = offset
         return count

@@ -72,6 +72,15 @@ def run_until_idle(config: Path, idle: str = "3s", timeout: float = 120) -> subp
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
+def wait_for(what: str, check, timeout: float = 60, every: float = 0.2):
+    """Poll `check` until it returns something true, and return that; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
+    return value
+
+
 def data_files(store: LakeStore) -> list[str]:
     """Relative paths of the lake's data files: hidden and internal names (`_`, `.`) skipped, as Spark does."""
     return [p for p in store.list_files() if not any(part.startswith(("_", ".")) for part in p.split("/"))]

@@ -22,6 +22,7 @@ from .lake import (
     landed_rows,
     produce_events,
     run_until_idle,
+    wait_for,
     write_config,
 )
 from .test_fleet import free_port, metrics
@@ -39,14 +40,6 @@ def with_port(config):
 
 def consumed(port: int) -> float:
     return sum(v for (n, _), v in metrics(port).items() if n == "ingest_consumed_messages_total")
-
-
-def wait_for(what: str, check, timeout: float = 60, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(every)
-    return value
 
 
 @pytest.fixture

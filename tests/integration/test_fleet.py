@@ -16,7 +16,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ingest_core.sink.storage import LakeStore
 
-from .lake import committed_offsets, create_topic, data_files, ingest, landed_rows, produce_events, write_config
+from .lake import (
+    committed_offsets,
+    create_topic,
+    data_files,
+    ingest,
+    landed_rows,
+    produce_events,
+    wait_for,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -52,16 +61,6 @@ def metrics(port: int) -> dict[tuple[str, tuple], float]:
         return {}
     return {(s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k != "topic"))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def wait_for(condition, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
 
 
 def stop(process) -> str:
@@ -110,11 +109,11 @@ def test_metrics_counters_match_what_landed(kafka, topic_name, tmp_path):
     port = with_http(config)
     process = ingest("run", str(config), "--log-format", "json")
     try:
-        wait_for(lambda: get(port, "/readyz")[0] == 200, 60, "/readyz")
-        wait_for(lambda: committed_offsets(kafka.bootstrap, f"ingest-{topic_name}", topic_name)
-                 == {0: 1000, 1: 1000, 2: 1000}, 90, "every offset committed")
-        scraped = wait_for(lambda: (m := metrics(port)) and m[("ingest_commits_total", (("result", "ok"),))] > 0
-                           and m, 10, "a scrape")
+        wait_for("/readyz", lambda: get(port, "/readyz")[0] == 200, 60, every=0.3)
+        wait_for("every offset committed", lambda: committed_offsets(kafka.bootstrap, f"ingest-{topic_name}", topic_name)
+                 == {0: 1000, 1: 1000, 2: 1000}, 90, every=0.3)
+        scraped = wait_for("a scrape", lambda: (m := metrics(port)) and m[("ingest_commits_total", (("result", "ok"),))] > 0
+                           and m, 10, every=0.3)
         store = LakeStore.open(f"file://{lake}")
         files = data_files(store)
         assert scraped[("ingest_records_total", ())] == len(landed_rows(store, "parquet")) == 3000
@@ -144,16 +143,17 @@ def test_readyz_is_false_during_a_storage_outage_and_true_after(kafka, topic_nam
         port = with_http(config)
         process = ingest("run", str(config), "--log-format", "json")
         try:
-            wait_for(lambda: get(port, "/readyz")[0] == 200, 60, "ready before the outage")
+            wait_for("ready before the outage", lambda: get(port, "/readyz")[0] == 200, 60, every=0.3)
             with server.outage("refuse"):
                 produce_events(kafka.bootstrap, topic_name, 200, partitions=2)
-                status, body = wait_for(lambda: (r := get(port, "/readyz"))[0] == 503 and r, 60, "not ready in the outage")
+                status, body = wait_for("not ready in the outage", lambda: (r := get(port, "/readyz"))[0] == 503 and r, 60,
+                                        every=0.3)
                 assert "storage" in body
                 assert get(port, "/healthz")[0] == 200, "an outage must not get the pod restarted"
                 assert metrics(port)[("ingest_storage_retries_total", ())] > 0
-            wait_for(lambda: get(port, "/readyz")[0] == 200, 120, "ready again after the outage")
-            wait_for(lambda: committed_offsets(kafka.bootstrap, f"ingest-{topic_name}", topic_name, 2)
-                     == {0: 100, 1: 100}, 60, "the outage's records committed")
+            wait_for("ready again after the outage", lambda: get(port, "/readyz")[0] == 200, 120, every=0.3)
+            wait_for("the outage's records committed", lambda: committed_offsets(kafka.bootstrap, f"ingest-{topic_name}",
+                                                                             topic_name, 2) == {0: 100, 1: 100}, 60, every=0.3)
         finally:
             err = stop(process)
         assert process.returncode == 0, err[-3000:]

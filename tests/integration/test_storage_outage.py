@@ -17,7 +17,17 @@ from object_stores import AzuriteServer, FakeGcsServer, MotoS3Server
 
 from .conftest import Lake
 from .group_view import GroupView
-from .lake import REPO, create_topic, data_files, expected_rows, ingest, landed_rows, produce_events, write_config
+from .lake import (
+    REPO,
+    create_topic,
+    data_files,
+    expected_rows,
+    ingest,
+    landed_rows,
+    produce_events,
+    wait_for,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -126,13 +136,6 @@ def test_partitions_paused_in_an_outage_come_back_fetching_after_a_rebalance(kaf
     log_path = tmp_path / "ingest.log"
     process = None
 
-    def wait_for(what, condition, timeout: float = 60, also=lambda: None) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}: {group.members()}"
-            also()
-            time.sleep(0.2)
-
     try:
         producer.start()
         with open(log_path, "w") as log:
@@ -147,8 +150,7 @@ def test_partitions_paused_in_an_outage_come_back_fetching_after_a_rebalance(kaf
                               "partition.assignment.strategy": "cooperative-sticky", "enable.auto.commit": False,
                               "session.timeout.ms": 6000})
             other.subscribe([topic_name])
-            wait_for("the other member to take partitions", lambda: bool(other.assignment()),
-                     also=lambda: other.consume(10, 0.2))
+            wait_for("the other member to take partitions", lambda: other.consume(10, 0.2) is not None and other.assignment())
         # The store is back before the partitions are: nothing fails that would pause and resume them again.
         other.close()
         wait_for("ingest run to own every partition again",

@@ -14,7 +14,7 @@ import pytest
 from ingest_core.sink.storage import LakeStore
 
 from .group_view import GroupView
-from .lake import create_topic, ingest, produce_events, write_config
+from .lake import create_topic, ingest, produce_events, wait_for, write_config
 from .test_fleet import free_port, metrics
 
 pytestmark = pytest.mark.slow
@@ -35,16 +35,6 @@ def metric(port: int, name: str) -> float:
     return sum(v for (n, _), v in metrics(port).items() if n == name)
 
 
-def wait_for(what: str, check, timeout: float = 60, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(every)
-
-
 def snapshot(root: Path) -> dict[str, tuple[int, str]]:
     """Every file under the lake (hidden and internal ones included): mtime and content hash."""
     return {str(p.relative_to(root)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
@@ -61,7 +51,8 @@ def test_a_resumed_zombie_rewrites_adds_and_commits_nothing(kafka, topic_name, t
     zombie = ingest("run", str(zombie_config), "--log-format", "json")
     owner = None
     try:
-        wait_for("the zombie to own every partition", lambda: metric(zombie_port, "ingest_assigned_partitions") == PARTITIONS)
+        wait_for("the zombie to own every partition", lambda: metric(zombie_port, "ingest_assigned_partitions") == PARTITIONS,
+                 every=0.1)
         produce_events(kafka.bootstrap, topic_name, MESSAGES, PARTITIONS)
         # Every message is in the zombie's buffers and nothing is published yet (max_age 4 s): stop it there.
         wait_for("the zombie to buffer every message",
@@ -84,7 +75,7 @@ def test_a_resumed_zombie_rewrites_adds_and_commits_nothing(kafka, topic_name, t
         wait_for("the zombie to rejoin", lambda: len(group.members()) == 2, timeout=60, every=0.5)
         wait_for("the zombie to drop what it held",
                  lambda: metric(zombie_port, "ingest_buffered_bytes") == 0 and
-                 metric(zombie_port, "ingest_assigned_partitions") > 0, timeout=30)
+                 metric(zombie_port, "ingest_assigned_partitions") > 0, timeout=30, every=0.1)
         assert snapshot(root) == before, "the lake changed after the zombie resumed"
         assert group.committed() == everything
 
