@@ -25,11 +25,11 @@ for every contender, with nothing subtracted:
   dlt                confluent-kafka resource -> dlt filesystem destination, Parquet (zstd)
 
 Where the start is: just before the child is spawned (imports, connecting and joining the group
-count). Where the end is: lake-ingest logs one JSON line per flush after the commit (`event: flush`,
-`time` in ms), and the end is the last of those, the `--exit-when-idle` wait (IDLE) before its
-last flush included; the others stop by themselves after N messages and report the time their
-last commit returned. A second view, labelled "from assignment", starts at partitions assigned
-and takes lake-ingest's idle wait out. Peak RSS is each child's VmHWM (bench/common.py run_child).
+count). Where the end is: lake-ingest runs `ingest run --exit-at-end` (it stops once every
+partition is read to its end and committed) and logs one JSON line per flush after the commit
+(`event: flush`, `time` in ms): the end is the last of those; the others stop by themselves after
+N messages and report the time their last commit returned. A second view, labelled "from
+assignment", starts at partitions assigned. Peak RSS is each child's VmHWM (bench/common.py run_child).
 """
 from __future__ import annotations
 
@@ -62,9 +62,6 @@ def lake_parts(name: str) -> tuple[str, str]:
     return fmt, kind
 SLOW = {"kafka-python", "dlt"}  # 10-20x slower than the rest: --slow-runs sets how many runs they get
 MAX_RECORDS, MAX_BYTES = 100_000, 64 * 1024 * 1024
-# lake-ingest stops by --exit-when-idle: once every partition is read to its end and nothing came
-# for this long, it publishes its last partial batches and commits. That wait is in its time.
-IDLE = "0.5s"
 KEY_BYTES = 6  # EventFactory.key
 
 
@@ -256,7 +253,7 @@ def measure(name: str, run: int, ctx: Context, wrap: list[str] | None = None, ke
         remote = RemoteLake(kind, ctx.stores[kind], f"bench-{run}-{uuid.uuid4().hex[:8]}") if kind else None
         url, options = (remote.url, remote.storage_options) if remote else (f"file://{out}", None)
         config = lake_config(ctx.workdir / f"{name}-{run}.yaml", ctx, group, url, fmt, options)
-        argv = [project_python, str(contenders / "lake_ingest.py"), json.dumps({"config": str(config), "idle": IDLE})]
+        argv = [project_python, str(contenders / "lake_ingest.py"), json.dumps({"config": str(config)})]
         suffixes = (".parquet",) if fmt == "parquet" else (".ndjson",)
     elif name.startswith("quix-"):
         fmt = name.split("-")[1]
@@ -294,7 +291,7 @@ def measure(name: str, run: int, ctx: Context, wrap: list[str] | None = None, ke
     if result.get("start_at") and result.get("end_at"):
         # The primary figure, alike for every contender: process start (just before it was spawned)
         # to its last commit, nothing subtracted. `assigned_seconds` is the labelled second view:
-        # from partitions assigned, and for lake-ingest without the --exit-when-idle wait.
+        # from partitions assigned.
         last_commit = result.get("end_raw_at") or result["end_at"]
         elapsed = last_commit - child.spawned_at
         result["seconds"] = round(elapsed, 3)
@@ -350,8 +347,7 @@ class RemoteLake:
 
 
 def lake_ingest_timing(child: common.ChildRun) -> dict:
-    """Start: the `assigned` log line. End: the last `flush` line (written after its commit),
-    with the idle wait before the shutdown flush taken out of shutdown-cut batches."""
+    """Start: the `assigned` log line. End: the last `flush` line (written after its commit)."""
     events = []
     for line in child.stderr.splitlines():
         try:
@@ -364,17 +360,10 @@ def lake_ingest_timing(child: common.ChildRun) -> dict:
 
     assigned = [at(e) for e in events if e.get("event") == "assigned"]
     flushes = [e for e in events if e.get("event") == "flush"]
-    idle_exit = [at(e) for e in events if e.get("event") == "idle_exit"]
     if not assigned or not flushes:
         return {}
-    last_accept = child.result.get("last_accept_at")
-    if idle_exit and last_accept:
-        idle_wait = max(0.0, idle_exit[0] - last_accept)
-    else:
-        idle_wait = 2.0 if idle_exit else 0.0  # fallback: the nominal --exit-when-idle
-    ends = [at(e) - (idle_wait if e.get("reason") == "shutdown" else 0.0) for e in flushes]
-    return {"start_at": assigned[0], "end_at": max(ends), "end_raw_at": max(at(e) for e in flushes),
-            "idle_wait_s": round(idle_wait, 3), "flushes": len(flushes),
+    end = max(at(e) for e in flushes)
+    return {"start_at": assigned[0], "end_at": end, "end_raw_at": end, "flushes": len(flushes),
             "flush_reasons": sorted({e.get("reason", "?") for e in flushes}),
             "rows_logged": sum(e.get("rows", 0) for e in flushes)}
 
@@ -532,8 +521,8 @@ def describe(r: dict) -> str:
         return f"FAILED: {'; '.join(r['problems'])[:400]}"
     text = (f"{r['seconds']:7.2f} s  {r['records_per_s']:>9,} rec/s  {r['mb_per_s']:7.1f} MB/s  "
             f"RSS {r['peak_rss_mib']:6.0f} MiB  CPU {r['cpu_s']:6.1f} s  load {r['loadavg_before'][0]:.2f}")
-    if r.get("idle_wait_s") is not None:
-        text += f"  (of which idle wait {r['idle_wait_s']:.2f} s; from assignment {r['assigned_seconds']:.2f} s)"
+    if r.get("flush_reasons") is not None:
+        text += f"  (from assignment {r['assigned_seconds']:.2f} s; flush reasons {', '.join(r['flush_reasons'])})"
     if r["problems"]:
         text += f"  PROBLEMS: {'; '.join(r['problems'])[:400]}"
     return text

@@ -101,6 +101,7 @@ class Pipeline(PartitionSteps):
     # runner for --exit-when-idle): an idle exit then also waits until every partition we own
     # has been read to its end, so a slow first fetch is not taken for an empty topic.
     partition_eof: bool = False
+    exit_at_end: bool = False  # --exit-at-end: cut each partition at its end (steps._cut); run() stops when all are
     stats: Stats = field(default_factory=Stats)
     observer: PipelineObserver = field(default_factory=PipelineObserver)
     faults: FaultInjector = field(default_factory=FaultInjector)
@@ -130,8 +131,8 @@ class Pipeline(PartitionSteps):
     def run(
         self, should_stop: Callable[[], bool], exit_when_idle: float | None = None, shutdown_timeout: float = 30.0
     ) -> bool:
-        """Loop until `should_stop()` (or idle for `exit_when_idle` s); then flush and commit.
-        Returns False when storage still failed at shutdown (those offsets stay uncommitted)."""
+        """Loop until `should_stop()` (or idle for `exit_when_idle` s, or all read to the end with
+        `exit_at_end`); then flush and commit. Returns False when storage still failed at shutdown."""
         last_message_at = self.clock()
         while not should_stop():
             # An idle exit is checked once per turn: a turn waits no longer than the idle time left.
@@ -152,6 +153,9 @@ class Pipeline(PartitionSteps):
                 # not make small files; a message that still comes starts a new buffer.)
                 self._start_last_batches(list(self.states))
             self.turn(now)
+            if self.exit_at_end and self._all_at_end() and self._drained():
+                log.info("every partition read to its end and published; stopping", extra={"event": "end_exit"})
+                break
             if exit_when_idle is not None and now - last_message_at >= exit_when_idle and self._drained():
                 log.info("no message for %g s; stopping", exit_when_idle, extra={"event": "idle_exit"})
                 break

@@ -47,6 +47,7 @@ class PartitionSteps:
     states: dict[int, PartitionState]
     _early_cut: PartitionState | None
     _room_from: PartitionState | None
+    exit_at_end: bool
 
     @property
     def publisher(self) -> Publisher:
@@ -194,6 +195,8 @@ class PartitionSteps:
         reason = self.policy.reason(buffer, now) or ("shutdown" if force else None)
         if reason is None and state is self._early_cut and self._at_budget():
             reason = "memory"  # the byte budget is reached: the fullest buffer goes first
+        if reason is None and self.exit_at_end and state.at_end:
+            reason = "end"  # --exit-at-end: what a partition holds once it is read to its end lands now
         if reason is None and state is self._room_from:
             reason = "memory"  # read to its end while others wait for room: see focus.caught_up_to_cut
         if reason is None:

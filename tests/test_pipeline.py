@@ -541,6 +541,80 @@ def test_an_idle_turn_waits_no_longer_than_the_idle_time_left(tmp_path):
     assert timeouts and max(timeouts) <= 0.2 + 1e-9
 
 
+def test_exit_at_end_lands_every_partition_as_it_is_read_to_its_end_and_stops(tmp_path):
+    """--exit-at-end: partition 0 is read to its end while partition 1 still has messages to
+    hand over; 0's batch is cut and committed then, not at the end of the run, and the run
+    stops by itself once 1 is read to its end too, far sooner than max_age (60 s)."""
+    clock = TickingClock()
+    log = {0: json_messages(TOPIC, 0, 5), 1: json_messages(TOPIC, 1, 40), 2: []}
+    consumer = FakeConsumer(TOPIC, log, partition_eof=True)
+    handed = {0: 0, 1: 0}
+    plain_consume = consumer.consume
+
+    def consume(n, timeout):  # all of partition 0 and its end first, then one message of 1 per call
+        got = plain_consume(n, timeout)
+        handed[1] += sum(1 for m in got if m.partition() == 1 and m.error() is None)
+        return got
+
+    consumer.consume = lambda n=1, timeout=0: consume(6 if consumer.positions[0] < 5 else 1, timeout)
+    commits: list[tuple[dict, int]] = []
+    plain_commit = consumer.commit
+    consumer.commit = lambda offsets, asynchronous=True: (
+        commits.append(({tp.partition: tp.offset for tp in offsets}, handed[1])), plain_commit(offsets, asynchronous))
+    pipeline, _ = make(tmp_path, consumer, max_records=100, clock=clock)
+    pipeline.partition_eof = pipeline.exit_at_end = True
+    started = clock.now
+    assert pipeline.run(lambda: False)
+    assert clock.now - started < 10.0
+    assert consumer.committed_offsets == {0: 5, 1: 40}
+    first = commits[0]
+    assert first[0] == {0: 5} and first[1] < 40  # partition 0 landed while partition 1 was still being read
+    assert landed(tmp_path) == sorted([(0, i) for i in range(5)] + [(1, i) for i in range(40)])
+    files = [p for p in (tmp_path / "lake").rglob("*.parquet") if not p.name.startswith(".")]
+    assert len(files) == 2, files
+
+
+def test_exit_at_end_does_not_stop_on_an_end_that_more_messages_followed(tmp_path):
+    """An end reported before more messages of the same partition (produced meanwhile) is not
+    its end: the run goes on until those are read to the end as well, and lands them in one
+    batch."""
+    clock = TickingClock()
+    messages = json_messages(TOPIC, 0, 6)
+    consumer = FakeConsumer(TOPIC, {0: messages}, partition_eof=True)
+    answers = [messages[:3] + [PartitionEnd(TOPIC, 0, 3)] + messages[3:], [], [], [PartitionEnd(TOPIC, 0, 6)]]
+    consumer.consume = lambda n=1, timeout=0: answers.pop(0) if answers else []
+    pipeline, _ = make(tmp_path, consumer, max_records=100, clock=clock)
+    pipeline.partition_eof = pipeline.exit_at_end = True
+    assert pipeline.run(lambda: False)
+    assert not answers  # it waited for the second end
+    assert consumer.committed_offsets == {0: 6}
+    assert landed(tmp_path) == [(0, i) for i in range(6)]
+    files = [p for p in (tmp_path / "lake").rglob("*.parquet") if not p.name.startswith(".")]
+    assert len(files) == 1, files
+
+
+def test_exit_at_end_waits_for_storage_and_commits_nothing_it_could_not_land(tmp_path):
+    """Read to its end while storage fails: the run does not stop on it, it retries until the
+    lake answers, then lands, commits and stops."""
+    clock = TickingClock()
+    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 4)}, partition_eof=True)
+    pipeline, store = make(tmp_path, consumer, max_records=100, clock=clock)
+    pipeline.partition_eof = pipeline.exit_at_end = True
+    plain_publish, attempts = store.publish, []
+
+    def publish(relative, data):
+        attempts.append(relative)
+        if len(attempts) <= 5:
+            raise StorageError("connection refused", permanent=False)
+        return plain_publish(relative, data)
+
+    store.publish = publish
+    assert pipeline.run(lambda: False)
+    assert len(attempts) > 5 and pipeline.stats.storage_retries >= 5
+    assert consumer.committed_offsets == {0: 4}
+    assert landed(tmp_path) == [(0, i) for i in range(4)]
+
+
 def test_a_partition_is_at_its_end_only_if_its_end_came_after_its_last_message(tmp_path):
     consumer = FakeConsumer(TOPIC, {0: [], 1: [], 2: []})
     pipeline, _ = make(tmp_path, consumer, max_records=100)

@@ -28,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
         "arrived for this long, e.g. 10s",
     )
     run.add_argument(
+        "--exit-at-end",
+        action="store_true",
+        help="land what the topic holds and stop: each partition's last batch is cut as soon as it is read "
+        "to its end, and the run exits once every partition it owns is read to its end and committed "
+        "(backfills, scheduled runs)",
+    )
+    run.add_argument(
         "--shutdown-timeout",
         default="30s",
         metavar="DURATION",
@@ -85,7 +92,7 @@ def _run(args) -> int:
         return 1
     from ingest_core.commands.run import run  # imported late: `validate` must not need librdkafka loaded
 
-    return run(settings, args.config, idle, shutdown_timeout)
+    return run(settings, args.config, idle, shutdown_timeout, exit_at_end=args.exit_at_end)
 
 
 def _validate(targets: list[Path], offline: bool = False) -> int:

@@ -112,7 +112,13 @@ def wait_until_writable(
     return False
 
 
-def run(settings: Settings, source: Path, exit_when_idle: float | None = None, shutdown_timeout: float = 30.0) -> int:
+def run(
+    settings: Settings,
+    source: Path,
+    exit_when_idle: float | None = None,
+    shutdown_timeout: float = 30.0,
+    exit_at_end: bool = False,
+) -> int:
     stop = {"requested": False}
 
     def request_stop(signum, _frame):
@@ -149,7 +155,8 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
 
     allocator = use_system_allocator(os.environ)  # before any batch: see its docstring
     tune_garbage_collection()
-    partition_eof = exit_when_idle is not None  # an idle exit waits until every partition is read to its end
+    # An idle exit waits until every partition is read to its end; --exit-at-end stops there.
+    partition_eof = exit_when_idle is not None or exit_at_end
     # Partition ends are reported always: the memory focus never pauses a partition read to its end.
     consumer = Consumer(consumer_config(settings, error_cb=BrokerErrors(settings, str(source)), partition_eof=True))
     try:
@@ -177,6 +184,7 @@ def run(settings: Settings, source: Path, exit_when_idle: float | None = None, s
         faults=FaultInjector.from_environment(),
         observer=instruments.observer,
         partition_eof=partition_eof,
+        exit_at_end=exit_at_end,
         publish_slots=PUBLISH_SLOTS,
         memory_budget=budget.messages,
         events=events,

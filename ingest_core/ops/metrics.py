@@ -96,7 +96,8 @@ class PrometheusObserver(PipelineObserver):
         self.batches_cut = Counter(
             "ingest_batches_cut",
             "Batches cut from their buffers, by reason (records, bytes, "
-            "age, memory, shutdown, replay); 'memory' = cut early at the memory budget",
+            "age, memory, end, shutdown, replay); 'memory' = cut early at the memory budget, "
+            "'end' = read to its end under --exit-at-end",
             t + ["reason"],
             registry=r,
         )
@@ -113,7 +114,7 @@ class PrometheusObserver(PipelineObserver):
             t,
             registry=r,
         )
-        for reason in ("records", "bytes", "age", "memory", "shutdown", "replay"):
+        for reason in ("records", "bytes", "age", "memory", "end", "shutdown", "replay"):
             self.batches_cut.labels(topic, reason)
         for counter in (
             self.memory_held,
