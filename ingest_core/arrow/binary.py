@@ -1,4 +1,5 @@
-"""Binary Arrow arrays as the bytes they hold, without copying them (or a few thousand at a time)."""
+"""Binary Arrow arrays as the bytes they hold, without copying them (or a few thousand at a time), and
+constant arrays made without a Python list per row."""
 
 from __future__ import annotations
 
@@ -61,3 +62,8 @@ class LinesReader(io.RawIOBase):
         target[:count] = self.piece[self.at : self.at + count]
         self.at += count
         return count
+
+
+def repeated(value: str | int, count: int, type_: pa.DataType) -> pa.Array:
+    """`count` copies of one value as an array, built by an Arrow kernel (no Python list of `count` items)."""
+    return pc.fill_null(pa.nulls(count, type_), pa.scalar(value, type_))

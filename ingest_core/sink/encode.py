@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ingest_core.arrow.binary import repeated
 from ingest_core.batching.buffer import Batch
 from ingest_core.settings import Settings
 from ingest_core.sink.formats import FORMATS, FileData, Rows
@@ -215,8 +216,8 @@ def _metadata_table(batch: Batch, kept: pa.Array | None = None, with_headers: bo
     count = len(batch.offsets) if kept is None else len(kept)
     keys = rows(pa.array(batch.keys, pa.binary()))
     columns = {
-        "_topic": pa.array([batch.topic] * count, pa.string()),
-        "_partition": pa.array([batch.partition] * count, pa.int32()),
+        "_topic": repeated(batch.topic, count, pa.string()),
+        "_partition": repeated(batch.partition, count, pa.int32()),
         "_offset": rows(int64s(batch.offsets)),
         "_timestamp": rows(int64s(batch.timestamps))
         .cast(pa.timestamp("ms", tz="UTC"))

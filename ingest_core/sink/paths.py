@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ingest_core.arrow.binary import repeated
+
 HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 # What Hive and Spark escape in partition values (ExternalCatalogUtils.escapePathName), plus
 # characters that are unsafe in file names on some systems or in shells.
@@ -84,7 +86,7 @@ class PartitionTemplate:
         """One folder (relative path) per row, computed column-wise."""
         count = len(timestamps_ms)
         if not self.placeholders:
-            return pa.array([self.literals[0].strip("/")] * count, pa.string())
+            return repeated(self.literals[0].strip("/"), count, pa.string())
         millis = timestamps_ms if isinstance(timestamps_ms, pa.Array) else pa.array(timestamps_ms, pa.int64())
         pieces: list[pa.Array | str] = []
         for literal, placeholder in zip(self.literals, self.placeholders, strict=False):
@@ -95,9 +97,8 @@ class PartitionTemplate:
             else:
                 pieces.append(_field_values(rows, placeholder.field, count))
         pieces.append(self.literals[-1])
-        arrays = [
-            p if isinstance(p, (pa.Array, pa.ChunkedArray)) else pa.array([p] * count, pa.string()) for p in pieces
-        ]
+        # Literals go in as scalars: the kernel repeats them on every row.
+        arrays = [p if isinstance(p, (pa.Array, pa.ChunkedArray)) else pa.scalar(p, pa.string()) for p in pieces]
         return pc.binary_join_element_wise(*arrays, "")
 
 
@@ -119,7 +120,7 @@ def _format_timestamps(millis: pa.Array, fmt: str) -> pa.Array:
 def _field_values(rows: pa.Table | None, path: str, count: int) -> pa.Array:
     column = _lookup(rows, path.split(".")) if rows is not None else None
     if column is None:
-        return pa.array([HIVE_DEFAULT_PARTITION] * count, pa.string())
+        return repeated(HIVE_DEFAULT_PARTITION, count, pa.string())
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     if pa.types.is_integer(column.type) or pa.types.is_string(column.type):
