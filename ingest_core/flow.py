@@ -11,20 +11,18 @@ The main thread owns the consumer and all state. Each turn (`run` below) it take
 its phases (`turn`: partition.py holds the phases, steps.py the steps), and pauses or resumes
 partitions for storage trouble and memory (batching/focus.py).
 
-Why threads: storage calls can block for as long as an outage lasts; doing them off
-the main thread keeps `consume()` being called, so the member stays in its group past
-`max.poll.interval.ms`. A partition has at most one storage job in flight, so its
-batches stay in order; over all partitions at most `publish_slots` batches are cut and
-not yet committed (a due batch waits in its buffer, which is paused once full).
+Why threads: storage calls can block for as long as an outage lasts; off the main thread,
+`consume()` keeps being called, so the member stays in its group past `max.poll.interval.ms`.
+A partition has at most one storage job in flight (its batches stay in order); at most
+`publish_slots` batches are cut and not committed (a due batch waits in its paused buffer).
 
-Memory: the message bytes held, buffered or cut and not yet committed, are kept within
-one budget per process (`memory_budget`, from memory.limit: see batching/budget.py), and never
-above batch.max_bytes x assigned partitions. At the budget the fullest buffer is cut early
-(flush reason "memory") when a publish slot is free; otherwise the loop waits for a batch
-to be published instead of consuming more; and when it must call consume() anyway (storage
-failing, or publication slower than `memory_wait_limit`), every partition is paused first,
-so what arrives is bounded by one consume() call. A job abandoned on revoke is harmless:
-its files are exactly those the next owner's replay produces (see sink/ledger.py).
+Memory: the message bytes held (buffered, or cut and not committed) stay within one budget per
+process (`memory_budget`, from memory.limit: batching/budget.py), never above batch.max_bytes x
+assigned partitions. At the budget the fullest buffer is cut early (flush reason "memory") when
+a publish slot is free; otherwise the loop waits for a batch to be published instead of
+consuming; when it must call consume() anyway (storage failing, or publication slower than
+`memory_wait_limit`), every partition is paused first, so one consume() call bounds what comes.
+A job abandoned on revoke is harmless: the next owner's replay makes the same files (ledger.py).
 """
 
 from __future__ import annotations
@@ -147,13 +145,12 @@ class Pipeline(PartitionSteps):
                 last_message_at = now
                 self.accept(messages, now)
             elif exit_when_idle is not None and now - last_message_at >= exit_when_idle / 2 and self._all_at_end():
-                # Every partition read to its end and half the idle time gone: the batches the idle
-                # exit would cut are cut now, so they are published while the rest runs out instead
-                # of after it. (A trickle of messages with shorter gaps never gets here, so it does
-                # not make small files; a message that still comes starts a new buffer.)
+                # All read to the end, half the idle time gone: the idle exit's batches are cut now and
+                # publish while the rest runs out. (A trickle with shorter gaps never gets here, so it
+                # makes no small files; a message that still comes starts a new buffer.)
                 self._start_last_batches(list(self.states))
             self.turn(now)
-            if self.exit_at_end and self._all_at_end() and self._drained():
+            if self.exit_at_end and self._all_at_end() and self._drained() and self._buffers_empty():
                 log.info("every partition read to its end and published; stopping", extra={"event": "end_exit"})
                 break
             if exit_when_idle is not None and now - last_message_at >= exit_when_idle and self._drained():
@@ -238,6 +235,9 @@ class Pipeline(PartitionSteps):
     def _all_at_end(self) -> bool:
         """Every partition we own read to its end (reported only with `partition_eof`)."""
         return self.partition_eof and bool(self.states) and all(s.at_end for s in self.states.values())
+
+    def _buffers_empty(self) -> bool:  # (a replay waiting for its end offset is left to shutdown)
+        return all(not s.buffer.offsets or s.forced_end is not None for s in self.states.values())
 
     def _drained(self) -> bool:
         """Nothing in flight, and (when the consumer reports them) every partition at its end."""

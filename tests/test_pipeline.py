@@ -574,6 +574,59 @@ def test_exit_at_end_lands_every_partition_as_it_is_read_to_its_end_and_stops(tm
     assert len(files) == 2, files
 
 
+class LaterExecutor(concurrent.futures.Executor):
+    """Runs storage jobs when `run_pending` is called: a publisher thread that finishes between
+    turns. Once `immediate` is set, it runs them at submit time, like ImmediateExecutor."""
+
+    def __init__(self):
+        self.pending: list = []
+        self.immediate = False
+
+    def submit(self, fn, *args, **kwargs):
+        future = concurrent.futures.Future()
+        self.pending.append((future, fn, args, kwargs))
+        if self.immediate:
+            self.run_pending()
+        return future
+
+    def run_pending(self):
+        jobs, self.pending = self.pending, []
+        for future, fn, args, kwargs in jobs:
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as error:  # noqa: BLE001 - handed to the pipeline like a thread would
+                future.set_exception(error)
+
+
+def test_exit_at_end_cuts_a_partition_that_waited_for_a_publish_slot_before_it_stops(tmp_path):
+    """One publish slot. Partition 1 is read to its end first and publishes; partition 0 is read
+    to its end while that job runs, so it waits for the slot, and the slot comes free only after
+    0 was looked at in that turn. Nothing is in flight then, yet 0 still holds its batch: the
+    run cuts it ("end") on the next turn instead of stopping and leaving it to the shutdown."""
+    executor = LaterExecutor()
+    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 3), 1: json_messages(TOPIC, 1, 4)})
+    answers = [json_messages(TOPIC, 1, 4) + json_messages(TOPIC, 0, 3), [],  # both resolved (a job each)
+               [PartitionEnd(TOPIC, 1, 4)], [PartitionEnd(TOPIC, 0, 3)]]
+
+    def consume(n=1, timeout=0):
+        executor.run_pending()
+        answer = answers.pop(0) if answers else []
+        executor.immediate = not answers  # from the last answer on (so the shutdown cannot wait on a job)
+        return answer
+
+    consumer.consume = consume
+    pipeline, _ = make(tmp_path, consumer, max_records=100, clock=TickingClock(), executor=executor)
+    pipeline.partition_eof = pipeline.exit_at_end = True
+    pipeline.publish_slots = 1
+    reasons: list[str] = []
+    plain_cut = pipeline.observer.cut
+    pipeline.observer.cut = lambda reason: reasons.append(reason) or plain_cut(reason)
+    assert pipeline.run(lambda: False)
+    assert reasons == ["end", "end"]
+    assert consumer.committed_offsets == {0: 3, 1: 4}
+    assert landed(tmp_path) == sorted([(0, i) for i in range(3)] + [(1, i) for i in range(4)])
+
+
 def test_exit_at_end_does_not_stop_on_an_end_that_more_messages_followed(tmp_path):
     """An end reported before more messages of the same partition (produced meanwhile) is not
     its end: the run goes on until those are read to the end as well, and lands them in one
