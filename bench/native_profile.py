@@ -145,7 +145,7 @@ def summarize(perf: str, data: Path, fmt: str, result: dict, messages: int) -> l
     lines = [f"## lake-{fmt}", "",
              f"Timed run under perf: {seconds} s from assignment to last commit "
              f"({result.get('records_per_s', 0):,} records/s), {result.get('cpu_s', 0) / messages * 1e6:.1f} µs of CPU "
-             "per record (the whole process, start-up and the idle wait included; perf's own cost too).", "",
+             "per record (the whole process, start-up included; perf's own cost too).", "",
              "| where | share of CPU |", "|---|---:|"]
     lines += [f"| {name} | {share:.1f} % |" for name, share in sorted(shares.items(), key=lambda kv: -kv[1])
               if share >= 0.05]

@@ -85,10 +85,10 @@ def main() -> int:
         with LocalKafka(data_dir) as broker:
             print(f"Kafka is up at {broker.bootstrap}")
             produce(broker.bootstrap)
-            print("running: ingest run consumers/example.yaml --exit-when-idle 5s")
+            print("running: ingest run consumers/example.yaml --exit-at-end")
             env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "LAKE_ROOT": "file://./lake"}
             result = subprocess.run(
-                [sys.executable, "-m", "ingest_core", "run", "consumers/example.yaml", "--exit-when-idle", "5s",
+                [sys.executable, "-m", "ingest_core", "run", "consumers/example.yaml", "--exit-at-end",
                  "--log-format", "text"],
                 cwd=REPO, env=env,
             )
