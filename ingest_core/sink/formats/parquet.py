@@ -16,6 +16,13 @@ from ingest_core.sink.formats.base import FileData, FileRows, Pieces, Rows
 RENAMED_KEY = b"lake_ingest.renamed"  # file metadata: {written name: name in the records}
 # Arrow bytes of rows per row group when a batch comes in slices (8 MiB held 5-10 MiB more, no faster).
 ROW_GROUP_BYTES = 4 << 20
+# A column chunk's dictionary is given up for plain values once it holds this many bytes. Columns
+# with few distinct values (status, country, the topic) keep theirs; one of mostly distinct values
+# (ids, free text, offsets) goes plain early instead of building up to Arrow's default 1 MiB of
+# dictionary, which is then written beside the indices: on the bench's 200 B order events the
+# write takes about a fifth less CPU and the file a quarter less space; at 1 KiB both are the
+# same (python bench/parquet_dictionary.py).
+DICTIONARY_PAGE_BYTES = 64 << 10
 
 
 class ParquetEncoder:
@@ -46,6 +53,7 @@ class ParquetEncoder:
                         coerce_timestamps="us",
                         allow_truncated_timestamps=True,
                         use_dictionary=True,
+                        dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES,
                         write_statistics=True,
                     )
                 waiting.append(table)
