@@ -13,6 +13,29 @@ def test_local_publish_is_create_only_and_leaves_no_temp_files(tmp_path):
     assert store.read("missing") is None
 
 
+def test_local_publish_drops_the_written_pages_from_the_page_cache_after_the_fsync(tmp_path, monkeypatch):
+    """Written once, never read back: once fsynced, its pages are left to the kernel to drop
+    (bench/page_cache.py shows what that saves); the file is whole, and a refused hint changes nothing."""
+    calls = []
+    plain_fsync, plain_fadvise = os.fsync, os.posix_fadvise
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(("fsync", fd)) or plain_fsync(fd))
+    monkeypatch.setattr(os, "posix_fadvise",
+                        lambda fd, offset, length, advice: calls.append(("fadvise", fd, offset, length, advice))
+                        or plain_fadvise(fd, offset, length, advice))
+    store = LakeStore.open(f"file://{tmp_path}")
+    assert store.publish("dt=1/a.ndjson", b"{}\n" * 1000)
+    assert (tmp_path / "dt=1" / "a.ndjson").read_bytes() == b"{}\n" * 1000
+    fd = calls[0][1]
+    assert calls[:2] == [("fsync", fd), ("fadvise", fd, 0, 0, os.POSIX_FADV_DONTNEED)]
+
+    def refuse(*_args):
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os, "posix_fadvise", refuse)
+    assert store.publish("dt=1/b.ndjson", b"{}\n")
+    assert (tmp_path / "dt=1" / "b.ndjson").read_bytes() == b"{}\n"
+
+
 def test_permission_denied_is_permanent_with_a_fix(tmp_path):
     error = classify(PermissionError(13, "Permission denied"), "s3://b/x")
     assert error.permanent and "s3://b/x" in str(error) and "Fix:" in str(error)

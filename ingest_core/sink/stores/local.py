@@ -29,6 +29,7 @@ class LocalStore:
                 handle.write(piece)
             handle.flush()
             os.fsync(handle.fileno())
+            _drop_cached_pages(handle.fileno())
         try:
             os.link(temp, path)  # fails if `path` exists: create-only, never a partial file
             _fsync_folder(folder)  # the new name survives a power loss before we commit
@@ -45,6 +46,17 @@ class LocalStore:
 
     def spark_options(self, options: dict) -> dict[str, str]:
         return {}
+
+
+def _drop_cached_pages(descriptor: int) -> None:
+    """Let the kernel drop the file's pages (clean once fsynced) from the page cache: we never read
+    the file back, the next file then reuses those pages instead of taking fresh ones (writing 1 GiB
+    took 0.4 s of kernel CPU so, 1.6-2.7 s without: python bench/page_cache.py), and the page cache
+    charged to the pod does not grow with the lake. A hint: where it is not supported, nothing changes."""
+    try:
+        os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+    except (AttributeError, OSError):  # no posix_fadvise (macOS), or a file system that refuses the hint
+        pass
 
 
 def _fsync_folder(folder: str) -> None:
