@@ -34,11 +34,16 @@ class ImmediateExecutor(concurrent.futures.Executor):
 
     def submit(self, fn, *args, **kwargs):
         future = concurrent.futures.Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as error:  # noqa: BLE001 - handed to the pipeline like a thread would
-            future.set_exception(error)
+        run_into(future, fn, *args, **kwargs)
         return future
+
+
+def run_into(future: concurrent.futures.Future, fn, *args, **kwargs) -> None:
+    """Run a storage job and put its outcome in `future`, as a publisher thread would."""
+    try:
+        future.set_result(fn(*args, **kwargs))
+    except BaseException as error:  # noqa: BLE001 - handed to the pipeline like a thread would
+        future.set_exception(error)
 
 
 class FlakyStore(LakeStore):
@@ -592,10 +597,7 @@ class LaterExecutor(concurrent.futures.Executor):
     def run_pending(self):
         jobs, self.pending = self.pending, []
         for future, fn, args, kwargs in jobs:
-            try:
-                future.set_result(fn(*args, **kwargs))
-            except BaseException as error:  # noqa: BLE001 - handed to the pipeline like a thread would
-                future.set_exception(error)
+            run_into(future, fn, *args, **kwargs)
 
 
 def test_exit_at_end_cuts_a_partition_that_waited_for_a_publish_slot_before_it_stops(tmp_path):

@@ -66,10 +66,20 @@ def ingest(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
                             text=True, **kwargs)
 
 
-def run_until_idle(config: Path, idle: str = "3s", timeout: float = 120) -> subprocess.CompletedProcess:
-    process = ingest("run", str(config), "--exit-when-idle", idle, "--log-format", "json")
+def run_to_completion(config: Path, *flags: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`ingest run CONFIG FLAGS --log-format json` until it exits by itself."""
+    process = ingest("run", str(config), *flags, "--log-format", "json")
     out, err = process.communicate(timeout=timeout)
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def run_until_idle(config: Path, idle: str = "3s", timeout: float = 120) -> subprocess.CompletedProcess:
+    return run_to_completion(config, "--exit-when-idle", idle, timeout=timeout)
+
+
+def log_events(stderr: str) -> list[dict]:
+    """The JSON log lines of an `ingest run --log-format json`, in order."""
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
 
 
 def wait_for(what: str, check, timeout: float = 60, every: float = 0.2):

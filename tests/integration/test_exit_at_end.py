@@ -1,8 +1,6 @@
 """`ingest run --exit-at-end` on a real Apache Kafka broker: land what the topic holds, then stop."""
 from __future__ import annotations
 
-import json
-import subprocess
 import time
 from collections import Counter
 
@@ -17,27 +15,13 @@ from .lake import (
     expected_rows,
     ingest,
     landed_rows,
+    log_events,
     produce_events,
+    run_to_completion,
     write_config,
 )
 
 pytestmark = pytest.mark.slow
-
-
-def run_to_end(config, timeout: float = 120) -> subprocess.CompletedProcess:
-    process = ingest("run", str(config), "--exit-at-end", "--log-format", "json")
-    out, err = process.communicate(timeout=timeout)
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
-
-
-def events(stderr: str) -> list[dict]:
-    found = []
-    for line in stderr.splitlines():
-        try:
-            found.append(json.loads(line))
-        except ValueError:
-            continue
-    return found
 
 
 def test_exit_at_end_lands_the_topic_once_without_waiting_for_max_age_and_stops(kafka, topic_name, tmp_path):
@@ -50,21 +34,21 @@ def test_exit_at_end_lands_the_topic_once_without_waiting_for_max_age_and_stops(
     config = write_config(tmp_path, topic_name, kafka.bootstrap, lake.url,
                           batch={"max_records": 100_000, "max_age": "10m"})
     began = time.monotonic()
-    first = run_to_end(config)
+    first = run_to_completion(config, "--exit-at-end")
     took = time.monotonic() - began
     assert first.returncode == 0, first.stderr[-3000:]
     assert took < 60, f"took {took:.0f} s"
     assert landed_rows(lake, "parquet") == expected_rows(5_000, partitions=5)
     committed = committed_offsets(kafka.bootstrap, f"ingest-{topic_name}", topic_name, partitions=6)
     assert committed == {0: 1000, 1: 1000, 2: 1000, 3: 1000, 4: 1000, 5: -1001}
-    logged = events(first.stderr)
+    logged = log_events(first.stderr)
     flushes = [e for e in logged if e.get("event") == "flush"]
     assert Counter(e["reason"] for e in flushes) == Counter({"end": 5}), flushes
     assert any(e.get("event") == "end_exit" for e in logged)
     files = data_files(lake)
     assert len(files) == 5, files
 
-    second = run_to_end(config)
+    second = run_to_completion(config, "--exit-at-end")
     assert second.returncode == 0, second.stderr[-3000:]
     assert data_files(lake) == files
     assert landed_rows(lake, "parquet") == expected_rows(5_000, partitions=5)

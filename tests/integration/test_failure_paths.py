@@ -20,6 +20,7 @@ from .lake import (
     expected_rows,
     ingest,
     landed_rows,
+    log_events,
     produce_events,
     run_until_idle,
     wait_for,
@@ -52,10 +53,6 @@ def s3_lake():
         server.stop()
 
 
-def events(err: str) -> list[dict]:
-    return [json.loads(line) for line in err.splitlines() if line.startswith("{")]
-
-
 def test_shutdown_past_its_timeout_while_storage_is_down_exits_3_and_leaves_it_uncommitted(kafka, topic_name, tmp_path,
                                                                                           s3_lake):
     create_topic(kafka.bootstrap, topic_name, 3)
@@ -76,7 +73,7 @@ def test_shutdown_past_its_timeout_while_storage_is_down_exits_3_and_leaves_it_u
             took = time.monotonic() - asked
         assert process.returncode == EXIT_UNCLEAN, err[-3000:]
         assert took < 3 + 12, f"the shutdown took {took:.1f} s with a 3 s timeout"
-        names = [e.get("event") for e in events(err)]
+        names = [e.get("event") for e in log_events(err)]
         assert "drain_gave_up" in names and "Traceback" not in err
         # What is left: the records after the outage began are neither committed nor in the lake.
         assert group.committed() == {0: 100, 1: 100, 2: 100}
@@ -129,7 +126,7 @@ def test_revoke_while_storage_is_down_commits_nothing_and_the_new_owner_lands_it
             process.send_signal(signal.SIGTERM)
         errors = [process.communicate(timeout=60)[1] for process in (first, second)]
         assert [first.returncode, second.returncode] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
-        assert "revoked" in [e.get("event") for e in events(errors[0])]
+        assert "revoked" in [e.get("event") for e in log_events(errors[0])]
         assert landed_rows(s3_lake.store, "parquet") == expected_rows(800, partitions=4)
         assert not [p for p in data_files(s3_lake.store) if not s3_lake.store.read(p)]
     finally:
