@@ -14,6 +14,7 @@ import random
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -404,4 +405,14 @@ def ingest_core_source(rev: str | None, workdir: Path) -> Path:
     archive = subprocess.run(["git", "archive", "--format=tar", rev, "ingest_core"], cwd=REPO, capture_output=True,
                              check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    build_c_extensions(target / "ingest_core")
     return target
+
+
+def build_c_extensions(package: Path) -> None:
+    """Compiles each C module of a copied package in place, as `pip install` would (-O2)."""
+    include = sysconfig.get_paths()["include"]
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    for source in package.rglob("*.c"):
+        target = source.with_name(source.stem + suffix)
+        subprocess.run(["cc", "-O2", "-shared", "-fPIC", f"-I{include}", str(source), "-o", str(target)], check=True)

@@ -239,18 +239,46 @@ def test_values_that_are_not_one_clean_line_become_one(value, line):
         assert decoded.lines.to_pylist() == clean + [line] and not decoded.rejects
 
 
-def test_ndjson_validation_in_slices_finds_a_bad_line_in_any_slice(monkeypatch):
+def test_ndjson_check_parses_only_the_lines_it_flags(monkeypatch):
     import ingest_core.source.decode as decode
 
-    monkeypatch.setattr(decode, "TEXT_SLICE_BYTES", 40)  # a few lines per slice
+    parsed = []
+    real = decode.parse_json_object
+    monkeypatch.setattr(decode, "parse_json_object", lambda line, depth: parsed.append(line) or real(line, depth))
     values = [b'{"id": %d, "s": "x"}' % i for i in range(50)]
     values[37] = b'{"id": 37, "s": -NaN}'
     values[44] = b'{"id": 44 "s": 1}'
     decoded = decode_json(values, text_only=True)
     assert sorted(decoded.rejects) == [37, 44] and decoded.kept == [i for i in range(50) if i not in (37, 44)]
-    assert decoded.table.num_rows == 48
+    assert decoded.table.num_rows == 48 and parsed == [values[37], values[44]]
+    assert decoded.lines.to_pylist() == [v for i, v in enumerate(values) if i not in (37, 44)]
+    parsed.clear()
     clean = decode_json([v for i, v in enumerate(values) if i not in (37, 44)], text_only=True)
-    assert not clean.rejects and clean.table.num_rows == 48 and clean.table.num_columns == 0
+    assert not clean.rejects and clean.table.num_rows == 48 and clean.table.num_columns == 0 and not parsed
+
+
+def test_ndjson_check_takes_fields_whose_type_changes_without_parsing_each_message(monkeypatch):
+    import ingest_core.source.decode as decode
+
+    monkeypatch.setattr(decode, "parse_json_object", lambda *a: pytest.fail("a message was parsed alone"))
+    values = [b'{"a": %s}' % v for v in (b"1", b'"x"', b"[1]", b'{"b": null}', b"1.5")] * 100
+    decoded = decode_json(values, text_only=True)
+    assert decoded.kept == list(range(500)) and not decoded.rejects and decoded.lines.to_pylist() == values
+
+
+def test_ndjson_check_compares_keys_as_decoded_text_and_counts_depth_like_python():
+    values = [
+        b'{"\\u0061": 1, "b": 2}',  # kept: "a" and "b"
+        b'{"\\u0061": 1, "a": 2}',  # the same key twice once decoded
+        b'{"a": "\\ud83d\\ude00"}',  # a surrogate pair: one character
+        b'{"a": "\\ud83d"}',  # half of one
+        b'{"a": [{"b": 1}]}',  # depth 3
+        b'{"a": [{"b": [1]}]}',  # depth 4
+    ]
+    decoded = Decoder("json", max_depth=3, text_only=True).decode(values)
+    assert decoded.kept == [0, 2, 4]
+    assert "duplicate key 'a'" in decoded.rejects[1] and "surrogate" in decoded.rejects[3]
+    assert "decode.max_depth (3)" in decoded.rejects[5]
 
 
 def test_minus_nan_is_found_nested_and_the_text_is_searched_only_when_a_double_is_nan():
@@ -318,7 +346,7 @@ def test_one_whole_batch_parse_at_a_time_but_ndjson_slices_are_free(monkeypatch)
     assert not held.whole_parse.locked()
     seen.clear()
     held = decode.Decoder("json", text_only=True)
-    assert held.decode([b'{"a":1}', b'{"a":2}']).kept == [0, 1] and seen == [False]
+    assert held.decode([b'{"a":1}', b'{"a":2}']).kept == [0, 1] and seen == []  # NDJSON is checked, not parsed
 
 
 def test_slices_are_parsed_on_the_calling_thread_and_whole_batches_on_arrows_pool(monkeypatch):
@@ -330,11 +358,8 @@ def test_slices_are_parsed_on_the_calling_thread_and_whole_batches_on_arrows_poo
     real = decode.pa_json.read_json
     monkeypatch.setattr(decode.pa_json, "read_json", lambda *a, **k: seen.append(k["read_options"].use_threads) or real(*a, **k))
     monkeypatch.setattr(decode, "PARSE_SLICE_BYTES", 200)
-    monkeypatch.setattr(decode, "TEXT_SLICE_BYTES", 200)
     values = [b'{"id": %d, "s": "x"}' % i for i in range(60)]
     tables = list(decode.Decoder("json").decode_in_slices(values))
     assert sum(t.num_rows for t in tables) == 60 and len(tables) > 1 and seen and not any(seen)
-    seen.clear()
-    assert decode.Decoder("json", text_only=True).decode(values).kept == list(range(60)) and seen and not any(seen)
     seen.clear()
     assert decode.Decoder("json").decode(values).table.num_rows == 60 and seen and all(seen)

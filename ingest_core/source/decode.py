@@ -6,11 +6,13 @@ Confluent wire formats read with schemas from a schema registry (registry.py): `
 dead-letter them (default), skip and count them, or land them as a row whose payload
 columns are all null.
 
-The JSON hot path parses the whole batch in one call (pyarrow.json reading the values as lines);
-only when that fails, or when its result could have lost something (a number pyarrow
+For Parquet and Avro-style output the JSON hot path parses the whole batch in one call
+(pyarrow.json reading the values as lines); only when that fails, or when its result could have lost something (a number pyarrow
 turned into an inexact double, a string it turned into a timestamp, nesting beyond
 `decode.max_depth`: json_checks.py), are messages parsed one by one (json_message.py), to
-isolate the bad ones and to type the rest without losing a value (arrow/schema.py).
+isolate the bad ones and to type the rest without losing a value (arrow/schema.py). For
+NDJSON output, which writes each value's text as it is, nothing is parsed: json_validator.c
+checks the batch in one pass, and only the lines it flags are parsed one by one.
 
 A message is rejected (dead-lettered) only for what it is: invalid UTF-8 or JSON,
 duplicate keys (ambiguous: which value is the field?), not an object, nested too deep.
@@ -34,14 +36,23 @@ import pyarrow.json as pa_json
 from ingest_core.arrow.binary import LinesReader, lines_text, values_buffer
 from ingest_core.arrow.schema import rows_to_table, schema_has, type_depth
 from ingest_core.source.decoded import Decoded, NotSliceable, as_binary_array, decode_raw
-from ingest_core.source.json_checks import double_arrays, has_large, plain_lines, slice_rows, timestamps_as_text
-from ingest_core.source.json_message import normalise, parse_each
+from ingest_core.source.json_checks import (
+    double_arrays,
+    has_large,
+    plain_lines,
+    slice_rows,
+    suspect_rows,
+    timestamps_as_text,
+)
+from ingest_core.source.json_message import normalise, parse_each, parse_json_object
 
 _MIN_BLOCK = 1 << 20
 TOMBSTONE_REASON = "tombstone: the message has no value"
 # 16+ digits may be an integer a double cannot hold exactly; pyarrow.json silently makes
 # integers beyond int64, and any integer in a column that also holds fractions, doubles.
 _LONG_DIGITS = re.compile(rb"\d{16,}")
+_MINUS_NAN = re.compile(rb"-NaN")
+_SAMPLE_ROWS = 1000
 
 
 _WIRE_FORMATS = ("avro", "json_schema", "protobuf")  # decode.format values read through a schema registry
@@ -150,9 +161,8 @@ def decode_json(
     whole_parse: threading.Lock | None = None,
 ) -> Decoded:
     """`text_only`: the rows will be written as their JSON text (NDJSON output), so the
-    table only proves each line is an object; it may then hold timestamps where the text
-    had strings and doubles rounded from long integers (neither is ever written).
-    `whole_parse`: held while the whole batch is parsed (not for NDJSON's small slices)."""
+    lines are checked, not parsed, and the table has no columns (see _checked_text).
+    `whole_parse`: held while the whole batch is parsed (not for NDJSON's check)."""
     values = as_binary_array(values)
     rejects: dict[int, str] = {}
     plain = plain_lines(values)
@@ -177,17 +187,14 @@ def decode_json(
             line_list.append(value)
         lines = pa.array(line_list, pa.binary())
     if text_only:
-        table = _validated(lines, max_depth)
-    else:
-        with whole_parse or contextlib.nullcontext():
-            table = _parse_checked(lines, max_depth)
+        return _checked_text(kept, lines, rejects, max_depth)
+    with whole_parse or contextlib.nullcontext():
+        table = _parse_checked(lines, max_depth)
     if table is not None:
         return Decoded(table, kept, rejects, lines=lines)
-    return _decode_one_by_one(kept, lines.to_pylist(), rejects, max_depth, text_only)
+    return _decode_one_by_one(kept, lines.to_pylist(), rejects, max_depth)
 
 
-# NDJSON validates this much at a time, so the parse's memory stays small (16 MiB held more, no faster).
-TEXT_SLICE_BYTES = 2 << 20
 JOINED_PARSE_BYTES = 8 << 20  # text up to this size is joined for the parser; a whole batch is read piece by piece
 PARSE_SLICE_BYTES = 2 << 20  # Parquet from JSON parses this much at a time (see decode_in_slices)
 
@@ -209,23 +216,21 @@ def _checked_slices(lines: pa.Array, step: int, max_depth: int) -> Iterator[pa.T
         yield table
 
 
-def _validated(lines: pa.Array, max_depth: int) -> pa.Table | None:
-    """For NDJSON: a table with one row per line and no columns when every line is an object
-    pyarrow.json parses without loss (checked slice by slice, so the parser never holds more
-    than a few MiB); None when some slice is not (then the lines are parsed one by one)."""
-    count = len(lines)
-    if count:
-        step = slice_rows(lines, TEXT_SLICE_BYTES)
-        for start in range(0, count, step):
-            if _parse_checked(lines.slice(start, step), max_depth, text_only=True, threads=False) is None:
-                return None
-    return pa.table({"rows": pa.nulls(count)}).select([])
-
-
-_MINUS_NAN = re.compile(rb"-NaN")
-
-
-_SAMPLE_ROWS = 1000
+def _checked_text(kept: list[int], lines: pa.Array, rejects: dict[int, str], max_depth: int) -> Decoded:
+    """For NDJSON: the lines that are each one JSON object within the rules, checked in one
+    pass without the GIL (json_validator.c). A line it flags gets a look of its own
+    (parse_json_object), which keeps it or gives the reason it is dead-lettered; the others
+    are not parsed at all. The table has no columns: the lines are written as they are."""
+    bad: dict[int, str] = {}
+    for row in suspect_rows(lines, max_depth):
+        parsed = parse_json_object(lines[row].as_py(), max_depth)
+        if isinstance(parsed, str):
+            bad[row] = parsed
+    if bad:
+        rejects.update({kept[row]: reason for row, reason in bad.items()})
+        lines = lines.filter(pa.array([row not in bad for row in range(len(lines))]))
+        kept = [index for row, index in enumerate(kept) if row not in bad]
+    return Decoded(pa.table({"rows": pa.nulls(len(lines))}).select([]), kept, rejects, lines=lines)
 
 
 def _read(
@@ -256,13 +261,10 @@ def _read(
         return None
 
 
-def _parse_lines(
-    lines: pa.Array, text_only: bool, schema: pa.Schema | None = None, threads: bool = True
-) -> pa.Table | None:
+def _parse_lines(lines: pa.Array, schema: pa.Schema | None = None, threads: bool = True) -> pa.Table | None:
     """pyarrow.json's table of `lines` (a binary array), parsed as one newline-separated text.
 
-    Strings that look like dates become timestamps in pyarrow.json; unless `text_only`, they
-    are kept as text (their exact form, and the same type as in a batch where one value does
+    Strings that look like dates become timestamps in pyarrow.json; they are kept as text (their exact form, and the same type as in a batch where one value does
     not parse), which takes an explicit schema. That schema comes from the first rows: the
     batch is parsed once with it, and again only when a later row brings a new date-like
     field or a type the first rows did not show. The sample is a prefix of the batch, so a
@@ -274,8 +276,6 @@ def _parse_lines(
     block = max(_MIN_BLOCK, pc.max(pc.binary_length(lines)).as_py() + 2)
     if schema is not None:
         return _read(lines, block, schema, strict=True, threads=threads)
-    if text_only:
-        return _read(lines, block, threads=threads)
     explicit = None
     if len(lines) > 2 * _SAMPLE_ROWS:
         sample = _read(lines.slice(0, _SAMPLE_ROWS), block, threads=threads)
@@ -294,13 +294,13 @@ def _text_schema(schema: pa.Schema) -> pa.Schema:
 
 
 def _parse_checked(
-    lines: pa.Array, max_depth: int, text_only: bool = False, schema: pa.Schema | None = None, threads: bool = True
+    lines: pa.Array, max_depth: int, schema: pa.Schema | None = None, threads: bool = True
 ) -> pa.Table | None:
     """pyarrow.json's table of `lines` (with `schema`: exactly that schema), or None when it
     is not one row per line or when it could have lost something (then the lines are parsed
     one by one).
 
-    `threads=False` for a slice of a batch (NDJSON validation, Parquet in slices): a slice is
+    `threads=False` for a slice of a batch (Parquet in slices): a slice is
     a block or two, and the two publisher threads already keep both cores busy; handing
     each slice to Arrow's thread pool cost CPU, and left its memory in those threads'
     allocator caches, out of reach of return_freed_arrow_memory (measured without the pool:
@@ -311,7 +311,7 @@ def _parse_checked(
         lines.cast(pa.string())  # pyarrow.json does not check UTF-8 inside strings
     except pa.ArrowInvalid:
         return None
-    table = _parse_lines(lines, text_only, schema, threads)
+    table = _parse_lines(lines, schema, threads)
     if table is None or table.num_rows != len(lines):
         return None
     schema_type = pa.struct(list(table.schema))
@@ -324,7 +324,7 @@ def _parse_checked(
         doubles = double_arrays(table)
         if any(pc.any(pc.is_nan(d)).as_py() for d in doubles) and _MINUS_NAN.search(_text_of(lines)):
             return None  # pyarrow takes "-NaN"; Python's parser (the per-message path) refuses it
-        if not text_only and any(has_large(d) for d in doubles) and _LONG_DIGITS.search(_text_of(lines)):
+        if any(has_large(d) for d in doubles) and _LONG_DIGITS.search(_text_of(lines)):
             return None  # an integer literal that may have been rounded into a double
     return table
 
@@ -335,10 +335,10 @@ def _text_of(lines: pa.Array) -> memoryview:
     return memoryview(values_buffer(lines))
 
 
-def _decode_one_by_one(kept, lines, rejects, max_depth, text_only=False) -> Decoded:
+def _decode_one_by_one(kept, lines, rejects, max_depth) -> Decoded:
     good_indices, good_lines, rows = parse_each(kept, lines, rejects, max_depth)
     good_array = pa.array(good_lines, pa.binary())
-    table = _parse_checked(good_array, max_depth, text_only)
+    table = _parse_checked(good_array, max_depth)
     widened = 0
     if table is None:
         # Valid rows whose types disagree (int here, string there), or numbers pyarrow

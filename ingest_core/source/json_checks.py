@@ -1,6 +1,7 @@
-"""Checks around pyarrow.json's whole-batch parse: which values it can take as they are, and what
-its types could have lost (doubles that may hold rounded integer literals, date-like strings it
-turned into timestamps, which are kept as text instead)."""
+"""Checks around a whole batch of JSON values: which values the batch paths can take as they are,
+the C check of NDJSON output (json_validator.c), and what pyarrow.json's types could have lost
+(doubles that may hold rounded integer literals, date-like strings it turned into timestamps,
+which are kept as text instead)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest_core.arrow.binary import values_buffer
+from ingest_core.source import json_validator
 
 
 def double_arrays(table: pa.Table) -> list[pa.Array]:
@@ -78,3 +80,15 @@ def slice_rows(lines: pa.Array, slice_bytes: int) -> int:
     """How many of `lines` make about `slice_bytes` of text (at least one)."""
     per_row = max(1, len(values_buffer(lines)) // max(1, len(lines)))
     return max(1, slice_bytes // per_row)
+
+
+def suspect_rows(lines: pa.Array, max_depth: int) -> list[int]:
+    """The rows of `lines` (a binary array without nulls) that may not be one JSON object within
+    the rules (json_validator.c): every other row is one. Read in place from the array's
+    buffers, in one pass with the GIL released."""
+    if not len(lines):
+        return []
+    if not pa.types.is_binary(lines.type) or lines.null_count:
+        raise ValueError(f"suspect_rows takes a binary array without nulls, not {lines.type}")
+    _, offsets, data = lines.buffers()
+    return json_validator.suspect_rows(data if data is not None else b"", offsets, lines.offset, len(lines), max_depth)

@@ -1,0 +1,3 @@
+from typing_extensions import Buffer
+
+def suspect_rows(data: Buffer, offsets: Buffer, start: int, count: int, max_depth: int) -> list[int]: ...
