@@ -159,16 +159,17 @@ class Pipeline(PartitionSteps):
         return self.shutdown(shutdown_timeout)
 
     def _poll(self, wait_limit: float | None = None) -> list:
-        """The next messages. While a batch is being published and nothing may arrive (every
-        partition paused) or nothing should (the messages held reach the byte budget), wait
-        for that job instead: consume() would sleep its whole timeout, or hand over messages
-        we have no room for. Once paused, consume without waiting, which still serves
-        rebalances and keeps us in the group; at the budget, return nothing until there is
-        room (librdkafka's bounded prefetch then stops fetching by itself)."""
+        """The next messages. While a batch is being published and nothing may arrive (every partition paused) or
+        nothing should (the messages held reach the byte budget), wait for that job instead: consume() would sleep
+        its whole timeout, or hand over messages we have no room for. Once paused, consume without waiting, which
+        still serves rebalances and keeps us in the group; at the budget, return nothing until there is room
+        (librdkafka's bounded prefetch then stops fetching by itself). consume() waits for a whole consume_batch or
+        its timeout: with `exit_at_end` it waits briefly, or a topic's last messages would wait all of poll_timeout."""
         jobs = [s.job for s in self.states.values() if s.job is not None]
         all_paused = all(s.paused for s in self.states.values())
         self.waiting_for_memory = False
         poll_timeout = self.poll_timeout if wait_limit is None else max(0.01, min(self.poll_timeout, wait_limit))
+        poll_timeout = min(poll_timeout, self.busy_poll_timeout) if self.exit_at_end else poll_timeout
         if jobs and (all_paused or self._wait_for_memory()):
             concurrent.futures.wait(jobs, timeout=poll_timeout, return_when=concurrent.futures.FIRST_COMPLETED)
             if not all_paused:  # waited for room: the turn first lets go of what was published
@@ -313,8 +314,7 @@ class Pipeline(PartitionSteps):
         return bool(self.states) and self.held_bytes() >= self.budget_bytes()
 
     def _choose_focus(self, now: float) -> frozenset[int] | None:
-        """Which partitions may consume while memory is short (memory.choose_focus); with
-        memory_budget unset there is no focus."""
+        """Which partitions may consume while memory is short (memory.choose_focus); None without memory_budget."""
         if self.memory_budget is None or not self.states:
             return None
         return memory.choose_focus(
