@@ -18,7 +18,7 @@ A partition has at most one storage job in flight (its batches stay in order); a
 
 Memory: the message bytes held (buffered, or cut and not committed) stay within one budget per
 process (`memory_budget`, from memory.limit: batching/budget.py), never above batch.max_bytes x
-assigned partitions. At the budget the fullest buffer is cut early (flush reason "memory") when
+(assigned partitions + publish_slots). At the budget the fullest buffer is cut early (flush reason "memory") when
 a publish slot is free; otherwise the loop waits for a batch to be published instead of
 consuming; when it must call consume() anyway (storage failing, or publication slower than
 `memory_wait_limit`), every partition is paused first, so one consume() call bounds what comes.
@@ -88,7 +88,7 @@ class Pipeline(PartitionSteps):
     busy_poll_timeout: float = 0.01
     revoke_timeout: float = 10.0
     # Message bytes held at most (buffered, or cut and not yet committed); None: max_bytes x
-    # assigned partitions alone. The runner sets it from memory.limit (budget.MemoryBudget).
+    # (assigned partitions + publish_slots) alone. The runner sets it from memory.limit (budget.MemoryBudget).
     memory_budget: int | None = None
     # At the budget the loop waits for publication instead of consuming, but never for longer
     # than this at a stretch: storage that is slow (not failing) must not keep us from calling
@@ -308,7 +308,7 @@ class Pipeline(PartitionSteps):
 
     def budget_bytes(self) -> int:
         """Message bytes we may hold now (see memory.budget_bytes)."""
-        return memory.budget_bytes(self.memory_budget, self.policy.max_bytes, len(self.states))
+        return memory.budget_bytes(self.memory_budget, self.policy.max_bytes, len(self.states), self.publish_slots)
 
     def _at_budget(self) -> bool:
         return bool(self.states) and self.held_bytes() >= self.budget_bytes()
@@ -318,7 +318,7 @@ class Pipeline(PartitionSteps):
         if self.memory_budget is None or not self.states:
             return None
         return memory.choose_focus(
-            self.states, self.policy.max_bytes, self.budget_bytes(), self.held_bytes(), self.focus
+            self.states, self.policy.max_bytes, self.budget_bytes(), self.held_bytes(), self.focus, self.publish_slots
         )
 
     def _wait_for_memory(self) -> bool:

@@ -418,8 +418,8 @@ def hundred_byte_messages(partition: int, count: int, start: int = 0) -> list:
 
 
 def test_at_the_byte_budget_the_fullest_buffer_is_cut_early_and_then_the_loop_waits(tmp_path):
-    """The messages held (buffered, or cut and not yet committed) are kept to max_bytes x
-    partitions: at that budget the fullest buffer is cut before it is due (flush reason
+    """The messages held (buffered, or cut and not yet committed) are kept to the memory
+    budget (here max_bytes x partitions): at it the fullest buffer is cut before it is due (flush reason
     "memory") while a publish slot is free; with none free, the loop waits for a publish
     instead of consuming, for at most memory_wait_limit at a stretch. Nothing is lost or
     landed twice."""
@@ -428,7 +428,7 @@ def test_at_the_byte_budget_the_fullest_buffer_is_cut_early_and_then_the_loop_wa
     pool = concurrent.futures.ThreadPoolExecutor(2)
     clock = Clock()
     pipeline, store = make(tmp_path, consumer, max_records=1000, max_bytes=1000, executor=pool, clock=clock)
-    pipeline.poll_timeout = 0.05
+    pipeline.poll_timeout, pipeline.memory_budget = 0.05, 3000
     states = pipeline.states
     spin_until(pipeline, lambda: all(s.resolved for s in states.values()), 10)  # before the workers block
     store.__class__ = BlockingStore
@@ -810,6 +810,34 @@ def test_under_memory_pressure_the_fullest_buffers_fill_to_full_batches(tmp_path
     # Without the focus this shape gives 3 cuts by bytes of 92 (82 for memory); with it, 36 of 53.
     assert cuts.count("bytes") >= 0.6 * len(cuts), cuts
     assert consumer.committed_offsets == {p: per_partition for p in range(partitions)}
+    assert landed(tmp_path) == [(p, i) for p in range(partitions) for i in range(per_partition)]
+
+
+def test_when_the_budget_holds_a_full_batch_per_partition_nothing_is_paused_for_focus(tmp_path):
+    """3 partitions whose full batches (1,000 bytes) fit in the budget of 5,000 with two more
+    being published: every buffer can fill up, so the focus never pauses one (a pause makes
+    librdkafka drop what it prefetched for the partition and fetch it again)."""
+    partitions, per_partition = 3, 60
+    consumer = InterleavingConsumer(TOPIC, {p: hundred_byte_messages(p, per_partition) for p in range(partitions)})
+    pool = concurrent.futures.ThreadPoolExecutor(2)
+    pipeline, store = make(tmp_path, consumer, max_records=1000, max_bytes=1000, executor=pool,
+                           clock=time.monotonic)
+    store.__class__ = SlowLocalStore
+    pipeline.memory_budget, pipeline.consume_batch, pipeline.poll_timeout = 5_000, 10, 0.01
+    cuts: list[str] = []
+    pipeline.observer.cut = cuts.append
+    held, focused = [], []
+
+    def should_stop() -> bool:
+        held.append(pipeline.held_bytes())
+        focused.append(pipeline.focus)
+        return False
+
+    assert pipeline.run(should_stop, exit_when_idle=0.5)
+    pool.shutdown()
+    assert max(held) > 0.5 * 5_000  # past where the focus starts when the budget is short
+    assert set(focused) == {None}
+    assert "memory" not in cuts and cuts.count("bytes") >= 0.8 * len(cuts), cuts
     assert landed(tmp_path) == [(p, i) for p in range(partitions) for i in range(per_partition)]
 
 

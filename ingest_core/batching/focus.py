@@ -24,15 +24,21 @@ def held_bytes(states: Iterable[PartitionState]) -> int:
     return sum(s.buffer.nbytes + (s.cut.nbytes if s.cut is not None else 0) for s in states)
 
 
-def budget_bytes(memory_budget: int | None, max_bytes: int, partitions: int) -> int:
-    """Message bytes we may hold now: the memory budget, and never more than a full batch
-    per assigned partition."""
-    by_partitions = max_bytes * partitions
+def budget_bytes(memory_budget: int | None, max_bytes: int, partitions: int, publish_slots: int = 0) -> int:
+    """Message bytes we may hold now: the memory budget, and never more than a full batch per
+    assigned partition plus one per publish slot (a batch being published while its partition
+    fills the next)."""
+    by_partitions = max_bytes * (partitions + publish_slots) if partitions else 0
     return by_partitions if memory_budget is None else min(memory_budget, by_partitions)
 
 
 def choose_focus(
-    states: dict[int, PartitionState], max_bytes: int, budget: int, held: int, focus: frozenset[int] | None
+    states: dict[int, PartitionState],
+    max_bytes: int,
+    budget: int,
+    held: int,
+    focus: frozenset[int] | None,
+    publish_slots: int = 0,
 ) -> frozenset[int] | None:
     """Which partitions may consume while memory is short (None: all), given the current `focus`.
 
@@ -42,12 +48,17 @@ def choose_focus(
     the fullest buffers go on filling, as many as the room left lets reach batch.max_bytes
     (the least recently cut first among equals, so every partition gets its turn); the
     others are paused with what they hold. Each cut makes room for the next. Below
-    FOCUS_UNTIL of the budget every partition consumes again. A partition read to its end
+    FOCUS_UNTIL of the budget every partition consumes again. No partition is paused for
+    focus when the budget holds a full batch in every buffer and in every publish slot: a
+    pause is not free (librdkafka drops a paused partition's prefetched messages and
+    fetches them again after it resumes). A partition read to its end
     (the consumer reports it: enable.partition.eof) is never paused for focus: it only
     grows at the rate it is produced to, and its lag must not build up behind a backlog.
     Should the bytes held still reach the budget, the fullest buffer is cut early."""
     if held < budget * (FOCUS_UNTIL if focus is not None else FOCUS_FROM):
         return None
+    if budget >= max_bytes * (len(states) + publish_slots):
+        return None  # room for a full batch in every buffer and every publish slot: nobody need wait
     room = budget - held
     candidates = sorted(
         (p for p, s in states.items() if s.resolved and s.forced_end is None and not s.at_end),
