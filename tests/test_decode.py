@@ -240,11 +240,11 @@ def test_values_that_are_not_one_clean_line_become_one(value, line):
 
 
 def test_ndjson_check_parses_only_the_lines_it_flags(monkeypatch):
-    import ingest_core.source.decode as decode
+    import ingest_core.source.json_checks as json_checks
 
     parsed = []
-    real = decode.parse_json_object
-    monkeypatch.setattr(decode, "parse_json_object", lambda line, depth: parsed.append(line) or real(line, depth))
+    real = json_checks.parse_json_object
+    monkeypatch.setattr(json_checks, "parse_json_object", lambda line, depth: parsed.append(line) or real(line, depth))
     values = [b'{"id": %d, "s": "x"}' % i for i in range(50)]
     values[37] = b'{"id": 37, "s": -NaN}'
     values[44] = b'{"id": 44 "s": 1}'
@@ -258,12 +258,19 @@ def test_ndjson_check_parses_only_the_lines_it_flags(monkeypatch):
 
 
 def test_ndjson_check_takes_fields_whose_type_changes_without_parsing_each_message(monkeypatch):
-    import ingest_core.source.decode as decode
+    import ingest_core.source.json_checks as json_checks
 
-    monkeypatch.setattr(decode, "parse_json_object", lambda *a: pytest.fail("a message was parsed alone"))
+    monkeypatch.setattr(json_checks, "parse_json_object", lambda *a: pytest.fail("a message was parsed alone"))
     values = [b'{"a": %s}' % v for v in (b"1", b'"x"', b"[1]", b'{"b": null}', b"1.5")] * 100
     decoded = decode_json(values, text_only=True)
     assert decoded.kept == list(range(500)) and not decoded.rejects and decoded.lines.to_pylist() == values
+
+
+def test_ndjson_tombstones_landed_as_rows_and_values_on_several_lines_become_one_line_each():
+    values = [b'{"a": 1}', None, b'{"a":\n 2}\n', b' {"a": 3}', b'{"a": 4} {}']
+    decoded = Decoder("json", tombstones="row", text_only=True).decode(values)
+    assert decoded.kept == [0, 1, 2, 3] and list(decoded.rejects) == [4]
+    assert decoded.lines.to_pylist() == [b'{"a": 1}', b"{}", b'{"a":  2}', b'{"a": 3}'] and decoded.lines.null_count == 0
 
 
 def test_ndjson_check_compares_keys_as_decoded_text_and_counts_depth_like_python():

@@ -37,14 +37,14 @@ from ingest_core.arrow.binary import LinesReader, lines_text, values_buffer
 from ingest_core.arrow.schema import rows_to_table, schema_has, type_depth
 from ingest_core.source.decoded import Decoded, NotSliceable, as_binary_array, decode_raw
 from ingest_core.source.json_checks import (
+    checked_text,
     double_arrays,
     has_large,
     plain_lines,
     slice_rows,
-    suspect_rows,
     timestamps_as_text,
 )
-from ingest_core.source.json_message import normalise, parse_each, parse_json_object
+from ingest_core.source.json_message import normalise, parse_each
 
 _MIN_BLOCK = 1 << 20
 TOMBSTONE_REASON = "tombstone: the message has no value"
@@ -161,9 +161,11 @@ def decode_json(
     whole_parse: threading.Lock | None = None,
 ) -> Decoded:
     """`text_only`: the rows will be written as their JSON text (NDJSON output), so the
-    lines are checked, not parsed, and the table has no columns (see _checked_text).
+    lines are checked, not parsed, and the table has no columns (see json_checks.checked_text).
     `whole_parse`: held while the whole batch is parsed (not for NDJSON's check)."""
     values = as_binary_array(values)
+    if text_only and pa.types.is_binary(values.type):
+        return checked_text(list(range(len(values))), values, {}, max_depth)
     rejects: dict[int, str] = {}
     plain = plain_lines(values)
     if plain is not None:
@@ -187,7 +189,7 @@ def decode_json(
             line_list.append(value)
         lines = pa.array(line_list, pa.binary())
     if text_only:
-        return _checked_text(kept, lines, rejects, max_depth)
+        return checked_text(kept, lines, rejects, max_depth)
     with whole_parse or contextlib.nullcontext():
         table = _parse_checked(lines, max_depth)
     if table is not None:
@@ -214,23 +216,6 @@ def _checked_slices(lines: pa.Array, step: int, max_depth: int) -> Iterator[pa.T
             raise NotSliceable(f"rows {start}-{start + step - 1} do not fit the first rows' schema")
         schema = table.schema
         yield table
-
-
-def _checked_text(kept: list[int], lines: pa.Array, rejects: dict[int, str], max_depth: int) -> Decoded:
-    """For NDJSON: the lines that are each one JSON object within the rules, checked in one
-    pass without the GIL (json_validator.c). A line it flags gets a look of its own
-    (parse_json_object), which keeps it or gives the reason it is dead-lettered; the others
-    are not parsed at all. The table has no columns: the lines are written as they are."""
-    bad: dict[int, str] = {}
-    for row in suspect_rows(lines, max_depth):
-        parsed = parse_json_object(lines[row].as_py(), max_depth)
-        if isinstance(parsed, str):
-            bad[row] = parsed
-    if bad:
-        rejects.update({kept[row]: reason for row, reason in bad.items()})
-        lines = lines.filter(pa.array([row not in bad for row in range(len(lines))]))
-        kept = [index for row, index in enumerate(kept) if row not in bad]
-    return Decoded(pa.table({"rows": pa.nulls(len(lines))}).select([]), kept, rejects, lines=lines)
 
 
 def _read(

@@ -12,6 +12,8 @@ import pyarrow.compute as pc
 
 from ingest_core.arrow.binary import values_buffer
 from ingest_core.source import json_validator
+from ingest_core.source.decoded import Decoded
+from ingest_core.source.json_message import normalise, parse_json_object
 
 
 def double_arrays(table: pa.Table) -> list[pa.Array]:
@@ -83,12 +85,42 @@ def slice_rows(lines: pa.Array, slice_bytes: int) -> int:
 
 
 def suspect_rows(lines: pa.Array, max_depth: int) -> list[int]:
-    """The rows of `lines` (a binary array without nulls) that may not be one JSON object within
-    the rules (json_validator.c): every other row is one. Read in place from the array's
-    buffers, in one pass with the GIL released."""
+    """The rows of `lines` (a binary array) that may not be one NDJSON line holding one JSON object
+    within the rules (json_validator.c), nulls among them: every other row is one. Read in place
+    from the array's buffers, in one pass with the GIL released."""
     if not len(lines):
         return []
-    if not pa.types.is_binary(lines.type) or lines.null_count:
-        raise ValueError(f"suspect_rows takes a binary array without nulls, not {lines.type}")
+    if not pa.types.is_binary(lines.type):
+        raise ValueError(f"suspect_rows takes a binary array, not {lines.type}")
     _, offsets, data = lines.buffers()
-    return json_validator.suspect_rows(data if data is not None else b"", offsets, lines.offset, len(lines), max_depth)
+    found = json_validator.suspect_rows(data if data is not None else b"", offsets, lines.offset, len(lines), max_depth)
+    if lines.null_count:  # a null's bytes, if it has any, are not a value
+        found = sorted(set(found) | set(pc.indices_nonzero(lines.is_null()).to_pylist()))
+    return found
+
+
+def checked_text(kept: list[int], lines: pa.Array, rejects: dict[int, str], max_depth: int) -> Decoded:
+    """For NDJSON: the values that are each one line and one JSON object within the rules, checked
+    in one pass without the GIL (json_validator.c); nothing is parsed. A value it flags gets a look
+    of its own: made one line (normalise: a tombstone landed as a row becomes "{}") and parsed
+    (parse_json_object), which keeps it or gives the reason it is dead-lettered. The table has no
+    columns: the lines are written as they are."""
+    bad: set[int] = set()
+    fixed: dict[int, bytes] = {}
+    for row in suspect_rows(lines, max_depth):
+        value = lines[row].as_py()
+        line = normalise(kept[row], value, rejects, max_depth)
+        parsed = parse_json_object(line, max_depth) if line is not None else None
+        if isinstance(parsed, str):
+            rejects[kept[row]] = parsed
+        if line is None or isinstance(parsed, str):
+            bad.add(row)
+        elif line != value:
+            fixed[row] = line
+    if fixed:
+        changed = pa.array([row in fixed for row in range(len(lines))])
+        lines = pc.replace_with_mask(lines, changed, pa.array([fixed[row] for row in sorted(fixed)], pa.binary()))
+    if bad:
+        lines = lines.filter(pa.array([row not in bad for row in range(len(lines))]))
+        kept = [index for row, index in enumerate(kept) if row not in bad]
+    return Decoded(pa.table({"rows": pa.nulls(len(lines))}).select([]), kept, rejects, lines=lines)

@@ -3,13 +3,14 @@
    suspect_rows(data, offsets, start, count, max_depth) -> list[int]
 
    `data` and `offsets` are an Arrow binary array's buffers (int32 offsets); rows start..start+count-1
-   are checked. A row passes when it is one JSON object that Python's json module parses (the same
-   grammar: NaN, Infinity and -Infinity are values), in valid UTF-8, with no key twice in one object
+   are checked. A row passes when it is one NDJSON line as it is ("{" its first byte, "}" its last,
+   no line break) and one JSON object that Python's json module parses (the same grammar: NaN,
+   Infinity and -Infinity are values), in valid UTF-8, with no key twice in one object
    (keys compared as decoded text, escapes included), no \u escape of an unpaired UTF-16 surrogate,
    and objects/arrays nested no deeper than max_depth (the top-level object is depth 1). The rows
    returned are those that may break a rule; the caller gives each of them a look of its own
-   (ingest_core/source/json_message.py), which decides and gives the reason. The scan holds no
-   Python object and runs with the GIL released. */
+   (ingest_core/source/json_message.py), which makes it one line or gives the reason it is not
+   landed. The scan holds no Python object and runs with the GIL released. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -48,7 +49,8 @@ static int grow(void **buffer, size_t *capacity, size_t needed, size_t item_size
     return 0;
 }
 
-static inline int is_space(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+/* JSON's whitespace but for line breaks: a row that holds one is not one NDJSON line as it is. */
+static inline int is_space(uint8_t c) { return c == ' ' || c == '\t'; }
 
 static inline int hex_value(uint8_t c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -247,8 +249,7 @@ static int check_row(Scratch *scratch, const uint8_t *s, size_t n, size_t max_de
     scratch->key_count = 0;
     scratch->decoded_length = 0;
     if (grow((void **)&scratch->decoded, &scratch->decoded_capacity, n, 1)) return NO_MEMORY;
-    while (i < n && is_space(s[i])) i++;
-    if (i >= n || s[i] != '{') return SUSPECT;
+    if (n < 2 || s[0] != '{' || s[n - 1] != '}') return SUSPECT;
     for (;;) {
         /* A value starts at s[i] (after whitespace). */
         while (i < n && is_space(s[i])) i++;
