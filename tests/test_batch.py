@@ -123,3 +123,28 @@ def test_value_column_grows_in_place_and_its_memory_lives_as_long_as_the_batch(m
     mapping = column.data
     del column
     assert not mapping.closed and array.to_pylist() == flat  # the batch keeps the bytes alive
+
+
+def _map_flags(column: ValueColumn) -> set[str]:
+    """The VmFlags the kernel shows for the column's memory map (/proc/self/smaps)."""
+    import ctypes
+
+    start = ctypes.addressof(ctypes.c_char.from_buffer(column.data))
+    inside = False
+    for line in open("/proc/self/smaps"):
+        head = line.split()[0]
+        if "-" in head and ":" not in head:
+            low, high = (int(part, 16) for part in head.split("-"))
+            inside = low <= start < high
+        elif inside and head == "VmFlags:":
+            return set(line.split()[1:])
+    raise AssertionError("the column's map is not in /proc/self/smaps")
+
+
+def test_a_column_past_sixteen_mib_asks_for_huge_pages_and_a_smaller_one_does_not(monkeypatch):
+    monkeypatch.setattr(ValueColumn, "HUGE_PAGES_FROM", 4 << 20)
+    small, large = ValueColumn(), ValueColumn()
+    small.extend([b"x" * 1024] * 1000)  # 1 MiB
+    large.extend([b"x" * 1024] * 5000)  # 5 MiB: the map grows past 4 MiB
+    assert "hg" not in _map_flags(small) and "hg" in _map_flags(large)
+    assert large.array().to_pylist() == [b"x" * 1024] * 5000
