@@ -1,6 +1,7 @@
 """The byte budget against a real broker: with storage slower than Kafka, the messages held
-stay at max_bytes x partitions (plus at most one consume() batch) instead of growing to
-(partitions + publish slots) x max_bytes, and everything still lands once and is committed.
+stay at the memory budget (here max_bytes x partitions, plus at most one consume() batch)
+instead of growing to (partitions + publish slots) x max_bytes, and everything still lands
+once and is committed.
 
 In-process (the real confluent-kafka consumer and the real pipeline, a local lake whose
 publish is slowed down), so the test can read what the pipeline holds after every turn."""
@@ -52,7 +53,8 @@ def test_with_slow_storage_the_messages_held_stay_at_the_byte_budget(kafka, topi
     consumer = Consumer(consumer_config(settings))
     pipeline = Pipeline(settings.topic, consumer, BatchEncoder(settings), store, Ledger(store),
                         DeadLetterFiles(LakeStore.open(f"file://{tmp_path}/lake/_dlq")),
-                        FlushPolicy.from_settings(settings.batch), consume_batch=CONSUME_BATCH, poll_timeout=0.1)
+                        FlushPolicy.from_settings(settings.batch), consume_batch=CONSUME_BATCH, poll_timeout=0.1,
+                        memory_budget=MAX_BYTES * 3)
     consumer.subscribe([settings.topic], on_assign=pipeline.on_assign, on_revoke=pipeline.on_revoke,
                        on_lost=pipeline.on_lost)
     held, waited = [], []
