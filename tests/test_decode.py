@@ -273,6 +273,16 @@ def test_ndjson_tombstones_landed_as_rows_and_values_on_several_lines_become_one
     assert decoded.lines.to_pylist() == [b'{"a": 1}', b"{}", b'{"a":  2}', b'{"a": 3}'] and decoded.lines.null_count == 0
 
 
+def test_ndjson_values_on_several_lines_are_made_one_line_and_checked_again_without_parsing_each(monkeypatch):
+    import ingest_core.source.json_checks as json_checks
+
+    monkeypatch.setattr(json_checks, "parse_json_object", lambda *a: pytest.fail("a message was parsed alone"))
+    values = [json.dumps({"id": i, "items": [1, 2]}, indent=2).encode() for i in range(200)]
+    decoded = decode_json(values, text_only=True)
+    assert decoded.kept == list(range(200)) and not decoded.rejects
+    assert decoded.lines.to_pylist() == [v.replace(b"\n", b" ") for v in values]
+
+
 def test_ndjson_check_compares_keys_as_decoded_text_and_counts_depth_like_python():
     values = [
         b'{"\\u0061": 1, "b": 2}',  # kept: "a" and "b"

@@ -6,13 +6,14 @@ Confluent wire formats read with schemas from a schema registry (registry.py): `
 dead-letter them (default), skip and count them, or land them as a row whose payload
 columns are all null.
 
-For Parquet and Avro-style output the JSON hot path parses the whole batch in one call
-(pyarrow.json reading the values as lines); only when that fails, or when its result could have lost something (a number pyarrow
-turned into an inexact double, a string it turned into a timestamp, nesting beyond
-`decode.max_depth`: json_checks.py), are messages parsed one by one (json_message.py), to
-isolate the bad ones and to type the rest without losing a value (arrow/schema.py). For
-NDJSON output, which writes each value's text as it is, nothing is parsed: json_validator.c
-checks the batch in one pass, and only the lines it flags are parsed one by one.
+When the rows are needed as columns (Parquet output, or folders from payload fields), the JSON
+hot path parses the whole batch in one call (pyarrow.json reading the values as lines); only
+when that fails, or when its result could have lost something (a number pyarrow turned into
+an inexact double, a string it turned into a timestamp, nesting beyond `decode.max_depth`:
+json_checks.py), are messages parsed one by one (json_message.py), to isolate the bad ones
+and to type the rest without losing a value (arrow/schema.py). Otherwise (NDJSON output, which
+writes each value's text as it is) nothing is parsed: json_validator.c checks the batch in one
+pass, and only the values it flags are parsed one by one.
 
 A message is rejected (dead-lettered) only for what it is: invalid UTF-8 or JSON,
 duplicate keys (ambiguous: which value is the field?), not an object, nested too deep.
@@ -249,8 +250,9 @@ def _read(
 def _parse_lines(lines: pa.Array, schema: pa.Schema | None = None, threads: bool = True) -> pa.Table | None:
     """pyarrow.json's table of `lines` (a binary array), parsed as one newline-separated text.
 
-    Strings that look like dates become timestamps in pyarrow.json; they are kept as text (their exact form, and the same type as in a batch where one value does
-    not parse), which takes an explicit schema. That schema comes from the first rows: the
+    Strings that look like dates become timestamps in pyarrow.json; they are kept as text
+    (their exact form, and the same type as in a batch where one value does not parse),
+    which takes an explicit schema. That schema comes from the first rows: the
     batch is parsed once with it, and again only when a later row brings a new date-like
     field or a type the first rows did not show. The sample is a prefix of the batch, so a
     parse that succeeds with its schema gives the same table as inferring the whole batch:
@@ -285,8 +287,8 @@ def _parse_checked(
     is not one row per line or when it could have lost something (then the lines are parsed
     one by one).
 
-    `threads=False` for a slice of a batch (Parquet in slices): a slice is
-    a block or two, and the two publisher threads already keep both cores busy; handing
+    `threads=False` for a slice of a batch (Parquet in slices): a slice is a block or two,
+    and the two publisher threads already keep both cores busy; handing
     each slice to Arrow's thread pool cost CPU, and left its memory in those threads'
     allocator caches, out of reach of return_freed_arrow_memory (measured without the pool:
     5-15 % faster, 30-50 MiB less peak RSS)."""

@@ -101,25 +101,28 @@ def suspect_rows(lines: pa.Array, max_depth: int) -> list[int]:
 
 def checked_text(kept: list[int], lines: pa.Array, rejects: dict[int, str], max_depth: int) -> Decoded:
     """For NDJSON: the values that are each one line and one JSON object within the rules, checked
-    in one pass without the GIL (json_validator.c); nothing is parsed. A value it flags gets a look
-    of its own: made one line (normalise: a tombstone landed as a row becomes "{}") and parsed
-    (parse_json_object), which keeps it or gives the reason it is dead-lettered. The table has no
-    columns: the lines are written as they are."""
+    in one pass without the GIL (json_validator.c); nothing is parsed. A value it flags is made one
+    line (normalise: blanks and line breaks, a BOM; a tombstone landed as a row becomes "{}"), the
+    lines made are checked again in one pass, and those still flagged are parsed one by one
+    (parse_json_object), which keeps them or gives the reason they are dead-lettered. The table has
+    no columns: the lines are written as they are."""
     bad: set[int] = set()
-    fixed: dict[int, bytes] = {}
+    made: dict[int, bytes] = {}
     for row in suspect_rows(lines, max_depth):
-        value = lines[row].as_py()
-        line = normalise(kept[row], value, rejects, max_depth)
-        parsed = parse_json_object(line, max_depth) if line is not None else None
-        if isinstance(parsed, str):
-            rejects[kept[row]] = parsed
-        if line is None or isinstance(parsed, str):
+        line = normalise(kept[row], lines[row].as_py(), rejects, max_depth)
+        if line is None:
             bad.add(row)
-        elif line != value:
-            fixed[row] = line
-    if fixed:
-        changed = pa.array([row in fixed for row in range(len(lines))])
-        lines = pc.replace_with_mask(lines, changed, pa.array([fixed[row] for row in sorted(fixed)], pa.binary()))
+        else:
+            made[row] = line
+    if made:
+        rows = sorted(made)
+        for again in suspect_rows(pa.array([made[row] for row in rows], pa.binary()), max_depth):
+            parsed = parse_json_object(made[rows[again]], max_depth)
+            if isinstance(parsed, str):
+                rejects[kept[rows[again]]] = parsed
+                bad.add(rows[again])
+        changed = pa.array([row in made for row in range(len(lines))])
+        lines = pc.replace_with_mask(lines, changed, pa.array([made[row] for row in rows], pa.binary()))
     if bad:
         lines = lines.filter(pa.array([row not in bad for row in range(len(lines))]))
         kept = [index for row, index in enumerate(kept) if row not in bad]
