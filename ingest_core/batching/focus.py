@@ -51,9 +51,9 @@ def choose_focus(
     FOCUS_UNTIL of the budget every partition consumes again. No partition is paused for
     focus when the budget holds a full batch in every buffer and in every publish slot: a
     pause is not free (librdkafka drops a paused partition's prefetched messages and
-    fetches them again after it resumes). A partition read to its end
-    (the consumer reports it: enable.partition.eof) is never paused for focus: it only
-    grows at the rate it is produced to, and its lag must not build up behind a backlog.
+    fetches them again after it resumes). A partition read to its end (the consumer
+    reports it: enable.partition.eof) is never paused for focus: it only grows at the
+    rate it is produced to, and its lag must not build up behind a backlog.
     Should the bytes held still reach the budget, the fullest buffer is cut early."""
     if held < budget * (FOCUS_UNTIL if focus is not None else FOCUS_FROM):
         return None
