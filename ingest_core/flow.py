@@ -163,13 +163,11 @@ class Pipeline(PartitionSteps):
         nothing should (the messages held reach the byte budget), wait for that job instead: consume() would sleep
         its whole timeout, or hand over messages we have no room for. Once paused, consume without waiting, which
         still serves rebalances and keeps us in the group; at the budget, return nothing until there is room
-        (librdkafka's bounded prefetch then stops fetching by itself). consume() waits for a whole consume_batch or
-        its timeout: with `exit_at_end` it waits briefly, or a topic's last messages would wait all of poll_timeout."""
+        (librdkafka's bounded prefetch then stops fetching by itself)."""
         jobs = [s.job for s in self.states.values() if s.job is not None]
         all_paused = all(s.paused for s in self.states.values())
         self.waiting_for_memory = False
         poll_timeout = self.poll_timeout if wait_limit is None else max(0.01, min(self.poll_timeout, wait_limit))
-        poll_timeout = min(poll_timeout, self.busy_poll_timeout) if self.exit_at_end else poll_timeout
         if jobs and (all_paused or self._wait_for_memory()):
             concurrent.futures.wait(jobs, timeout=poll_timeout, return_when=concurrent.futures.FIRST_COMPLETED)
             if not all_paused:  # waited for room: the turn first lets go of what was published
