@@ -767,18 +767,15 @@ def test_at_the_budget_with_storage_failing_every_partition_is_paused(tmp_path):
     assert landed(tmp_path) == [(p, i) for p in range(4) for i in range(30)]
 
 
-def test_under_memory_pressure_the_fullest_buffers_fill_to_full_batches(tmp_path):
-    """A backlog over 12 partitions whose full batches (1,000 bytes) need 12,000 bytes, under a
-    budget of 3,000: instead of every buffer growing to 250 bytes and being cut early, the
-    fullest go on filling while the others wait paused (the memory focus), so almost every
-    batch is cut full by bytes; every partition gets its turn and everything lands once."""
-    partitions, per_partition = 12, 40
+def run_backlog(tmp_path, partitions: int, per_partition: int, budget: int):
+    """A backlog of 100-byte messages over `partitions`, full batches of 1,000 bytes, slow storage and
+    a memory budget: run until idle; the consumer, the cut reasons, the bytes held and the focus per turn."""
     consumer = InterleavingConsumer(TOPIC, {p: hundred_byte_messages(p, per_partition) for p in range(partitions)})
     pool = concurrent.futures.ThreadPoolExecutor(2)
     pipeline, store = make(tmp_path, consumer, max_records=1000, max_bytes=1000, executor=pool,
                            clock=time.monotonic)
     store.__class__ = SlowLocalStore
-    pipeline.memory_budget, pipeline.consume_batch, pipeline.poll_timeout = 3_000, 10, 0.01
+    pipeline.memory_budget, pipeline.consume_batch, pipeline.poll_timeout = budget, 10, 0.01
     cuts: list[str] = []
     pipeline.observer.cut = cuts.append
     held, focused = [], []
@@ -790,6 +787,16 @@ def test_under_memory_pressure_the_fullest_buffers_fill_to_full_batches(tmp_path
 
     assert pipeline.run(should_stop, exit_when_idle=0.5)
     pool.shutdown()
+    return consumer, cuts, held, focused
+
+
+def test_under_memory_pressure_the_fullest_buffers_fill_to_full_batches(tmp_path):
+    """A backlog over 12 partitions whose full batches (1,000 bytes) need 12,000 bytes, under a
+    budget of 3,000: instead of every buffer growing to 250 bytes and being cut early, the
+    fullest go on filling while the others wait paused (the memory focus), so almost every
+    batch is cut full by bytes; every partition gets its turn and everything lands once."""
+    partitions, per_partition = 12, 40
+    consumer, cuts, held, focused = run_backlog(tmp_path, partitions, per_partition, 3_000)
     assert max(held) <= 3_000 + 10 * 100
     assert any(f for f in focused if f is not None and len(f) < partitions)  # the focus was used
     # Without the focus this shape gives 3 cuts by bytes of 92 (82 for memory); with it, 36 of 53.
@@ -803,23 +810,7 @@ def test_when_the_budget_holds_a_full_batch_per_partition_nothing_is_paused_for_
     being published: every buffer can fill up, so the focus never pauses one (a pause makes
     librdkafka drop what it prefetched for the partition and fetch it again)."""
     partitions, per_partition = 3, 60
-    consumer = InterleavingConsumer(TOPIC, {p: hundred_byte_messages(p, per_partition) for p in range(partitions)})
-    pool = concurrent.futures.ThreadPoolExecutor(2)
-    pipeline, store = make(tmp_path, consumer, max_records=1000, max_bytes=1000, executor=pool,
-                           clock=time.monotonic)
-    store.__class__ = SlowLocalStore
-    pipeline.memory_budget, pipeline.consume_batch, pipeline.poll_timeout = 5_000, 10, 0.01
-    cuts: list[str] = []
-    pipeline.observer.cut = cuts.append
-    held, focused = [], []
-
-    def should_stop() -> bool:
-        held.append(pipeline.held_bytes())
-        focused.append(pipeline.focus)
-        return False
-
-    assert pipeline.run(should_stop, exit_when_idle=0.5)
-    pool.shutdown()
+    consumer, cuts, held, focused = run_backlog(tmp_path, partitions, per_partition, 5_000)
     assert max(held) > 0.5 * 5_000  # past where the focus starts when the budget is short
     assert set(focused) == {None}
     assert "memory" not in cuts and cuts.count("bytes") >= 0.8 * len(cuts), cuts
