@@ -130,7 +130,7 @@ class Pipeline(PartitionSteps):
         self, should_stop: Callable[[], bool], exit_when_idle: float | None = None, shutdown_timeout: float = 30.0
     ) -> bool:
         """Loop until `should_stop()` (or idle for `exit_when_idle` s, or all read to the end with
-        `exit_at_end`); then flush and commit. Returns False when storage still failed at shutdown."""
+        `exit_at_end`); then flush and commit. False when storage still failed, or Kafka refused a commit, at shutdown."""
         last_message_at = self.clock()
         while not should_stop():
             # An idle exit is checked once per turn: a turn waits no longer than the idle time left.
@@ -239,9 +239,11 @@ class Pipeline(PartitionSteps):
         return all(not s.buffer.offsets or s.forced_end is not None for s in self.states.values())
 
     def _drained(self) -> bool:
-        """Nothing in flight, and (when the consumer reports them) every partition at its end."""
+        """Nothing in flight or owed to Kafka (a commit a rebalance refused is retried while the loop
+        still serves the group), and (when the consumer reports them) every partition at its end."""
         return all(
-            s.job is None and s.cut is None and (s.at_end or not self.partition_eof) for s in self.states.values()
+            s.job is None and s.cut is None and s.commit_due is None and (s.at_end or not self.partition_eof)
+            for s in self.states.values()
         )
 
     def shutdown(self, timeout: float) -> bool:

@@ -80,13 +80,16 @@ class PartitionSteps:
             self._submit(state, "publish", self.publisher.encode_and_store, state.cut, state.pending)
 
     def _drain(self, partition: int, state: PartitionState, deadline: float) -> bool:
-        """Flush everything of one partition, waiting for storage until `deadline`."""
+        """Flush and commit everything of one partition, waiting for storage until `deadline`. False when
+        something is left for the next owner: a batch not landed, or one landed whose commit Kafka refused."""
         if state.commit_due is not None:
             state.commit_retry_at = 0.0  # last chance while we still own the partition
         while True:
             self._advance(partition, state, self.clock(), force=True)
             if state.settled:
-                return True
+                if state.commit_due is None:
+                    return True
+                break  # landed, but Kafka refused its commit once more (a rebalance)
             remaining = deadline - self.clock()
             if state.job is not None:
                 if remaining <= 0:
@@ -99,8 +102,9 @@ class PartitionSteps:
             else:
                 time.sleep(max(0.0, state.retry_at - self.clock()))
         log.error(
-            "partition %d: storage still failing; nothing more committed for it, the next run replays it",
+            "partition %d: %s; nothing more committed for it, the next owner replays it",
             partition,
+            "storage still failing" if state.commit_due is None else f"Kafka refused the commit of {state.commit_due}",
             extra={"event": "drain_gave_up", "partition": partition},
         )
         return False

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pyarrow.dataset as ds
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from fakes import FakeConsumer, PartitionEnd, json_messages
 
 from ingest_core.batching.buffer import FlushPolicy
@@ -667,6 +667,37 @@ def test_exit_at_end_waits_for_storage_and_commits_nothing_it_could_not_land(tmp
     assert pipeline.run(lambda: False)
     assert len(attempts) > 5 and pipeline.stats.storage_retries >= 5
     assert consumer.committed_offsets == {0: 4}
+    assert landed(tmp_path) == [(0, i) for i in range(4)]
+
+
+def test_exit_at_end_does_not_stop_while_a_commit_refused_by_a_rebalance_is_owed(tmp_path):
+    """The last batch lands while the group rebalances, and Kafka refuses its commit twice: the run
+    goes on serving the group and retrying, and stops only once the offset is committed."""
+    clock = TickingClock()
+    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 4)}, partition_eof=True)
+    plain_commit, refusals = consumer.commit, []
+
+    def commit(offsets, asynchronous=True):
+        if len(refusals) < 2:
+            refusals.append(offsets)
+            raise KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
+        return plain_commit(offsets, asynchronous)
+
+    consumer.commit = commit
+    pipeline, _ = make(tmp_path, consumer, max_records=100, clock=clock)
+    pipeline.partition_eof = pipeline.exit_at_end = True
+    assert pipeline.run(lambda: False)
+    assert len(refusals) == 2 and consumer.committed_offsets == {0: 4}
+    assert landed(tmp_path) == [(0, i) for i in range(4)]
+
+
+def test_a_shutdown_whose_commit_kafka_refuses_reports_it_was_not_clean(tmp_path):
+    """Landed, but every commit refused: the run says so (the next owner replays from the marker)."""
+    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 4)}, fail_commits=True)
+    pipeline, _ = make(tmp_path, consumer, max_records=100, clock=TickingClock())
+    turns = iter(range(3))
+    assert not pipeline.run(lambda: next(turns, None) is None)
+    assert consumer.committed_offsets == {}
     assert landed(tmp_path) == [(0, i) for i in range(4)]
 
 
