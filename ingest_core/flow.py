@@ -39,7 +39,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from ingest_core.batching import focus as memory
 from ingest_core.batching.buffer import FlushPolicy, PartitionBuffer
 from ingest_core.ops.faults import FaultInjector
-from ingest_core.ops.observer import PipelineObserver
+from ingest_core.ops.observer import PipelineObserver, Stats
 from ingest_core.partition import PartitionState
 from ingest_core.retry import Backoff, FatalError
 from ingest_core.sink.encode import BatchEncoder
@@ -52,18 +52,6 @@ from ingest_core.steps import PartitionSteps
 log = logging.getLogger("ingest.pipeline")
 
 _PARTITION_EOF = KafkaError._PARTITION_EOF  # what consume() hands over when a partition is read to its end
-
-
-@dataclass
-class Stats:
-    records: int = 0
-    files: int = 0
-    bytes: int = 0
-    dead_letters: int = 0
-    widened: int = 0
-    skipped: int = 0  # tombstones skipped by decode.tombstones: skip (counted, not landed)
-    commits: int = 0
-    storage_retries: int = 0
 
 
 @dataclass
@@ -163,11 +151,14 @@ class Pipeline(PartitionSteps):
         nothing should (the messages held reach the byte budget), wait for that job instead: consume() would sleep
         its whole timeout, or hand over messages we have no room for. Once paused, consume without waiting, which
         still serves rebalances and keeps us in the group; at the budget, return nothing until there is room
-        (librdkafka's bounded prefetch then stops fetching by itself)."""
+        (librdkafka's bounded prefetch then stops fetching by itself). consume() returns with a whole consume_batch
+        or at its timeout: with `exit_at_end` a short one, or a topic's last messages would wait all of it."""
         jobs = [s.job for s in self.states.values() if s.job is not None]
         all_paused = all(s.paused for s in self.states.values())
         self.waiting_for_memory = False
         poll_timeout = self.poll_timeout if wait_limit is None else max(0.01, min(self.poll_timeout, wait_limit))
+        if self.exit_at_end and self.states:
+            poll_timeout = min(poll_timeout, self.busy_poll_timeout)
         if jobs and (all_paused or self._wait_for_memory()):
             concurrent.futures.wait(jobs, timeout=poll_timeout, return_when=concurrent.futures.FIRST_COMPLETED)
             if not all_paused:  # waited for room: the turn first lets go of what was published

@@ -395,6 +395,24 @@ def test_while_a_publish_is_in_flight_consume_waits_briefly_so_its_end_frees_the
     assert timeouts == [pipeline.busy_poll_timeout]
 
 
+def test_with_exit_at_end_consume_never_waits_its_whole_timeout(tmp_path):
+    """consume() waits for a whole consume_batch or its timeout: a topic's last messages, and
+    the report of its end, would wait all of poll_timeout before the last batch is cut. A
+    member that owns no partition waits as usual."""
+    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 3)})
+    timeouts = []
+    plain_consume = consumer.consume
+    consumer.consume = lambda n=1, timeout=0: timeouts.append(timeout) or plain_consume(n, timeout)
+    pipeline, _ = make(tmp_path, consumer)
+    pipeline.poll_timeout = 30.0
+    pipeline._poll()
+    pipeline.exit_at_end = True
+    pipeline._poll()
+    owned, pipeline.states = pipeline.states, {}
+    pipeline._poll()
+    assert owned and timeouts == [30.0, pipeline.busy_poll_timeout, 30.0]
+
+
 def hundred_byte_messages(partition: int, count: int, start: int = 0) -> list:
     """JSON values of exactly 100 bytes and no key: 10 of them make 1,000 bytes."""
     from fakes import FakeMessage

@@ -6,6 +6,8 @@ observer must not block and must never see message contents or settings.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class PipelineObserver:
     def consumed(self, count: int, nbytes: int) -> None:
@@ -30,3 +32,17 @@ class PipelineObserver:
 
     def memory(self, held: int, budget: int) -> None:
         """Once per loop turn: message bytes held (buffered, or cut and not committed) and the budget."""
+
+
+@dataclass
+class Stats:
+    """What a run has done so far: the totals `ingest run` logs when it stops."""
+
+    records: int = 0
+    files: int = 0
+    bytes: int = 0
+    dead_letters: int = 0
+    widened: int = 0
+    skipped: int = 0  # tombstones skipped by decode.tombstones: skip (counted, not landed)
+    commits: int = 0
+    storage_retries: int = 0
