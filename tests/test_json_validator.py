@@ -105,6 +105,19 @@ def test_a_null_is_flagged_whatever_bytes_its_slot_spans():
     assert suspect_rows(values, 64) == [1]
 
 
+@pytest.mark.parametrize("inside", [b"\x00", b"\x1f", b"\n", b"\xff", b"\x80", b"\xc3", b'\\x', b'\\ud800', b'"'])
+def test_a_byte_a_string_cannot_hold_is_found_at_every_position_of_a_long_string(inside):
+    """Long strings are scanned 16 and 8 bytes at a time: a bad byte (or escape) is found whichever
+    byte of a block it falls on, and the same string without it passes."""
+    for position in range(40):
+        text = b"a" * position + inside + b"b" * (39 - position)
+        assert check([b'{"k":"' + text + b'"}']) == [0], (inside, position)
+    for position in range(40):  # valid: an escape, a two- and a four-byte character
+        for good in (b'\\"', b"\xc3\xa9", b"\xf0\x9f\x98\x80"):
+            text = b"a" * position + good + b"b" * (39 - position)
+            assert check([b'{"k":"' + text + b'"}']) == [], (good, position)
+
+
 def test_depth_counts_objects_and_arrays_from_the_top_level_object():
     def nested(depth: int) -> bytes:
         return b'{"a":' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"

@@ -17,6 +17,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 typedef struct {
     const uint8_t *text;
@@ -107,13 +110,33 @@ static inline int plain8(const uint8_t *p) {
     return ((zero_quote | zero_backslash | control | (x & highs)) == 0);
 }
 
+/* The first byte at or after s[i] that a string cannot take as it is ('"', '\\', below 0x20, above
+   0x7F), or where fewer than 8 bytes are left: 16 bytes at a time with SSE2 (every x86-64 CPU has
+   it), then 8 at a time. */
+static inline size_t skip_plain(const uint8_t *s, size_t i, size_t n) {
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+    while (i + 16 <= n) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
+        /* signed compare: below 0x20, and every byte above 0x7F (negative as signed) */
+        __m128i special = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                                       _mm_cmplt_epi8(v, space));
+        unsigned mask = (unsigned)_mm_movemask_epi8(special);
+        if (mask) return i + (size_t)__builtin_ctz(mask);
+        i += 16;
+    }
+#endif
+    while (i + 8 <= n && plain8(s + i)) i += 8;
+    return i;
+}
+
 /* Scans the string whose opening quote is at s[*at]; on return *at is past its closing quote.
    *escaped says whether it held a backslash. */
 static int scan_string(const uint8_t *s, size_t n, size_t *at, int *escaped) {
     size_t i = *at + 1;
     *escaped = 0;
     for (;;) {
-        while (i + 8 <= n && plain8(s + i)) i += 8;
+        i = skip_plain(s, i, n);
         if (i >= n) return SUSPECT;
         uint8_t c = s[i];
         if (c == '"') {
