@@ -20,6 +20,14 @@ def modules() -> dict[str, Path]:
     return found
 
 
+def c_modules() -> set[str]:
+    """The C extension modules (`name.c` beside the Python ones): leaves of the import graph."""
+    return {".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts) for path in PACKAGE.rglob("*.c")}
+
+
+C_MODULES = c_modules()
+
+
 def _type_checking_only(node: ast.AST) -> bool:
     test = node.test if isinstance(node, ast.If) else None
     return isinstance(test, ast.Name) and test.id == "TYPE_CHECKING"
@@ -43,7 +51,7 @@ def imports(name: str, path: Path, known: set[str]) -> set[str]:
                 base = ".".join(anchor + ([node.module] if node.module else []))
             for alias in node.names:
                 target = f"{base}.{alias.name}"
-                found.add(target if target in known else base)
+                found.add(target if target in known or target in C_MODULES else base)
         for child in ast.iter_child_nodes(node):
             visit(child)
 

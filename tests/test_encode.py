@@ -150,37 +150,95 @@ def test_folders_computed_per_distinct_second_equal_per_row_strftime():
         assert template.folders(pa.array(stamps, pa.int64())).to_pylist() == per_row.to_pylist()
 
 
-def test_columnwise_ndjson_splice_gives_the_same_bytes_as_the_per_row_one(monkeypatch):
+def _per_row_text(metadata, bodies) -> bytes:
     from ingest_core.sink.formats import ndjson
+    return b"".join(ndjson._splice(p, b) for p, b in zip(ndjson._metadata_prefixes(metadata), bodies, strict=False))
 
-    values = [b'{"a": 1}', b' {} ', b'{ "b" : [1, {"c": "x"}] }  ', b'{"s": "caf\xc3\xa9"}'] * 5
-    keys = [b"k1", None, b"plain-key", b"k4"] * 5
-    encoded = BatchEncoder(settings(format="ndjson", compression="none")).encode(batch(values, keys=keys))
-    table_rows = data_bytes(encoded.files[0].data)
-    # Rebuild with the per-row path for comparison.
-    decoded_lines = [v.strip() if v.strip() else v for v in values]
-    import pyarrow as pa
-    metadata = pa.table({
-        "_topic": ["orders"] * 20, "_partition": pa.array([2] * 20, pa.int32()),
-        "_offset": pa.array(range(100, 120), pa.int64()),
-        "_timestamp": pa.array([BASE_TS] * 20, pa.int64()).cast(pa.timestamp("ms", tz="UTC")).cast(pa.timestamp("us", tz="UTC")),
+
+def _sliced_text(metadata, bodies) -> bytes:
+    from ingest_core.sink.formats import ndjson
+    return b"".join(bytes(piece) for piece in ndjson.text_slices(metadata, pa.array(bodies, pa.binary())))
+
+
+def _metadata(count: int, stamps_ms: list[int], keys: list[bytes | None], headers=None) -> pa.Table:
+    columns = {
+        "_topic": ["or\"ders"] * count, "_partition": pa.array([2] * count, pa.int32()),
+        "_offset": pa.array(range(100, 100 + count), pa.int64()),
+        "_timestamp": pa.array(stamps_ms, pa.int64()).cast(pa.timestamp("ms", tz="UTC")).cast(pa.timestamp("us", tz="UTC")),
         "_key": pa.array([None if k is None else k.decode() for k in keys], pa.string()),
-    })
-    per_row = b"".join(ndjson._splice(p, b) for p, b in zip(ndjson._metadata_prefixes(metadata), decoded_lines, strict=False))
-    assert b"".join(bytes(piece) for piece in ndjson.text_slices(metadata, pa.array(decoded_lines, pa.binary()))) == per_row == table_rows
-    # Timestamps over several seconds (and before 1970): formatted per distinct second, the same text.
-    stamps = [BASE_TS, BASE_TS + 1, BASE_TS + 999, BASE_TS + 1000, BASE_TS - 1, -1, 0, 5, -86_400_001, BASE_TS + 61_007,
-              BASE_TS + 3_600_000, 1, 2, 3, 4, 999, 1000, 1001, -999, -1000]
-    metadata = metadata.set_column(3, "_timestamp", pa.array(stamps, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
-                                   .cast(pa.timestamp("us", tz="UTC")))
-    per_row = b"".join(ndjson._splice(p, b) for p, b in zip(ndjson._metadata_prefixes(metadata), decoded_lines, strict=False))
-    assert b"".join(bytes(piece) for piece in ndjson.text_slices(metadata, pa.array(decoded_lines, pa.binary()))) == per_row
-    # Spliced a few rows at a time (a 64 MiB batch goes in slices of SLICE_ROWS): the same bytes.
+    }
+    if headers is not None:
+        from ingest_core.sink.encode import headers_array
+        columns["_headers"] = headers_array(headers)
+    return pa.table(columns)
+
+
+def test_ndjson_lines_made_in_c_are_the_bytes_of_the_per_row_splice(monkeypatch):
+    """ndjson_lines.c against the per-row splice (json.dumps for keys, Arrow's strftime for times),
+    on keys JSON must escape, null keys, headers, bodies with no field, times across the calendar,
+    and in slices of a few rows (array offsets not 0)."""
+    from ingest_core.sink.formats import ndjson
+    bodies = [b'{"a":1}', b"{}", b"{ }", b"{\t}", b'{"s":"caf\xc3\xa9"}', b'{"b":[1,{"c":"x"}]}', b'{"n":null}']
+    keys = [b"k1", None, b'say "hi"', b"back\\slash", b"tab\there\nnl\x01\x1f\x7f", "é€😀".encode(), b"", b"plain-key"]
+    stamps = [0, 1, 999, 1000, 86_399_999, 951_782_400_000, 951_868_799_999, 4_107_542_400_000, 1_700_000_000_123,
+              253_402_300_799_999, 1_582_934_400_000, 946_684_800_000]
+    rows = 7 * 8 * 12 // 4
+    pick = [(bodies[i % 7], keys[i % 8], stamps[i % 12]) for i in range(rows)]
+    body_list = [b for b, _, _ in pick]
+    metadata = _metadata(rows, [t for _, _, t in pick], [k for _, k, _ in pick])
+    expected = _per_row_text(metadata, body_list)
+    assert expected.count(b"\n") == rows and b'"_key":"say \\"hi\\""' in expected
+    made = []
+    plain_lines = ndjson.ndjson_lines.lines
+    monkeypatch.setattr(ndjson.ndjson_lines, "lines", lambda *a: made.append(a[-1]) or plain_lines(*a))
+    assert _sliced_text(metadata, body_list) == expected
+    monkeypatch.setattr(ndjson, "SLICE_ROWS", 5)
+    assert _sliced_text(metadata, body_list) == expected
+    assert sum(made) == 2 * rows  # every slice made in C
+    with_headers = _metadata(rows, [t for _, _, t in pick], [k for _, k, _ in pick],
+                             [[("h", b"v\x00"), ("h", None)] if i % 3 else None for i in range(rows)])
+    assert _sliced_text(with_headers, body_list) == _per_row_text(with_headers, body_list)
+    assert b'"_headers":[{"key":"h","value":"dgA="},{"key":"h","value":null}]' in _per_row_text(with_headers, body_list)
+    # Every day of 1999-2001 (2000 a leap year) and random times up to 9999: the same calendar.
+    import random
+    rng = random.Random(7)
+    days = [day * 86_400_000 + rng.randrange(86_400_000) for day in range(10_592, 11_688)]
+    stamps = days + [rng.randrange(253_402_300_800_000) for _ in range(3000)]
+    metadata = _metadata(len(stamps), stamps, [b"k"] * len(stamps))
+    assert _sliced_text(metadata, [b"{}"] * len(stamps)) == _per_row_text(metadata, [b"{}"] * len(stamps))
+
+
+def test_a_slice_c_cannot_make_goes_the_per_row_way_with_the_same_bytes(monkeypatch):
+    """A time before 1970 or a body with blanks around it: that slice alone goes the per-row way."""
+    from ingest_core.sink.formats import ndjson
     monkeypatch.setattr(ndjson, "SLICE_ROWS", 3)
-    assert b"".join(bytes(piece) for piece in ndjson.text_slices(metadata, pa.array(decoded_lines, pa.binary()))) == per_row
-    # A key JSON must escape takes the per-row path and stays valid JSON.
-    quoted = BatchEncoder(settings(format="ndjson", compression="none")).encode(batch([b'{"a":1}'], keys=[b'say "hi"\xc3\xa9']))
-    assert json.loads(data_bytes(quoted.files[0].data))["_key"] == 'say "hi"é'
+    per_row_slices: list[int] = []
+    real_prefixes = ndjson._metadata_prefixes
+    monkeypatch.setattr(ndjson, "_metadata_prefixes", lambda m: per_row_slices.append(len(m)) or real_prefixes(m))
+    for stamps, bodies in (([1_000] * 4 + [-1] + [1_000] * 4, [b'{"a":1}'] * 9),
+                           ([1_000] * 9, [b'{"a":1}'] * 4 + [b' {"a":1} '] + [b'{"a":1}'] * 4)):
+        metadata = _metadata(9, stamps, [b"k"] * 9)
+        text = _sliced_text(metadata, bodies)
+        assert per_row_slices == [3]
+        assert text == b"".join(ndjson._splice(p, b) for p, b in zip(real_prefixes(metadata), bodies, strict=False))
+        per_row_slices.clear()
+    assert b'"_timestamp":"1969-12-31T23:59:59.999Z"' in _per_row_text(_metadata(1, [-1], [b"k"]), [b"{}"])
+
+
+def test_ndjson_lines_refuses_buffers_shorter_than_the_rows_asked_for():
+    from ingest_core.sink.formats import ndjson_lines
+    offsets = (pa.array([1, 2], pa.int64()).buffers()[1], 0)
+    keys = pa.array(["a", "b"])
+    bodies = pa.array([b"{}", b"{}"])
+    key_parts = (None, keys.buffers()[1], keys.buffers()[2], 0)
+    body_parts = (None, bodies.buffers()[1], bodies.buffers()[2], 0)
+    assert ndjson_lines.lines(b"{", offsets, offsets, key_parts, None, body_parts, 2).count(b"\n") == 2
+    for count, keys_at in ((3, 0), (2, 1)):
+        with pytest.raises(ValueError):
+            ndjson_lines.lines(b"{", offsets, offsets, (None, keys.buffers()[1], keys.buffers()[2], keys_at), None,
+                               body_parts, count)
+    with pytest.raises(ValueError):
+        ndjson_lines.lines(b"{", offsets, offsets, key_parts, [b"[]"], body_parts, 2)
 
 
 def test_ndjson_in_many_pieces_is_the_same_text_with_every_codec(monkeypatch):
@@ -208,20 +266,23 @@ def test_ndjson_in_many_pieces_is_the_same_text_with_every_codec(monkeypatch):
 
 def test_uncompressed_ndjson_is_made_while_it_is_written_and_again_for_a_retry(monkeypatch, tmp_path):
     """Uncompressed NDJSON is `Pieces`: one slice of text at a time, made when the file is
-    written. A slice the columnar splice cannot do (here a key JSON must escape) goes the
-    per-row way alone; the other slices stay columnar; the text is the same either way, and
-    a second write (a retried publish) gives the same bytes."""
+    written. A slice C cannot make (here a time before 1970) goes the per-row way alone; the
+    other slices are made in C; the text is the same either way, and a second write (a
+    retried publish) gives the same bytes."""
     from ingest_core.sink.formats import Pieces, data_size, ndjson
     from ingest_core.sink.storage import LakeStore
 
     values = [json.dumps({"i": i}).encode() for i in range(10)]
     keys = [b"k"] * 10
     keys[7] = b'say "hi"'
+    stamps = [BASE_TS] * 10
+    stamps[7] = -1
     per_row_slices = []
     real_prefixes = ndjson._metadata_prefixes
     monkeypatch.setattr(ndjson, "_metadata_prefixes", lambda m: per_row_slices.append(len(m)) or real_prefixes(m))
     monkeypatch.setattr(ndjson, "SLICE_ROWS", 3)
-    encoded = BatchEncoder(settings(format="ndjson", compression="none", partition_by="")).encode(batch(values, keys=keys))
+    encoded = BatchEncoder(settings(format="ndjson", compression="none", partition_by="")).encode(
+        batch(values, stamps, keys=keys))
     data = encoded.files[0].data
     assert isinstance(data, Pieces) and per_row_slices == []  # nothing made yet
     first = data_bytes(data)

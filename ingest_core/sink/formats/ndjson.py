@@ -21,7 +21,8 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingest_core.arrow.binary import lines_text, values_buffer
+from ingest_core.arrow.binary import lines_text
+from ingest_core.sink.formats import ndjson_lines
 from ingest_core.sink.formats.base import FileData, FileRows, Pieces, Rows, UnreadableFile
 
 
@@ -39,96 +40,62 @@ class NdjsonEncoder:
         return _compress(Pieces(lambda: text_slices(metadata, bodies)), self.codec)
 
 
-_NEEDS_JSON_ESCAPE = r'[^\x20-\x7e]|["\\]'
-_SHORT = 32  # bytes: a body this short may be an object with no field ("{}", "{ }")
-
-
-def _binary(value: bytes) -> pa.Scalar:
-    return pa.scalar(value, pa.binary())
-
-
-# Rows spliced at a time (≈ 2 MiB of 1 KiB values), so the intermediate arrays stay small (16,384 held more).
+# Rows spliced at a time (≈ 2 MiB of 1 KiB values), so only one slice of text exists at a time.
 SLICE_ROWS = 2048
 
 
 def text_slices(metadata: pa.Table | None, bodies: pa.Array) -> Iterator[pa.Buffer | bytes]:
     """The file's text, SLICE_ROWS lines at a time: each body after its metadata fields (or
     alone with `metadata: false`), one line each. Made while the file is written, so only one
-    slice of text exists at a time. A slice goes the per-row way only when the columnar
-    splice cannot do it (a key JSON must escape, a body with whitespace around it, over
-    2 GiB); both ways give the same bytes."""
+    slice of text exists at a time. A slice is made in C from the Arrow buffers (ndjson_lines.c);
+    it goes the per-row way only when that cannot do it (a body with blanks around it, a null
+    body, a timestamp before 1970, over 2 GiB); both ways give the same bytes."""
     for start in range(0, len(bodies), SLICE_ROWS):
         part = bodies.slice(start, SLICE_ROWS)
         if metadata is None:
             yield lines_text(part)
             continue
         part_metadata = metadata.slice(start, SLICE_ROWS)
-        try:
-            lines = _spliced_columnwise(part_metadata, part)
-        except pa.ArrowCapacityError:
-            lines = None
+        lines = _spliced_in_c(part_metadata, part)
         if lines is not None:
-            yield values_buffer(lines)
+            yield lines
         else:
             prefixes = _metadata_prefixes(part_metadata)
             yield b"".join(_splice(prefix, body) for prefix, body in zip(prefixes, part.to_pylist(), strict=False))
 
 
-def _spliced_columnwise(metadata: pa.Table, bodies: pa.Array) -> pa.Array | None:
-    """The lines (each ending in a newline) of the per-row splice below, built with Arrow
-    kernels (no Python per row, and the GIL released while they run). Each body is a validated
-    JSON object with no whitespace around it ("{" first, "}" last). None when a key needs the
-    per-row path (a key that JSON must escape)."""
-    keys = metadata.column("_key").combine_chunks()
-    if len(keys) and pc.any(pc.match_substring_regex(keys, _NEEDS_JSON_ESCAPE)).as_py():
-        return None
-    if not len(bodies):
-        return pa.array([], pa.binary())
-    if not (pc.all(pc.starts_with(bodies, "{")).as_py() and pc.all(pc.ends_with(bodies, "}")).as_py()):
+def _spliced_in_c(metadata: pa.Table, bodies: pa.Array) -> bytes | None:
+    """The lines (each ending in a newline) of the per-row splice below, made by ndjson_lines.c
+    from the columns' buffers with the GIL released; None when a row needs the per-row way."""
+    if not len(bodies) or bodies.null_count or bodies.type != pa.binary():
         return None
     topic = metadata.column("_topic")[0].as_py()
     partition = metadata.column("_partition")[0].as_py()
-    quoted_keys = pc.fill_null(
-        pc.binary_join_element_wise(_binary(b'"'), keys.cast(pa.binary()), _binary(b'"'), _binary(b"")),
-        _binary(b"null"),
+    keys = metadata.column("_key").combine_chunks()
+    headers = headers_json(metadata.column("_headers")) if "_headers" in metadata.column_names else None
+    return ndjson_lines.lines(
+        f'{{"_topic":{json.dumps(topic)},"_partition":{partition},"_offset":'.encode(),
+        _int64_buffer(metadata.column("_offset").combine_chunks()),
+        _int64_buffer(metadata.column("_timestamp").combine_chunks().cast(pa.int64())),
+        _binary_buffers(keys),
+        headers,
+        _binary_buffers(bodies),
+        len(bodies),
     )
-    lines = pc.binary_join_element_wise(
-        _binary(f'{{"_topic":{json.dumps(topic)},"_partition":{partition},"_offset":'.encode()),
-        metadata.column("_offset").combine_chunks().cast(pa.string()).cast(pa.binary()),
-        _binary(b',"_timestamp":"'),
-        _iso_millis(metadata.column("_timestamp").combine_chunks()),
-        _binary(b'Z","_key":'),
-        quoted_keys,
-        *_headers_fields(metadata),
-        _field_separators(bodies),
-        pc.binary_slice(bodies, 1, 2**31 - 1),  # the body from after its "{"
-        _binary(b"\n"),
-        _binary(b""),
+
+
+def _int64_buffer(numbers: pa.Array) -> tuple[pa.Buffer, int]:
+    return numbers.buffers()[1], numbers.offset
+
+
+def _binary_buffers(values: pa.Array) -> tuple[pa.Buffer | None, pa.Buffer, pa.Buffer, int]:
+    validity, offsets, data = values.buffers()
+    return (
+        validity if values.null_count else None,
+        offsets,
+        data if data is not None else pa.py_buffer(b""),
+        values.offset,
     )
-    return lines
-
-
-def _field_separators(bodies: pa.Array) -> pa.Scalar | pa.Array:
-    """ "," between the metadata and the body's fields, "" for a body with no field."""
-    short = pc.indices_nonzero(pc.less_equal(pc.binary_length(bodies), _SHORT)).to_pylist()
-    if not short:
-        return _binary(b",")
-    empty = {i for i in short if not bodies[i].as_py()[1:-1].strip(b" \t")}
-    if not empty:
-        return _binary(b",")
-    return pa.array([b"" if i in empty else b"," for i in range(len(bodies))], pa.binary())
-
-
-def _iso_millis(stamps: pa.Array) -> pa.Array:
-    """'2026-11-23T12:00:00.123' per row (UTC, milliseconds), formatting only the distinct seconds."""
-    millis = stamps.cast(pa.timestamp("ms", tz="UTC"))
-    seconds = pc.floor_temporal(millis, unit="second")
-    distinct = pc.unique(seconds)
-    text = pc.strftime(distinct.cast(pa.timestamp("s", tz="UTC")), format="%Y-%m-%dT%H:%M:%S.")
-    per_row = pc.take(text, pc.index_in(seconds, value_set=distinct))
-    fraction = pc.subtract(millis.cast(pa.int64()), seconds.cast(pa.int64()))
-    digits = pc.utf8_lpad(fraction.cast(pa.string()), width=3, padding="0")
-    return pc.binary_join_element_wise(per_row.cast(pa.binary()), digits.cast(pa.binary()), _binary(b""))
 
 
 def _metadata_prefixes(metadata: pa.Table) -> list[bytes]:
@@ -148,13 +115,6 @@ def _metadata_prefixes(metadata: pa.Table) -> list[bytes]:
             for prefix, text in zip(prefixes, headers_json(metadata.column("_headers")), strict=False)
         ]
     return prefixes
-
-
-def _headers_fields(metadata: pa.Table) -> list:
-    """The `,"_headers":[...]` field of each row, when the metadata has that column."""
-    if "_headers" not in metadata.column_names:
-        return []
-    return [_binary(b',"_headers":'), pa.array(headers_json(metadata.column("_headers")), pa.binary())]
 
 
 def headers_json(headers: pa.ChunkedArray | pa.Array) -> list[bytes]:
@@ -184,7 +144,7 @@ def _millis(stamp: str) -> str:
 
 
 def _splice(prefix: bytes, body: bytes) -> bytes:
-    """The same line as `_spliced_columnwise` gives: the body from after its "{", as it is."""
+    """One line of a slice that ndjson_lines.c cannot make: the body from after its "{", its blanks around it taken off."""
     body = body.strip(b" \t\r\n")
     return prefix + (b"," if body[1:-1].strip(b" \t\r\n") else b"") + body[1:] + b"\n"
 
