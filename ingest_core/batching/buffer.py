@@ -19,6 +19,7 @@ from typing import Any, Protocol, cast
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ingest_core.batching import intake
 from ingest_core.settings import BatchSettings
 
 
@@ -115,8 +116,30 @@ class ValueColumn:
         self.ends.fromlist(list(islice(accumulate(lengths, initial=start), 1, None)))  # where each new value ends
         return self.size - start
 
+    def reserve(self, count: int) -> memoryview:
+        """Room for `count` more bytes of values, where they go next (intake.columns writes them)."""
+        self._grow(self.size + count)
+        assert self.data is not None
+        return memoryview(self.data)[self.size : self.size + count]
+
+    def took(self, count: int, ends: bytes, nulls: list[int]) -> None:
+        """`count` bytes were written into the room `reserve` gave: `ends` says where each value
+        ends, `nulls` are the positions (in this lot) of messages without a value."""
+        if nulls:
+            first = len(self)
+            self.nulls += [first + position for position in nulls]
+        self.size += count
+        self.ends.frombytes(ends)
+
     def _append(self, data: bytes) -> None:
         end = self.size + len(data)
+        self._grow(end)
+        assert self.data is not None
+        self.data[self.size : end] = data
+        self.size = end
+
+    def _grow(self, end: int) -> None:
+        """Make the map hold at least `end` bytes."""
         if self.data is None or end > len(self.data):
             capacity = max(end, 2 * len(self.data) if self.data is not None else self.FIRST_CAPACITY)
             if self.data is None:
@@ -125,8 +148,6 @@ class ValueColumn:
                 self.data.resize(capacity)  # raises BufferError once array() has shared the bytes
             if capacity >= self.HUGE_PAGES_FROM and hasattr(mmap, "MADV_HUGEPAGE"):
                 self.data.madvise(mmap.MADV_HUGEPAGE)
-        self.data[self.size : end] = data
-        self.size = end
 
     def __len__(self) -> int:
         return len(self.ends) - 1
@@ -175,8 +196,8 @@ class PartitionBuffer:
         self.extend([message], now)
 
     def extend(self, messages: list[KafkaMessage], now: float) -> None:
-        """Add messages of this partition, in offset order. Column by column, each a list
-        comprehension: cheaper per message than one method call per message."""
+        """Add messages of this partition, in offset order, taken apart into the columns in one
+        pass in C (intake.c): about a third of the cost of a list comprehension per column."""
         if not messages:
             return
         if self.base is not None and messages[0].offset() < self.base:
@@ -188,14 +209,17 @@ class PartitionBuffer:
             self.opened_at = now
             if self.base is None:
                 self.base = messages[0].offset()
-        values = [m.value() for m in messages]
-        keys = [m.key() for m in messages]
-        self.offsets.fromlist([m.offset() for m in messages])
-        self.timestamps.fromlist([m.timestamp()[1] for m in messages])
+        column = self.values
+        offsets, stamps, keys, headers, ends, nulls, key_bytes, value_bytes = intake.columns(
+            messages, self.with_headers, column.size, column.reserve
+        )
+        column.took(value_bytes, ends, nulls)
+        self.offsets.frombytes(offsets)
+        self.timestamps.frombytes(stamps)
         self.keys += keys
-        if self.with_headers:
-            self.headers += [m.headers() for m in messages]
-        self.nbytes += self.values.extend(values) + sum(len(k) for k in keys if k)
+        if headers is not None:
+            self.headers += headers
+        self.nbytes += value_bytes + key_bytes
 
     def take(self, through_offset: int | None = None) -> Batch:
         """Cut the buffer: the messages up to `through_offset` (all if None) leave as a Batch."""
