@@ -93,9 +93,10 @@ class BatchEncoder:
         rejects = [Reject(i, reason) for i, reason in sorted(decoded.rejects.items())]
         if not decoded.kept:
             return EncodedBatch(batch, [], rejects, decoded.widened, decoded.skipped)
-        kept = pa.array(decoded.kept, pa.int64())
-        offsets = int64s(batch.offsets).take(kept)
-        stamps = int64s(batch.timestamps).take(kept)
+        # Every message kept (the usual batch): its columns as they are, no take() of each.
+        kept = None if len(decoded.kept) == len(batch) else pa.array(decoded.kept, pa.int64())
+        offsets = int64s(batch.offsets) if kept is None else int64s(batch.offsets).take(kept)
+        stamps = int64s(batch.timestamps) if kept is None else int64s(batch.timestamps).take(kept)
         metadata = _metadata_table(batch, kept, self.with_headers) if self.with_metadata else None
         folders = self.template.folders(stamps, decoded.table)
         files = []

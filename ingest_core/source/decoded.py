@@ -29,7 +29,7 @@ class Decoded:
     """The rows that decoded (`table`, one row per index in `kept`) and the rejects."""
 
     table: pa.Table
-    kept: list[int]
+    kept: list[int]  # indexes in the batch, ascending (so all of them is the batch in its order)
     rejects: dict[int, str] = field(default_factory=dict)  # index in batch -> reason
     widened: int = 0  # values written as text although they were not strings, to keep them
     lines: pa.Array | None = None  # JSON input: the validated text of each kept row (binary)
