@@ -5,7 +5,9 @@ name exists (create-only), and a reader never sees a partial file."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -20,13 +22,18 @@ class LocalStore:
     extra: str | None = None
 
     def publish(self, fs: Any, path: str, data: FileData) -> bool:
-        """Pieces (NDJSON text) are written one by one, never joined."""
+        """Pieces (NDJSON text) are written one by one, never joined; the disk starts on each as it
+        is written (_start_writeback), and the file is fsynced before it gets its name."""
         folder, name = os.path.split(path)
         os.makedirs(folder, exist_ok=True)
         temp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
         with open(temp, "wb") as handle:
+            written = 0
             for piece in pieces_of(data):
-                handle.write(piece)
+                count = handle.write(piece)
+                handle.flush()
+                _start_writeback(handle.fileno(), written, count)
+                written += count
             handle.flush()
             os.fsync(handle.fileno())
             _drop_cached_pages(handle.fileno())
@@ -46,6 +53,32 @@ class LocalStore:
 
     def spark_options(self, options: dict) -> dict[str, str]:
         return {}
+
+
+def _start_writeback(descriptor: int, offset: int, count: int) -> None:
+    """Have the kernel start writing these bytes to disk now (`sync_file_range(SYNC_FILE_RANGE_WRITE)`,
+    Linux), without waiting: the disk works while the rest of the file is made, so the fsync at its
+    end waits for the last piece only, and the file's dirty pages (charged to the pod) stay few. The
+    fsync still makes the file durable. A hint: where it is not available, nothing changes."""
+    if _sync_file_range is not None and count:
+        _sync_file_range(descriptor, offset, count, _SYNC_FILE_RANGE_WRITE)
+
+
+def _libc_sync_file_range() -> Any:
+    """libc's sync_file_range, or None (not Linux, or no such call)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h
+_sync_file_range = _libc_sync_file_range()
 
 
 def _drop_cached_pages(descriptor: int) -> None:
