@@ -14,6 +14,7 @@ Written to bench/profiles/native-SIZE.md. Needs `perf` (linux-perf) and permissi
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import re
 import shutil
@@ -151,7 +152,47 @@ def summarize(perf: str, data: Path, fmt: str, result: dict, messages: int) -> l
               if share >= 0.05]
     lines += ["", "Top symbols:", "", "| symbol | share |", "|---|---:|"]
     lines += [f"| `{name}` | {share:.1f} % |" for share, name in sorted(top, reverse=True)[:15]]
-    return lines + [""]
+    return lines + [""] + by_thread(perf, data)
+
+
+def by_thread(perf: str, data: Path) -> list[str]:
+    """Each thread's share of the process's CPU samples, and the main thread's top symbols. The
+    main thread is the lowest thread id (it is the process's own); the publisher threads and
+    librdkafka's show as `python` and `rdk:*`."""
+    text = subprocess.run([perf, "report", "-i", str(data), "--stdio", "--no-children", "-g", "none",
+                           "--sort", "pid", "-t", "|"], capture_output=True, text=True, check=True).stdout
+    threads: list[tuple[int, str, float]] = []
+    for line in text.splitlines():
+        fields = line.split("|")
+        match = re.match(r"\s*(\d+):(.*)", fields[1]) if len(fields) >= 2 and not line.startswith("#") else None
+        if match:
+            threads.append((int(match.group(1)), match.group(2).strip(), float(fields[0].strip().rstrip("%"))))
+    if not threads:
+        return []
+    main_tid = min(tid for tid, _, _ in threads)
+    rows = [f"| {'main (consume loop)' if tid == main_tid else name} | {tid} | {share:.1f} % |"
+            for tid, name, share in sorted(threads, key=lambda t: -t[2]) if share >= 0.1]
+    lines = ["By thread (share of the process's CPU samples):", "", "| thread | id | share |", "|---|---:|---:|", *rows, ""]
+    # perf script, not `perf report --tid`: the leaf symbol of each of the main thread's samples.
+    text = subprocess.run([perf, "script", "-i", str(data), "-F", "tid,ip,sym"], capture_output=True, text=True,
+                          check=True).stdout
+    leaves: collections.Counter[str] = collections.Counter()
+    tid, first = None, False
+    for line in text.splitlines():
+        if not line.strip():
+            tid = None
+        elif not line.startswith("\t"):  # a sample's header: its thread id (right-aligned); its frames follow, tab-indented
+            tid, first = int(line.split()[0]), True
+        elif first and tid is not None:
+            first = False
+            if tid == main_tid:
+                parts = line.split(None, 1)
+                leaves[short_symbol(parts[1].strip() if len(parts) > 1 else "?")] += 1
+    total = sum(leaves.values()) or 1
+    top = [(100 * count / total, name) for name, count in leaves.items()]
+    lines += ["The main thread's top symbols (share of the main thread's CPU samples):", "", "| symbol | share |",
+              "|---|---:|", *[f"| `{name}` | {share:.1f} % |" for share, name in sorted(top, reverse=True)[:12]], ""]
+    return lines
 
 
 def category(dso: str, symbol: str) -> str:
