@@ -148,6 +148,14 @@ def test_folders_computed_per_distinct_second_equal_per_row_strftime():
         per_row = pc.strftime(pa.array(stamps, pa.timestamp("ms", tz="UTC")), format=fmt)
         assert template.folders(stamps).to_pylist() == per_row.to_pylist()
         assert template.folders(pa.array(stamps, pa.int64())).to_pylist() == per_row.to_pylist()
+    # A batch within one hour (many minutes, one folder), and one crossing into the next hour.
+    template = PartitionTemplate.parse("dt={timestamp:%Y-%m-%d}/hour={timestamp:%H}")
+    hour_start = BASE_TS - BASE_TS % HOUR_MS
+    for stamps in ([hour_start + rng.randrange(HOUR_MS) for _ in range(500)],
+                   [hour_start + rng.randrange(HOUR_MS) for _ in range(499)] + [hour_start + HOUR_MS]):
+        per_row = pc.strftime(pa.array(stamps, pa.timestamp("ms", tz="UTC")), format="dt=%Y-%m-%d/hour=%H")
+        folders = template.folders(stamps)
+        assert folders.type == pa.string() and folders.to_pylist() == per_row.to_pylist()
 
 
 def _per_row_text(metadata, bodies) -> bytes:

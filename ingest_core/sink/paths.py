@@ -20,6 +20,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -97,7 +98,9 @@ class PartitionTemplate:
             else:
                 pieces.append(_field_values(rows, placeholder.field, count))
         pieces.append(self.literals[-1])
-        # Literals go in as scalars: the kernel repeats them on every row.
+        if all(isinstance(p, str) for p in pieces):  # every row in one folder (the usual batch): no per-row text
+            return repeated("".join(cast("list[str]", pieces)), count, pa.string())
+        # Literals (and a time every row shows the same) go in as scalars: the kernel repeats them on every row.
         arrays = [p if isinstance(p, (pa.Array, pa.ChunkedArray)) else pa.scalar(p, pa.string()) for p in pieces]
         return pc.binary_join_element_wise(*arrays, "")
 
@@ -105,15 +108,19 @@ class PartitionTemplate:
 _SUB_MINUTE = ("%S", "%T", "%c", "%X", "%f", "%L", "%s", "%r", "%+", "%E", "%O")
 
 
-def _format_timestamps(millis: pa.Array, fmt: str) -> pa.Array:
+def _format_timestamps(millis: pa.Array, fmt: str) -> pa.Array | str:
     """strftime of each timestamp, computed once per distinct minute (a batch spans few)
-    when the format shows nothing finer than minutes (Arrow's %S carries fractions)."""
+    when the format shows nothing finer than minutes (Arrow's %S carries fractions); the
+    one text itself when every timestamp gives the same."""
     stamps_type = pa.timestamp("ms", tz="UTC")
     if any(code in fmt for code in _SUB_MINUTE) or pc.min(millis).as_py() < 0:
         return pc.strftime(millis.cast(stamps_type), format=fmt)
     minutes = pc.divide(millis, 60_000)  # integer division: whole minutes, for non-negative times
     distinct = pc.unique(minutes)
     formatted = pc.strftime(pc.multiply(distinct, 60_000).cast(stamps_type), format=fmt)
+    texts = pc.unique(formatted)
+    if len(texts) == 1:
+        return str(texts[0].as_py())
     return formatted.take(pc.index_in(minutes, value_set=distinct))
 
 
