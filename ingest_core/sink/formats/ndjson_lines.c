@@ -236,7 +236,7 @@ static size_t line(const Columns *c, Py_ssize_t row, uint8_t *out) {
     return at;
 }
 
-static int binary_column(PyObject *spec, BinaryColumn *column, const char *name) {
+static int binary_column(PyObject *spec, BinaryColumn *column) {
     PyObject *validity, *offsets, *data;
     memset(column, 0, sizeof *column);
     if (!PyArg_ParseTuple(spec, "OOOn", &validity, &offsets, &data, &column->first)) return -1;
@@ -249,7 +249,6 @@ fail_offsets:
     PyBuffer_Release(&column->offsets);
 fail_validity:
     if (column->has_validity) PyBuffer_Release(&column->validity);
-    (void)name;
     return -1;
 }
 
@@ -297,8 +296,8 @@ static PyObject *lines(PyObject *module, PyObject *args) {
     }
     if (int64_column(offsets_spec, &offsets, count) < 0) goto no_columns;
     if (int64_column(stamps_spec, &stamps, count) < 0) goto no_stamps;
-    if (binary_column(keys_spec, &keys, "keys") < 0) goto no_keys;
-    if (binary_column(bodies_spec, &bodies, "bodies") < 0) goto no_bodies;
+    if (binary_column(keys_spec, &keys) < 0) goto no_keys;
+    if (binary_column(bodies_spec, &bodies) < 0) goto no_bodies;
     const uint8_t **header_text = NULL;
     size_t *header_length = NULL;
     if (!binary_fits(&keys, count) || !binary_fits(&bodies, count)) {
