@@ -7,7 +7,9 @@ dead-letter them (default), skip and count them, or land them as a row whose pay
 columns are all null.
 
 When the rows are needed as columns (Parquet output, or folders from payload fields), the JSON
-hot path parses the whole batch in one call (pyarrow.json reading the values as lines); only
+hot path parses the whole batch in one call (pyarrow.json reading the values as lines), or for
+Parquet output of a large batch in slices: the first by pyarrow.json, which infers the types,
+the others in C straight into that schema (json_columns.c, json_table.py); only
 when that fails, or when its result could have lost something (a number pyarrow turned into
 an inexact double, a string it turned into a timestamp, nesting beyond `decode.max_depth`:
 json_checks.py), are messages parsed one by one (json_message.py), to isolate the bad ones
@@ -46,6 +48,7 @@ from ingest_core.source.json_checks import (
     timestamps_as_text,
 )
 from ingest_core.source.json_message import normalise, parse_each
+from ingest_core.source.json_table import table_of
 
 _MIN_BLOCK = 1 << 20
 TOMBSTONE_REASON = "tombstone: the message has no value"
@@ -212,7 +215,7 @@ def _checked_slices(lines: pa.Array, step: int, max_depth: int) -> Iterator[pa.T
     changed, the fields in order of first appearance."""
     schema = None
     for start in range(0, len(lines), step):
-        table = _parse_checked(lines.slice(start, step), max_depth, schema=schema, threads=False)
+        table = _parse_checked(lines.slice(start, step), max_depth, schema=schema, threads=False, utf8_checked=True)
         if table is None:
             raise NotSliceable(f"rows {start}-{start + step - 1} do not fit the first rows' schema")
         schema = table.schema
@@ -259,7 +262,12 @@ def _parse_lines(lines: pa.Array, schema: pa.Schema | None = None, threads: bool
     the same fields in the same order, the same types (pyarrow.json refuses, rather than
     converts, a value that does not fit an explicit type).
 
-    With a `schema` (a later slice, see _checked_slices): parsed with exactly that schema."""
+    With a `schema` (a later slice, see _checked_slices): parsed with exactly that schema, in C
+    (json_table.py) when it takes every line, else by pyarrow.json."""
+    if schema is not None:
+        table = table_of(lines, schema)  # in C; None hands the slice to pyarrow.json
+        if table is not None:
+            return table
     block = max(_MIN_BLOCK, pc.max(pc.binary_length(lines)).as_py() + 2)
     if schema is not None:
         return _read(lines, block, schema, strict=True, threads=threads)
@@ -281,7 +289,7 @@ def _text_schema(schema: pa.Schema) -> pa.Schema:
 
 
 def _parse_checked(
-    lines: pa.Array, max_depth: int, schema: pa.Schema | None = None, threads: bool = True
+    lines: pa.Array, max_depth: int, schema: pa.Schema | None = None, threads: bool = True, utf8_checked: bool = False
 ) -> pa.Table | None:
     """pyarrow.json's table of `lines` (with `schema`: exactly that schema), or None when it
     is not one row per line or when it could have lost something (then the lines are parsed
@@ -295,7 +303,8 @@ def _parse_checked(
     if not len(lines):
         return pa.table({})
     try:
-        lines.cast(pa.string())  # pyarrow.json does not check UTF-8 inside strings
+        if not utf8_checked:  # plain_lines checked the lines of a batch in slices
+            lines.cast(pa.string())  # pyarrow.json does not check UTF-8 inside strings
     except pa.ArrowInvalid:
         return None
     table = _parse_lines(lines, schema, threads)

@@ -5,13 +5,11 @@ which are kept as text instead)."""
 
 from __future__ import annotations
 
-import re
-
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest_core.arrow.binary import values_buffer
-from ingest_core.source import json_validator
+from ingest_core.source import json_columns, json_validator
 from ingest_core.source.decoded import Decoded
 from ingest_core.source.json_message import normalise, parse_json_object
 
@@ -51,8 +49,8 @@ def timestamps_as_text(t: pa.DataType) -> pa.DataType:
 
 def plain_lines(values: pa.Array) -> pa.Array | None:
     """`values` when each is a single line that starts with "{", ends with "}" and is valid
-    UTF-8; None when some value needs a look of its own. Vectorised: the kernels run
-    without the GIL, so the consume loop keeps going meanwhile."""
+    UTF-8; None when some value needs a look of its own. The kernels and the search for line
+    breaks (memchr) run without the GIL, so the consume loop keeps going meanwhile."""
     if not len(values) or values.null_count:
         return None
     if not pa.types.is_binary(values.type):
@@ -63,19 +61,12 @@ def plain_lines(values: pa.Array) -> pa.Array | None:
     if not pc.all(pc.starts_with(values, "{")).as_py() or not pc.all(pc.ends_with(values, "}")).as_py():
         return None
     try:
-        text = values.cast(pa.string())  # checks UTF-8 (fast when it is ASCII)
+        values.cast(pa.string())  # checks UTF-8 (fast when it is ASCII)
     except pa.ArrowInvalid:
         return None
-    if not pc.all(pc.ascii_is_printable(text)).as_py():
-        # Non-ASCII text or a tab: look for line breaks in the bytes themselves.
-        data = memoryview(values_buffer(values))
-        if _LF.search(data) or _CR.search(data):
-            return None
+    if json_columns.has_line_break(values_buffer(values)):
+        return None
     return values
-
-
-_LF = re.compile(rb"\n")  # single-byte literals: re scans for them at memchr speed
-_CR = re.compile(rb"\r")
 
 
 def slice_rows(lines: pa.Array, slice_bytes: int) -> int:

@@ -1,0 +1,6 @@
+from typing import Any
+
+from typing_extensions import Buffer
+
+def parse(plan: Any, data: Buffer, offsets: Buffer, start: int, count: int) -> tuple | None: ...
+def has_line_break(data: Buffer) -> bool: ...
