@@ -380,3 +380,28 @@ def test_slices_are_parsed_on_the_calling_thread_and_whole_batches_on_arrows_poo
     assert sum(t.num_rows for t in tables) == 60 and len(tables) > 1 and seen and not any(seen)
     seen.clear()
     assert decode.Decoder("json").decode(values).table.num_rows == 60 and seen and all(seen)
+
+
+@pytest.mark.parametrize("count", [7, 30_000])
+def test_a_list_that_holds_only_nulls_lands_in_parquet(count):
+    """pyarrow.json (26.0) builds a list<null> column whose offsets run past its items when the lists
+    hold nulls; the Parquet writer then refuses the table, and the batch could never land. Such a
+    table is parsed again row by row. 30,000 rows: the batch in slices, the first one affected."""
+    import pyarrow.parquet as pq
+
+    from ingest_core.sink.formats import data_bytes
+    from ingest_core.sink.formats.base import Rows
+    from ingest_core.sink.formats.parquet import ParquetEncoder
+    from ingest_core.source.decoded import NotSliceable
+
+    values = [b'{"a":[null],"b":%d}' % i if i % 3 else b'{"a":[null,null],"b":%d}' % i for i in range(count)]
+    decoder = Decoder("json")
+    tables = decoder.decode_in_slices(values)
+    try:
+        table = pa.concat_tables(list(tables)) if tables is not None else decoder.decode(values).table
+    except NotSliceable:  # the whole batch, as the encoder does
+        table = decoder.decode(values).table
+    table.validate(full=True)
+    data = ParquetEncoder("zstd").encode(Rows(payload=table, metadata=None, json_lines=None))
+    landed = pq.read_table(pa.BufferReader(data_bytes(data))).to_pylist()
+    assert landed == [json.loads(v) for v in values]

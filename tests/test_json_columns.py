@@ -274,6 +274,16 @@ def test_a_schema_it_cannot_build_is_left_to_pyarrow():
     assert table_of(pa.array([b'{"t":"x"}', None], pa.binary()), pa.schema([("t", pa.string())])) is None
 
 
+def test_a_schema_nested_deeper_than_the_parse_goes_is_left_to_pyarrow():
+    t: pa.DataType = pa.int64()
+    for _ in range(498):  # the int64 at depth 499: the root is 0, its field 1
+        t = pa.list_(t)
+    assert plan_of(pa.struct([("a", t)])) is not None
+    deeper = pa.struct([("a", pa.list_(t))])
+    assert plan_of(deeper) is None
+    assert table_of(pa.array([b'{"a":null}'], pa.binary()), pa.schema(list(deeper))) is None
+
+
 def test_a_slice_of_an_array_is_read_from_its_offset():
     lines = pa.array([b'{"i":1}', b'{"i":2}', b'{"i":3}', b'{"i":4}'], pa.binary())
     table = table_of(lines.slice(1, 2), pa.schema([("i", pa.int64())]))
@@ -316,3 +326,45 @@ def test_parquet_slices_parsed_in_c_give_the_whole_batch_table():
     whole = decoder.decode(values).table
     assert sliced.schema == whole.schema
     assert _bits(sliced) == _bits(whole)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_whole_batch_parsed_in_c_with_the_first_rows_types_is_what_inferring_it_gives(seed, monkeypatch):
+    """_parse_lines takes the C parse with the first 1,000 rows' types whenever every row fits them:
+    the table must be the one pyarrow.json gives inferring the whole batch (dates kept as text)."""
+    from ingest_core.source import decode
+
+    rng = random.Random(seed)
+    shapes = {f"c{i}": _shape(rng, 0) for i in range(rng.randint(1, 6))}
+    rows = []
+    for i in range(3000):
+        row = json.loads(_document(rng, shapes))
+        if rng.random() < 0.9:
+            row["at"] = f"2026-05-{1 + i % 28:02d}T00:00:{i % 60:02d}Z"
+        rows.append(json.dumps(row).encode())
+    if seed % 3 == 0:  # a later row brings a field the first rows did not have: not taken in C
+        rows[2500] = rows[2500][:-1] + b', "late": 1}'
+    lines = pa.array(rows, pa.binary())
+    try:
+        pa_json.read_json(io.BytesIO(b"\n".join(rows)))
+    except pa.ArrowInvalid:
+        pytest.skip("these documents do not infer (pyarrow.json): nothing to compare")
+    taken: list[bool] = []
+
+    def spy(lines: pa.Array, schema: pa.Schema) -> pa.Table | None:
+        table = table_of(lines, schema)
+        taken.append(table is not None)
+        return table
+
+    monkeypatch.setattr(decode, "table_of", spy)
+    mine = decode._parse_lines(lines)
+    assert taken[0] == (seed % 3 != 0)
+    monkeypatch.setattr(decode, "table_of", lambda lines, schema: None)
+    theirs = decode._parse_lines(lines)
+    assert mine is not None and theirs is not None
+    if taken[0]:
+        mine.validate(full=True)
+    assert mine.schema == theirs.schema
+    for name in theirs.column_names:
+        if _valid(theirs.column(name)):
+            assert _bits(mine.select([name])) == _bits(theirs.select([name]))

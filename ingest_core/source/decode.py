@@ -260,12 +260,14 @@ def _parse_lines(lines: pa.Array, schema: pa.Schema | None = None, threads: bool
     field or a type the first rows did not show. The sample is a prefix of the batch, so a
     parse that succeeds with its schema gives the same table as inferring the whole batch:
     the same fields in the same order, the same types (pyarrow.json refuses, rather than
-    converts, a value that does not fit an explicit type).
+    converts, a value that does not fit an explicit type). The C parse (json_table.py) is
+    stricter still (no field the schema lacks), so the batch is first parsed in C with the first
+    rows' types, and by pyarrow.json only when some row does not fit them.
 
     With a `schema` (a later slice, see _checked_slices): parsed with exactly that schema, in C
-    (json_table.py) when it takes every line, else by pyarrow.json."""
+    when it takes every line, else by pyarrow.json."""
     if schema is not None:
-        table = table_of(lines, schema)  # in C; None hands the slice to pyarrow.json
+        table = table_of(lines, schema)  # None hands the slice to pyarrow.json
         if table is not None:
             return table
     block = max(_MIN_BLOCK, pc.max(pc.binary_length(lines)).as_py() + 2)
@@ -274,13 +276,19 @@ def _parse_lines(lines: pa.Array, schema: pa.Schema | None = None, threads: bool
     explicit = None
     if len(lines) > 2 * _SAMPLE_ROWS:
         sample = _read(lines.slice(0, _SAMPLE_ROWS), block, threads=threads)
-        if sample is not None and schema_has(pa.struct(list(sample.schema)), pa.types.is_timestamp):
-            explicit = _text_schema(sample.schema)
+        if sample is not None:
+            table = table_of(lines, _text_schema(sample.schema))
+            if table is not None:
+                return table
+            if schema_has(pa.struct(list(sample.schema)), pa.types.is_timestamp):
+                explicit = _text_schema(sample.schema)
     table = _read(lines, block, explicit, threads=threads)
     if table is None and explicit is not None:
         table = _read(lines, block, threads=threads)  # the first rows' types do not fit the batch: infer them all
     if table is not None and schema_has(pa.struct(list(table.schema)), pa.types.is_timestamp):
-        table = _read(lines, block, _text_schema(table.schema), threads=threads)
+        text = _text_schema(table.schema)
+        in_c = table_of(lines, text)
+        table = in_c if in_c is not None else _read(lines, block, text, threads=threads)
     return table
 
 
@@ -303,7 +311,7 @@ def _parse_checked(
     if not len(lines):
         return pa.table({})
     try:
-        if not utf8_checked:  # plain_lines checked the lines of a batch in slices
+        if not utf8_checked:  # the lines of a batch in slices: plain_lines checked them
             lines.cast(pa.string())  # pyarrow.json does not check UTF-8 inside strings
     except pa.ArrowInvalid:
         return None
@@ -313,6 +321,11 @@ def _parse_checked(
     schema_type = pa.struct(list(table.schema))
     if type_depth(schema_type, max_depth) > max_depth:
         return None
+    if schema_has(schema_type, _is_list_of_nulls):
+        try:
+            table.validate(full=True)
+        except pa.ArrowInvalid:
+            return None  # pyarrow.json miscounts the items of a list that holds only nulls (26.0)
     if schema_has(schema_type, pa.types.is_floating):
         # The text is searched only when the doubles say it may hold what we look for: a scan
         # of the whole batch costs more than the parse (re holds the GIL; Arrow's substring
@@ -323,6 +336,10 @@ def _parse_checked(
         if any(has_large(d) for d in doubles) and _LONG_DIGITS.search(_text_of(lines)):
             return None  # an integer literal that may have been rounded into a double
     return table
+
+
+def _is_list_of_nulls(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) and pa.types.is_null(t.value_type)
 
 
 def _text_of(lines: pa.Array) -> memoryview:

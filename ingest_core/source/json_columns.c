@@ -44,7 +44,7 @@
 
 enum { K_NULL = 0, K_BOOL = 1, K_INT64 = 2, K_DOUBLE = 3, K_STRING = 4, K_LIST = 5, K_STRUCT = 6 };
 enum { OK = 0, REFUSED = 1, NO_MEMORY = 2 };
-#define DEEPEST_PLAN 64
+#define DEEPEST_PLAN 500 /* json_table.plan_of gives no plan deeper than this */
 
 typedef struct {
     uint8_t *bytes;

@@ -13,19 +13,23 @@ _NULL, _BOOL, _INT64, _DOUBLE, _STRING, _LIST, _STRUCT = range(7)
 _SCALARS = {pa.null(): _NULL, pa.bool_(): _BOOL, pa.int64(): _INT64, pa.float64(): _DOUBLE, pa.string(): _STRING}
 
 Plan = tuple[int, "tuple[bytes, ...] | None", "tuple[Plan, ...]"]
+_DEEPEST = 500  # json_columns.c's DEEPEST_PLAN
 
 
-def plan_of(t: pa.DataType) -> Plan | None:
+def plan_of(t: pa.DataType, depth: int = 0) -> Plan | None:
     """The plan json_columns.parse takes for a column of type `t`; None for a type it does not build
-    (pyarrow.json infers only these: null, bool, int64, double, string, list and struct)."""
+    (pyarrow.json infers only these: null, bool, int64, double, string, list and struct) or nested
+    deeper than it goes."""
+    if depth >= _DEEPEST:
+        return None
     if t in _SCALARS:
         return (_SCALARS[t], None, ())
     if pa.types.is_list(t):
-        item = plan_of(t.value_type)
+        item = plan_of(t.value_type, depth + 1)
         return None if item is None else (_LIST, None, (item,))
     if pa.types.is_struct(t):
         names = tuple(t.field(i).name.encode() for i in range(t.num_fields))
-        fields = tuple(plan_of(t.field(i).type) for i in range(t.num_fields))
+        fields = tuple(plan_of(t.field(i).type, depth + 1) for i in range(t.num_fields))
         if len(set(names)) != len(names) or any(f is None for f in fields):
             return None
         return (_STRUCT, names, fields)  # type: ignore[return-value]
