@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -41,8 +40,7 @@ from ingest_core.arrow.schema import rows_to_table, schema_has, type_depth
 from ingest_core.source.decoded import Decoded, NotSliceable, as_binary_array, decode_raw
 from ingest_core.source.json_checks import (
     checked_text,
-    double_arrays,
-    has_large,
+    may_have_lost,
     plain_lines,
     slice_rows,
     timestamps_as_text,
@@ -52,10 +50,6 @@ from ingest_core.source.json_table import table_of
 
 _MIN_BLOCK = 1 << 20
 TOMBSTONE_REASON = "tombstone: the message has no value"
-# 16+ digits may be an integer a double cannot hold exactly; pyarrow.json silently makes
-# integers beyond int64, and any integer in a column that also holds fractions, doubles.
-_LONG_DIGITS = re.compile(rb"\d{16,}")
-_MINUS_NAN = re.compile(rb"-NaN")
 _SAMPLE_ROWS = 1000
 
 
@@ -318,34 +312,9 @@ def _parse_checked(
     table = _parse_lines(lines, schema, threads)
     if table is None or table.num_rows != len(lines):
         return None
-    schema_type = pa.struct(list(table.schema))
-    if type_depth(schema_type, max_depth) > max_depth:
+    if type_depth(pa.struct(list(table.schema)), max_depth) > max_depth or may_have_lost(table, lines):
         return None
-    if schema_has(schema_type, _is_list_of_nulls):
-        try:
-            table.validate(full=True)
-        except pa.ArrowInvalid:
-            return None  # pyarrow.json miscounts the items of a list that holds only nulls (26.0)
-    if schema_has(schema_type, pa.types.is_floating):
-        # The text is searched only when the doubles say it may hold what we look for: a scan
-        # of the whole batch costs more than the parse (re holds the GIL; Arrow's substring
-        # kernel is slower still, measured at a third of the encode).
-        doubles = double_arrays(table)
-        if any(pc.any(pc.is_nan(d)).as_py() for d in doubles) and _MINUS_NAN.search(_text_of(lines)):
-            return None  # pyarrow takes "-NaN"; Python's parser (the per-message path) refuses it
-        if any(has_large(d) for d in doubles) and _LONG_DIGITS.search(_text_of(lines)):
-            return None  # an integer literal that may have been rounded into a double
     return table
-
-
-def _is_list_of_nulls(t: pa.DataType) -> bool:
-    return pa.types.is_list(t) and pa.types.is_null(t.value_type)
-
-
-def _text_of(lines: pa.Array) -> memoryview:
-    """The lines' bytes back to back (no separators: a line ends with "}" and the next starts
-    with "{", so no token spans two lines)."""
-    return memoryview(values_buffer(lines))
 
 
 def _decode_one_by_one(kept, lines, rejects, max_depth) -> Decoded:

@@ -1,17 +1,56 @@
 """Checks around a whole batch of JSON values: which values the batch paths can take as they are,
-the C check of NDJSON output (json_validator.c), and what pyarrow.json's types could have lost
-(doubles that may hold rounded integer literals, date-like strings it turned into timestamps,
-which are kept as text instead)."""
+the C check of NDJSON output (json_validator.c), and what a parsed table could have lost
+(doubles that may hold rounded integer literals, a list of nulls pyarrow.json miscounted,
+date-like strings it turned into timestamps, which are kept as text instead)."""
 
 from __future__ import annotations
+
+import re
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest_core.arrow.binary import values_buffer
+from ingest_core.arrow.schema import schema_has
 from ingest_core.source import json_columns, json_validator
 from ingest_core.source.decoded import Decoded
 from ingest_core.source.json_message import normalise, parse_json_object
+
+# 16+ digits may be an integer a double cannot hold exactly; pyarrow.json silently makes
+# integers beyond int64, and any integer in a column that also holds fractions, doubles.
+_LONG_DIGITS = re.compile(rb"\d{16,}")
+_MINUS_NAN = re.compile(rb"-NaN")
+
+
+def may_have_lost(table: pa.Table, lines: pa.Array) -> bool:
+    """True when the table parsed from `lines` (pyarrow.json's or json_columns.c's) may not hold
+    every value exactly as the text has it: then the lines are parsed one by one."""
+    schema_type = pa.struct(list(table.schema))
+    if schema_has(schema_type, _is_list_of_nulls):
+        try:
+            table.validate(full=True)
+        except pa.ArrowInvalid:
+            return True  # pyarrow.json miscounts the items of a list that holds only nulls (26.0)
+    if schema_has(schema_type, pa.types.is_floating):
+        # The text is searched only when the doubles say it may hold what we look for: a scan
+        # of the whole batch costs more than the parse (re holds the GIL; Arrow's substring
+        # kernel is slower still, measured at a third of the encode).
+        doubles = double_arrays(table)
+        if any(pc.any(pc.is_nan(d)).as_py() for d in doubles) and _MINUS_NAN.search(_text_of(lines)):
+            return True  # pyarrow takes "-NaN"; Python's parser (the per-message path) refuses it
+        if any(has_large(d) for d in doubles) and _LONG_DIGITS.search(_text_of(lines)):
+            return True  # an integer literal that may have been rounded into a double
+    return False
+
+
+def _is_list_of_nulls(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) and pa.types.is_null(t.value_type)
+
+
+def _text_of(lines: pa.Array) -> memoryview:
+    """The lines' bytes back to back (no separators: a line ends with "}" and the next starts
+    with "{", so no token spans two lines)."""
+    return memoryview(values_buffer(lines))
 
 
 def double_arrays(table: pa.Table) -> list[pa.Array]:
