@@ -89,6 +89,7 @@ class Pipeline(PartitionSteps):
     # has been read to its end, so a slow first fetch is not taken for an empty topic.
     partition_eof: bool = False
     exit_at_end: bool = False  # --exit-at-end: cut each partition at its end (steps._cut); run() stops when all are
+    assigned_once: bool = False  # some partition has been assigned since the start
     stats: Stats = field(default_factory=Stats)
     observer: PipelineObserver = field(default_factory=PipelineObserver)
     faults: FaultInjector = field(default_factory=FaultInjector)
@@ -153,12 +154,15 @@ class Pipeline(PartitionSteps):
         its whole timeout, or hand over messages we have no room for. Once paused, consume without waiting, which
         still serves rebalances and keeps us in the group; at the budget, return nothing until there is room
         (librdkafka's bounded prefetch then stops fetching by itself). consume() returns with a whole consume_batch
-        or at its timeout: with `exit_at_end` a short one, or a topic's last messages would wait all of it."""
+        or at its timeout: with `exit_at_end` a short one while partitions are owned, or a topic's last messages
+        would wait all of it, and before the first assignment, which comes inside a consume() call that would
+        otherwise go on waiting its whole timeout for a small topic's messages (a member that owns nothing after
+        that waits as usual)."""
         jobs = [s.job for s in self.states.values() if s.job is not None]
         all_paused = all(s.paused for s in self.states.values())
         self.waiting_for_memory = False
         poll_timeout = self.poll_timeout if wait_limit is None else max(0.01, min(self.poll_timeout, wait_limit))
-        if self.exit_at_end and self.states:
+        if self.exit_at_end and (self.states or not self.assigned_once):
             poll_timeout = min(poll_timeout, self.busy_poll_timeout)
         if jobs and (all_paused or self._wait_for_memory()):
             concurrent.futures.wait(jobs, timeout=poll_timeout, return_when=concurrent.futures.FIRST_COMPLETED)
@@ -255,6 +259,7 @@ class Pipeline(PartitionSteps):
             buffer = PartitionBuffer(self.topic, tp.partition, with_headers=self.encoder.reads_headers)
             self.states[tp.partition] = PartitionState(buffer)
         numbers = sorted(tp.partition for tp in partitions)
+        self.assigned_once = self.assigned_once or bool(numbers)
         log.info("assigned partitions %s", numbers, extra={"event": "assigned", "partitions": numbers})
         self.observer.assignment(sorted(self.states))
 

@@ -413,6 +413,23 @@ def test_with_exit_at_end_consume_never_waits_its_whole_timeout(tmp_path):
     assert owned and timeouts == [30.0, pipeline.busy_poll_timeout, 30.0]
 
 
+def test_with_exit_at_end_the_consume_that_brings_the_first_assignment_does_not_wait_its_whole_timeout(tmp_path):
+    """The first assignment arrives inside a consume() call, which then waits for a whole consume_batch
+    or its timeout: a small topic's messages would wait all of poll_timeout (seen: 0.5 s of a 1 s run)."""
+    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 3)})
+    timeouts = []
+    plain_consume = consumer.consume
+    consumer.consume = lambda n=1, timeout=0: timeouts.append(timeout) or plain_consume(n, timeout)
+    pipeline, _ = make(tmp_path, consumer)
+    pipeline.poll_timeout, pipeline.exit_at_end = 30.0, True
+    pipeline.states.clear()
+    pipeline.assigned_once = False
+    pipeline._poll()
+    pipeline.on_assign(consumer, [TopicPartition(TOPIC, 0)])
+    pipeline._poll()
+    assert timeouts == [pipeline.busy_poll_timeout, pipeline.busy_poll_timeout] and pipeline.assigned_once
+
+
 def hundred_byte_messages(partition: int, count: int, start: int = 0) -> list:
     """JSON values of exactly 100 bytes and no key: 10 of them make 1,000 bytes."""
     from fakes import FakeMessage
