@@ -103,7 +103,7 @@ def checks() -> dict:
 
     return {
         "json_validator.c, the whole batch (lake-ingest's NDJSON check)": c_check,
-        "pyarrow.json, 2 MiB slices (lake-ingest's check before json_validator.c; Parquet's parse)": arrow_slices,
+        "pyarrow.json, 2 MiB slices (lake-ingest's check before json_validator.c; Parquet's parse of a batch's first slice)": arrow_slices,
         "pysimdjson parse": simdjson_objects,
         "pysimdjson parse + Python walk for duplicate keys": simdjson_walk,
         "msgspec.json decode to Raw": each(raw.decode),

@@ -105,13 +105,15 @@ static int put_bytes(Bytes *b, const void *source, size_t length) {
     return 0;
 }
 
-/* The end of a slot: its validity bit, and the offset after it for strings and lists. */
+/* The end of a slot: its validity bit, and the offset after it for strings and lists (past int32's
+   reach: refused, and pyarrow.json makes chunks). */
 static int close_slot(Node *node, int valid) {
+    size_t end = node->kind == K_STRING ? node->values.length : node->kind == K_LIST ? node->children[0].length : 0;
+    if (end > INT32_MAX) return REFUSED;
     if (put_bit(&node->validity, node->length, valid)) return NO_MEMORY;
     node->length++;
     if (!valid) node->nulls++;
-    if (node->kind == K_STRING && put_int32(&node->offsets, node->values.length)) return NO_MEMORY;
-    if (node->kind == K_LIST && put_int32(&node->offsets, node->children[0].length)) return NO_MEMORY;
+    if ((node->kind == K_STRING || node->kind == K_LIST) && put_int32(&node->offsets, end)) return NO_MEMORY;
     return OK;
 }
 
