@@ -135,6 +135,10 @@ class EventFactory:
         note = self.notes[i % len(self.notes)][start:start + room]  # plain ASCII words: nothing to escape
         return (encoded[:-2] + note + '"}').encode()
 
+    def batch(self, total_bytes: int = 64 << 20) -> list[bytes]:
+        """Events 0, 1, 2, ... making `total_bytes` of values: one full batch at the shipped batch.max_bytes."""
+        return [self.event(i) for i in range(total_bytes // self.size)]
+
     @staticmethod
     def key(i: int) -> bytes:
         return f"c{i % 9973:05d}".encode()

@@ -34,9 +34,8 @@ def main() -> None:
     print("| value size | row group (Arrow MiB) | CPU µs per row (median of 5) | row groups | file MiB |")
     print("|---|---:|---:|---:|---:|")
     for size in (1024, 200):
-        factory = common.EventFactory(size)
-        rows = (64 << 20) // size
-        values = pa.array([factory.event(i) for i in range(rows)], pa.binary())
+        values = pa.array(common.EventFactory(size).batch(), pa.binary())
+        rows = len(values)
         for mib in SIZES_MIB:
             parquet.ROW_GROUP_BYTES = mib << 20
             encoder, decoder = parquet.ParquetEncoder("zstd"), Decoder("json")

@@ -271,11 +271,12 @@ def _parse_lines(lines: pa.Array, schema: pa.Schema | None = None, threads: bool
     if len(lines) > 2 * _SAMPLE_ROWS:
         sample = _read(lines.slice(0, _SAMPLE_ROWS), block, threads=threads)
         if sample is not None:
-            table = table_of(lines, _text_schema(sample.schema))
+            first_rows = _text_schema(sample.schema)
+            table = table_of(lines, first_rows)
             if table is not None:
                 return table
             if schema_has(pa.struct(list(sample.schema)), pa.types.is_timestamp):
-                explicit = _text_schema(sample.schema)
+                explicit = first_rows
     table = _read(lines, block, explicit, threads=threads)
     if table is None and explicit is not None:
         table = _read(lines, block, threads=threads)  # the first rows' types do not fit the batch: infer them all
