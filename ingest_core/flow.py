@@ -16,7 +16,8 @@ Why threads: storage calls can block for as long as an outage lasts; off the mai
 A partition has at most one storage job in flight (its batches stay in order); at most
 `publish_slots` batches are cut and not committed (a due batch waits in its paused buffer).
 
-Memory: the message bytes held (buffered, or cut and not committed) stay within one budget per
+Memory: the message bytes held (buffered, or cut and not committed), with what their maps hold
+beyond them, and the idle maps kept for new buffers (batching/maps.py) stay within one budget per
 process (`memory_budget`, from memory.limit: batching/budget.py), never above batch.max_bytes x
 (assigned partitions + publish_slots). At the budget the fullest buffer is cut early (flush reason "memory") when
 a publish slot is free; otherwise the loop waits for a batch to be published instead of
@@ -39,6 +40,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from ingest_core.batching import focus as memory
 from ingest_core.batching import intake
 from ingest_core.batching.buffer import FlushPolicy, PartitionBuffer
+from ingest_core.batching.maps import MapPool
 from ingest_core.ops.faults import FaultInjector
 from ingest_core.ops.observer import PipelineObserver, Stats
 from ingest_core.partition import PartitionState
@@ -95,6 +97,7 @@ class Pipeline(PartitionSteps):
     faults: FaultInjector = field(default_factory=FaultInjector)
     events: Any = field(default_factory=NoEvents)  # landed-batch events (events.py), announced before the commit
     states: dict[int, PartitionState] = field(default_factory=dict)
+    maps: MapPool = field(default_factory=MapPool)  # the buffers' memory maps, reused (batching/maps.py)
     waiting_for_memory: bool = False  # the last _poll() waited for publication instead of consuming
     holding_all: bool = False  # at the budget and about to consume anyway: every partition is paused
     # Under memory pressure, the partitions that may consume: the fullest, as many as the
@@ -207,6 +210,7 @@ class Pipeline(PartitionSteps):
         self.observer.consumed(len(messages) - len(reports), sum(s.buffer.nbytes for s in states.values()) - before)
 
     def turn(self, now: float) -> None:
+        self.maps.let_go(room=self.budget_bytes() - self.held_bytes())  # idle maps only where messages may go
         self._early_cut = memory.fullest_buffer(self.states.values()) if self._at_budget() else None
         self._room_from = memory.caught_up_to_cut(self.states, self.focus)
         for partition, state in list(self.states.items()):
@@ -256,7 +260,7 @@ class Pipeline(PartitionSteps):
 
     def on_assign(self, _consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            buffer = PartitionBuffer(self.topic, tp.partition, with_headers=self.encoder.reads_headers)
+            buffer = PartitionBuffer(self.topic, tp.partition, with_headers=self.encoder.reads_headers, maps=self.maps)
             self.states[tp.partition] = PartitionState(buffer)
         numbers = sorted(tp.partition for tp in partitions)
         self.assigned_once = self.assigned_once or bool(numbers)
@@ -291,8 +295,9 @@ class Pipeline(PartitionSteps):
     # ---- memory (the decisions are batching/focus.py's) ----
 
     def held_bytes(self) -> int:
-        """Bytes of messages held: buffered, or cut and not yet committed."""
-        return memory.held_bytes(self.states.values())
+        """Bytes of messages held (buffered, or cut and not yet committed), and the pages their
+        values' maps hold resident beyond them (a reused map keeps what it held before)."""
+        return memory.held_bytes(self.states.values()) + self.maps.slack_bytes()
 
     def budget_bytes(self) -> int:
         """Message bytes we may hold now (see memory.budget_bytes)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pyarrow as pa
 from fakes import FakeMessage
 
+from ingest_core.batching import maps
 from ingest_core.batching.buffer import Batch, FlushPolicy, PartitionBuffer, ValueColumn
 
 
@@ -142,7 +143,7 @@ def _map_flags(column: ValueColumn) -> set[str]:
 
 
 def test_a_column_past_sixteen_mib_asks_for_huge_pages_and_a_smaller_one_does_not(monkeypatch):
-    monkeypatch.setattr(ValueColumn, "HUGE_PAGES_FROM", 4 << 20)
+    monkeypatch.setattr(maps, "HUGE_PAGES_FROM", 4 << 20)
     small, large = ValueColumn(), ValueColumn()
     small.extend([b"x" * 1024] * 1000)  # 1 MiB
     large.extend([b"x" * 1024] * 5000)  # 5 MiB: the map grows past 4 MiB

@@ -907,3 +907,19 @@ def test_a_caught_up_buffer_is_cut_for_partitions_waiting_for_room(tmp_path):
     pipeline.accept(consumer.consume(2, 0), pipeline.clock())
     pipeline.turn(pipeline.clock())
     assert cuts == ["memory"]
+
+
+def test_buffers_take_the_maps_of_landed_batches_and_count_what_those_hold_beyond_their_values(tmp_path):
+    """Ten batches over two partitions: the buffers reuse the maps of committed batches (a few
+    maps in all), and the bytes held include what a reused map holds beyond the values in it."""
+    consumer = InterleavingConsumer(TOPIC, {p: hundred_byte_messages(p, 50) for p in range(2)})
+    pipeline, _ = make(tmp_path, consumer, max_records=10)
+    spin(pipeline, turns=30)
+    assert consumer.committed_offsets == {0: 50, 1: 50}
+    assert landed(tmp_path) == [(p, i) for p in range(2) for i in range(50)]
+    assert 1 <= len(pipeline.maps) <= 4
+    consumer.log[0] = hundred_byte_messages(0, 51)
+    messages = consumer.consume(1000, 0)
+    pipeline.accept(messages, pipeline.clock())  # one message into a reused map
+    assert pipeline.maps.slack_bytes() > 0
+    assert pipeline.held_bytes() == pipeline.states[0].buffer.nbytes + pipeline.maps.slack_bytes()

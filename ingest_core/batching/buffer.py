@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest_core.batching import intake
+from ingest_core.batching.maps import KeptMap, MapPool, grow, new_map
 from ingest_core.settings import BatchSettings
 
 
@@ -77,23 +78,20 @@ class ValueColumn:
     by a consume() batch at a time up to tens of MiB left holes there that the heap kept
     (a 30-minute soak peaked at the memory bound with pyarrow on malloc). A private
     anonymous map grows in place (mremap), costs memory only for the pages written, and is
-    given back whole when its batch is dropped."""
+    given back whole when its batch is dropped, or, taken from a pipeline's MapPool (maps.py),
+    kept for a later buffer once nothing holds its batch's bytes."""
 
-    __slots__ = ("data", "size", "ends", "nulls")
+    __slots__ = ("data", "size", "ends", "nulls", "maps", "kept")
 
     FIRST_CAPACITY = 1 << 20  # address space, not memory: pages count once written
-    # From this capacity on, the map asks for transparent huge pages (where the kernel grants
-    # them: THP `madvise` or `always`): one page fault per 2 MiB instead of one per 4 KiB, which
-    # halved the main thread's cost of taking in 1 KiB values (bench/page_faults.py). The last
-    # huge page of a buffer may be only partly written: at most 2 MiB more resident per buffer
-    # past this size, when it holds at least half of it in messages.
-    HUGE_PAGES_FROM = 16 << 20
 
-    def __init__(self, values: list[bytes | None] | None = None) -> None:
-        self.data: mmap.mmap | None = None  # made at the first value
+    def __init__(self, values: list[bytes | None] | None = None, maps: MapPool | None = None) -> None:
+        self.data: mmap.mmap | None = None  # made (or taken from `maps`) at the first value
         self.size = 0  # bytes of values in `data`
         self.ends = array("q", [0])  # value i is data[ends[i]:ends[i + 1]]
         self.nulls: list[int] = []  # positions of messages without a value
+        self.maps = maps  # where the map comes from: a pipeline's pool, or None for a new one
+        self.kept: KeptMap | None = None  # the pool's record of `data`
         if values:
             self.extend(values)
 
@@ -130,6 +128,7 @@ class ValueColumn:
             self.nulls += [first + position for position in nulls]
         self.size += count
         self.ends.frombytes(ends)
+        self._wrote()
 
     def _append(self, data: bytes) -> None:
         end = self.size + len(data)
@@ -137,17 +136,23 @@ class ValueColumn:
         assert self.data is not None
         self.data[self.size : end] = data
         self.size = end
+        self._wrote()
 
     def _grow(self, end: int) -> None:
         """Make the map hold at least `end` bytes."""
-        if self.data is None or end > len(self.data):
-            capacity = max(end, 2 * len(self.data) if self.data is not None else self.FIRST_CAPACITY)
-            if self.data is None:
-                self.data = mmap.mmap(-1, capacity, flags=mmap.MAP_PRIVATE)
+        if self.data is None:
+            capacity = max(end, self.FIRST_CAPACITY)
+            if self.maps is not None:
+                self.kept = self.maps.take(capacity)
+                self.data = self.kept.map
             else:
-                self.data.resize(capacity)  # raises BufferError once array() has shared the bytes
-            if capacity >= self.HUGE_PAGES_FROM and hasattr(mmap, "MADV_HUGEPAGE"):
-                self.data.madvise(mmap.MADV_HUGEPAGE)
+                self.data = new_map(capacity)
+        elif end > len(self.data):
+            grow(self.data, max(end, 2 * len(self.data)))  # raises BufferError once array() has shared the bytes
+
+    def _wrote(self) -> None:
+        if self.kept is not None:
+            self.kept.wrote(self.size)
 
     def __len__(self) -> int:
         return len(self.ends) - 1
@@ -188,6 +193,10 @@ class PartitionBuffer:
     # called: it costs about 90 ns a message with or without headers, measured alone, where the
     # whole consumer spends about 1.7 us a message at 200 B values (bench/RESULTS.md).
     with_headers: bool = True
+    maps: MapPool | None = None  # the pipeline's pool the values' maps come from (None: a new map each)
+
+    def __post_init__(self) -> None:
+        self.values.maps = self.maps
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -254,7 +263,7 @@ class PartitionBuffer:
                 self.headers[:count],
                 _size(cut_values, keys),
             )
-            self.values = ValueColumn(values.slice(count).to_pylist())  # the few messages past the cut
+            self.values = ValueColumn(values.slice(count).to_pylist(), self.maps)  # the few messages past the cut
             del self.offsets[:count], self.timestamps[:count], self.keys[:count], self.headers[:count]
         self.nbytes -= batch.nbytes
         self.base = batch.end + 1
@@ -281,7 +290,7 @@ class PartitionBuffer:
         self.offsets[:0] = array("q", batch.offsets)
         self.timestamps[:0] = array("q", batch.timestamps)
         self.keys[:0] = batch.keys
-        self.values = ValueColumn(batch.values.to_pylist() + self.values.array().to_pylist())
+        self.values = ValueColumn(batch.values.to_pylist() + self.values.array().to_pylist(), self.maps)
         self.headers[:0] = batch.headers
         self.nbytes += _size(batch.values, batch.keys)
         self.base = batch.base
@@ -289,7 +298,7 @@ class PartitionBuffer:
     def _empty_columns(self) -> None:
         """New, empty columns (a cut hands the old ones to its batch)."""
         self.offsets, self.timestamps, self.keys, self.headers = array("q"), array("q"), [], []
-        self.values = ValueColumn()
+        self.values = ValueColumn(maps=self.maps)
 
 
 def _size(values: pa.Array, keys: list[bytes | None]) -> int:

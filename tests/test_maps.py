@@ -1,0 +1,84 @@
+"""MapPool: a buffer's memory map is reused once nothing holds its batch's bytes, never before."""
+from __future__ import annotations
+
+import gc
+
+from fakes import FakeMessage
+
+from ingest_core.batching.buffer import PartitionBuffer
+from ingest_core.batching.maps import MapPool
+
+
+def _fill(buffer: PartitionBuffer, values: list[bytes], start: int) -> None:
+    buffer.extend([FakeMessage("orders", 0, start + i, v, None, 1) for i, v in enumerate(values)], now=1.0)
+
+
+def test_the_map_of_a_batch_that_is_gone_goes_to_the_next_buffer():
+    pool = MapPool()
+    buffer = PartitionBuffer("orders", 0, maps=pool)
+    _fill(buffer, [b"a" * 1000] * 10, 0)
+    first = buffer.values.data
+    batch = buffer.take()
+    _fill(buffer, [b"b" * 10] * 3, 10)  # the batch still holds the first map: a second one
+    assert buffer.values.data is not first and len(pool) == 2
+    del batch, first
+    gc.collect()
+    second = buffer.take()
+    del second
+    _fill(buffer, [b"c" * 5], 13)  # both maps idle: the one with the most pages written is taken
+    assert len(pool) == 2
+    assert pool.slack_bytes() == 10_000 - 5 and pool.idle_bytes() == 30
+    assert buffer.take().values.to_pylist() == [b"c" * 5]
+
+
+def test_no_map_is_reused_while_an_array_slice_or_view_of_its_batch_is_alive():
+    pool = MapPool()
+    buffer = PartitionBuffer("orders", 0, maps=pool)
+    values = [bytes([65 + i]) * 100 for i in range(20)]
+    _fill(buffer, values, 0)
+    batch = buffer.take()
+    kept_slice = batch.values.slice(5, 3)  # what an encoder or a dead letter might still hold
+    view = memoryview(batch.values.buffers()[2])
+    del batch
+    gc.collect()
+    for round_ in range(3):  # new buffers must not write over those bytes
+        _fill(buffer, [b"z" * 100] * 20, 20 + 40 * round_)
+        leftover = buffer.take()
+        del leftover
+        gc.collect()
+    assert kept_slice.to_pylist() == values[5:8]
+    assert bytes(view[:100]) == values[0]
+    del kept_slice
+    gc.collect()
+    _fill(buffer, [b"y"], 200)
+    assert bytes(view[:100]) == values[0]  # still held by the view alone
+    view.release()
+
+
+def test_let_go_keeps_idle_maps_only_within_the_room_and_the_count():
+    pool = MapPool(keep_idle=2)
+    buffers = [PartitionBuffer("orders", p, maps=pool) for p in range(4)]
+    batches = []
+    for size, buffer in zip([100, 200, 300, 400], buffers, strict=True):
+        _fill(buffer, [b"x" * size], 0)
+        batches.append(buffer.take())
+    del batches
+    gc.collect()
+    assert pool.idle_bytes() == 1000 and len(pool) == 4
+    pool.let_go(room=650)  # the two largest that fit: 400, then 200 (300 would not fit after 400)
+    assert len(pool) == 2 and pool.idle_bytes() == 600
+    pool.let_go(room=0)
+    assert len(pool) == 0 and pool.idle_bytes() == 0
+
+
+def test_a_reused_map_counts_its_pages_beyond_the_values_against_the_budget(tmp_path):
+    """The pipeline's held bytes include what a reused map holds resident beyond the messages in it."""
+    pool = MapPool()
+    big, small = PartitionBuffer("orders", 0, maps=pool), PartitionBuffer("orders", 1, maps=pool)
+    _fill(big, [b"x" * 1000] * 50, 0)
+    big.take()
+    gc.collect()
+    _fill(small, [b"y" * 100], 0)
+    assert small.values.data is not None and pool.slack_bytes() == 50_000 - 100
+    _fill(small, [b"y" * 100] * 600, 1)  # past what the map held: no slack left
+    assert pool.slack_bytes() == 0 and pool.idle_bytes() == 0
