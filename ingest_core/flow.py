@@ -210,7 +210,11 @@ class Pipeline(PartitionSteps):
         self.observer.consumed(len(messages) - len(reports), sum(s.buffer.nbytes for s in states.values()) - before)
 
     def turn(self, now: float) -> None:
-        self.maps.let_go(room=self.budget_bytes() - self.held_bytes())  # idle maps only where messages may go
+        # Maps are reused while the budget holds a full batch per partition, idle ones kept only where messages may go.
+        self.maps.reuse = memory.holds_full_batches(
+            self.memory_budget, self.policy.max_bytes, len(self.states), self.publish_slots
+        )
+        self.maps.let_go(room=self.budget_bytes() - self.held_bytes())
         self._early_cut = memory.fullest_buffer(self.states.values()) if self._at_budget() else None
         self._room_from = memory.caught_up_to_cut(self.states, self.focus)
         for partition, state in list(self.states.items()):

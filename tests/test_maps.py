@@ -82,3 +82,17 @@ def test_a_reused_map_counts_its_pages_beyond_the_values_against_the_budget(tmp_
     assert small.values.data is not None and pool.slack_bytes() == 50_000 - 100
     _fill(small, [b"y" * 100] * 600, 1)  # past what the map held: no slack left
     assert pool.slack_bytes() == 0 and pool.idle_bytes() == 0
+
+
+def test_with_reuse_off_every_buffer_gets_a_new_map_and_idle_ones_are_let_go():
+    pool = MapPool()
+    pool.reuse = False
+    buffer = PartitionBuffer("orders", 0, maps=pool)
+    _fill(buffer, [b"x" * 1000], 0)
+    first_id = id(buffer.values.data)
+    buffer.take()
+    gc.collect()
+    _fill(buffer, [b"y"], 1)
+    assert id(buffer.values.data) != first_id and pool.slack_bytes() == 0
+    pool.let_go(room=1 << 30)
+    assert len(pool) == 1 and pool.idle_bytes() == 0

@@ -923,3 +923,15 @@ def test_buffers_take_the_maps_of_landed_batches_and_count_what_those_hold_beyon
     pipeline.accept(messages, pipeline.clock())  # one message into a reused map
     assert pipeline.maps.slack_bytes() > 0
     assert pipeline.held_bytes() == pipeline.states[0].buffer.nbytes + pipeline.maps.slack_bytes()
+
+
+def test_maps_are_not_reused_while_the_budget_cannot_hold_a_full_batch_per_partition(tmp_path):
+    consumer = InterleavingConsumer(TOPIC, {p: hundred_byte_messages(p, 50) for p in range(4)})
+    pipeline, _ = make(tmp_path, consumer, max_records=10, max_bytes=1000)
+    pipeline.memory_budget = 5_000  # full batches need 1,000 x (4 partitions + 2 slots)
+    spin(pipeline, turns=30)
+    assert consumer.committed_offsets == {p: 50 for p in range(4)}
+    assert not pipeline.maps.reuse and pipeline.maps.idle_bytes() == 0
+    pipeline.memory_budget = 6_000
+    pipeline.turn(pipeline.clock())
+    assert pipeline.maps.reuse

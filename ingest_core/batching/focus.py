@@ -32,6 +32,11 @@ def budget_bytes(memory_budget: int | None, max_bytes: int, partitions: int, pub
     return by_partitions if memory_budget is None else min(memory_budget, by_partitions)
 
 
+def holds_full_batches(memory_budget: int | None, max_bytes: int, partitions: int, publish_slots: int) -> bool:
+    """Does the budget hold a full batch for every partition and every publish slot?"""
+    return memory_budget is None or memory_budget >= max_bytes * (partitions + publish_slots)
+
+
 def choose_focus(
     states: dict[int, PartitionState],
     max_bytes: int,
@@ -57,7 +62,7 @@ def choose_focus(
     Should the bytes held still reach the budget, the fullest buffer is cut early."""
     if held < budget * (FOCUS_UNTIL if focus is not None else FOCUS_FROM):
         return None
-    if budget >= max_bytes * (len(states) + publish_slots):
+    if holds_full_batches(budget, max_bytes, len(states), publish_slots):
         return None  # room for a full batch in every buffer and every publish slot: nobody need wait
     room = budget - held
     candidates = sorted(
