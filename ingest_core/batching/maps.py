@@ -87,9 +87,12 @@ class MapPool:
         """Unmap idle maps until at most `keep_idle` are left and their pages fit in `room`
         bytes; the maps with the most pages written stay. Maps no longer in use and not kept
         are unmapped when their last holder lets go, as without a pool."""
-        in_use = [kept for kept in self._kept if not _idle(kept)]
+        in_use: list[KeptMap] = []
+        idle: list[KeptMap] = []
+        for kept in self._kept:  # one reference count per map
+            (idle if _idle(kept) else in_use).append(kept)
         kept_idle: list[KeptMap] = []
-        for kept in sorted((k for k in self._kept if _idle(k)), key=lambda k: -k.resident):
+        for kept in sorted(idle, key=lambda k: -k.resident):
             if self.reuse and len(kept_idle) < self.keep_idle and kept.resident <= room:
                 kept_idle.append(kept)
                 room -= kept.resident
