@@ -215,6 +215,8 @@ class Pipeline(PartitionSteps):
             self.memory_budget, self.policy.max_bytes, len(self.states), self.publish_slots
         )
         self.maps.let_go(room=self.budget_bytes() - self.held_bytes())
+        if self._at_budget():  # pages of reused maps beyond their values first: a cut would not free them
+            self.maps.give_back_slack()
         self._early_cut = memory.fullest_buffer(self.states.values()) if self._at_budget() else None
         self._room_from = memory.caught_up_to_cut(self.states, self.focus)
         for partition, state in list(self.states.items()):

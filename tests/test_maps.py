@@ -96,3 +96,28 @@ def test_with_reuse_off_every_buffer_gets_a_new_map_and_idle_ones_are_let_go():
     assert id(buffer.values.data) != first_id and pool.slack_bytes() == 0
     pool.let_go(room=1 << 30)
     assert len(pool) == 1 and pool.idle_bytes() == 0
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+
+
+def test_giving_back_the_slack_returns_its_pages_to_the_kernel_and_keeps_the_values():
+    """A reused 64 MiB map under a buffer of 1,000 bytes: give_back_slack() drops the pages past the
+    values (the process's RSS, as the OS counts it, falls by about 64 MiB), the values stay, and the
+    map reads as zeros past them."""
+    pool = MapPool()
+    buffer = PartitionBuffer("orders", 0, maps=pool)
+    _fill(buffer, [b"a" * (1 << 20)] * 64, 0)
+    buffer.take()  # the batch is dropped at once: its map is idle
+    gc.collect()
+    _fill(buffer, [b"b" * 100] * 10, 64)
+    assert pool.slack_bytes() == (64 << 20) - 1000
+    before = _rss_bytes()
+    assert pool.give_back_slack() == (64 << 20) - 1000
+    assert before - _rss_bytes() > 48 << 20
+    assert pool.slack_bytes() == 0
+    data = buffer.values.data
+    assert data is not None and data[:1000] == b"b" * 1000 and data[4096 : 4096 + (1 << 20)] == bytes(1 << 20)
+    assert buffer.take().values.to_pylist() == [b"b" * 100] * 10

@@ -935,3 +935,23 @@ def test_maps_are_not_reused_while_the_budget_cannot_hold_a_full_batch_per_parti
     pipeline.memory_budget = 6_000
     pipeline.turn(pipeline.clock())
     assert pipeline.maps.reuse
+
+
+def test_at_the_budget_the_slack_of_a_reused_map_is_given_back_not_cut_for(tmp_path):
+    """A batch of 3,000 bytes leaves its map idle with 3,000 bytes written; the next buffer takes
+    it for one message, so the bytes held (100 of messages and 2,900 of slack) reach the budget
+    of 3,000. Cutting that one message early would free nothing: the slack is given back instead,
+    and nothing is cut for memory."""
+    consumer = InterleavingConsumer(TOPIC, {0: hundred_byte_messages(0, 30)})
+    pipeline, _ = make(tmp_path, consumer, max_records=1000, max_bytes=1000)
+    pipeline.memory_budget = 3_000  # a full batch for the partition and both publish slots
+    cuts: list[str] = []
+    pipeline.observer.cut = cuts.append
+    spin(pipeline, turns=3)
+    assert cuts == ["bytes"] and consumer.committed_offsets == {0: 30}
+    consumer.log[0] += hundred_byte_messages(0, 1, start=30)
+    pipeline.accept(consumer.consume(1000, 0), pipeline.clock())  # one message into the reused map
+    assert pipeline.maps.reuse and pipeline.held_bytes() == 3_000
+    pipeline.turn(pipeline.clock())
+    assert cuts == ["bytes"]
+    assert pipeline.maps.slack_bytes() == 0 and pipeline.held_bytes() == 100

@@ -15,7 +15,8 @@ array, slice or view over a batch's bytes can outlive the batch into the next bu
 
 Memory: the pages of a map stay resident until it is unmapped, however few bytes its next
 buffer holds. `slack_bytes()` is what maps in use hold resident beyond the message bytes in
-them; the pipeline counts it with the message bytes against the memory budget.
+them; the pipeline counts it with the message bytes against the memory budget, and at the
+budget gives it back (`give_back_slack()`) before it cuts any buffer early.
 `idle_bytes()` is what idle maps hold; `let_go()` unmaps idle maps until they fit in the room
 the budget leaves, so mapped memory stays within the budget.
 """
@@ -78,6 +79,22 @@ class MapPool:
     def slack_bytes(self) -> int:
         """Bytes the maps in use hold resident beyond the values in them."""
         return sum(kept.resident - kept.used for kept in self._kept if not _idle(kept))
+
+    def give_back_slack(self) -> int:
+        """Hand the kernel back the pages the maps in use hold beyond the values in them
+        (madvise MADV_DONTNEED: they read as zeros again and are zeroed by the kernel when next
+        written, as a new map's are); returns the bytes given back. For when the budget is
+        reached: cutting a buffer early frees none of this, giving it back does."""
+        given = 0
+        for kept in self._kept:
+            if _idle(kept):
+                continue
+            start = -(-kept.used // mmap.PAGESIZE) * mmap.PAGESIZE  # the first page past the values
+            if kept.resident > kept.used and start < len(kept.map):
+                kept.map.madvise(mmap.MADV_DONTNEED, start, len(kept.map) - start)
+                given += kept.resident - kept.used
+            kept.resident = kept.used
+        return given
 
     def idle_bytes(self) -> int:
         """Bytes the idle maps hold resident."""
