@@ -52,6 +52,20 @@ def test_a_partial_cut_leaves_the_later_messages_in_the_buffer_in_order():
     assert rest.base == 19 and rest.nbytes == 6 + 7 + 4
 
 
+def test_after_a_partial_cut_the_buffer_counts_keys_and_nulls_right_and_fills_on():
+    values = [None, b"v1", b"v22", None, b"v4444", b"v55555"]
+    keys = [b"k0", None, b"k22", b"k3", None, b"k5"]
+    buffer = _buffer_with(values, keys=keys)
+    batch = buffer.take(through_offset=14)  # offsets 10, 12, 14
+    assert batch.values.to_pylist() == values[:3] and batch.nbytes == 2 + 3 + 2 + 3
+    assert buffer.nbytes == 5 + 6 + 2 + 2 and buffer.values.nulls == [0]
+    buffer.append(FakeMessage("orders", 0, 30, None, None, 9), now=2.0)
+    buffer.append(FakeMessage("orders", 0, 31, b"after", b"k", 9), now=2.0)
+    rest = buffer.take()
+    assert rest.values.to_pylist() == [*values[3:], None, b"after"]
+    assert rest.nbytes == 5 + 6 + 2 + 2 + 5 + 1 and rest.keys == [*keys[3:], None, b"k"]
+
+
 def test_restore_puts_a_cut_batch_back_in_front_of_what_came_since():
     buffer = _buffer_with([b"x1", None, b"x3"], keys=[b"k1", None, None])
     batch = buffer.take()
