@@ -53,3 +53,19 @@ def test_new_copies_the_example_with_topic_group_and_url(tmp_path):
     assert "topic: payments" in text and "group_id: ingest-payments" in text and "lake}/payments" in text
     assert cli("validate", str(folder / "payments.yaml")).returncode == 0
     assert cli("new", "payments", "--dir", str(folder)).returncode == 1
+
+
+def test_only_the_asked_commands_module_is_imported():
+    """`ingest validate` (and `run`) do not import what `audit`, `render` and `autoloader` need; `ingest audit
+    --help` still shows audit's own arguments, and `ingest --help` lists every command."""
+    probe = (
+        "import sys; from ingest_core.commands import cli; code = cli.main(['validate', '--offline', 'consumers/']); "
+        "print(sorted(m for m in sys.modules if m.split('.')[-1] in ('audit', 'render', 'autoloader')))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    audit_help = cli("audit", "--help")
+    assert audit_help.returncode == 0 and "--deep" in audit_help.stdout
+    overview = cli("--help")
+    assert all(name in overview.stdout for name in ("render", "autoloader", "audit"))

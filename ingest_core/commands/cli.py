@@ -56,10 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     new.add_argument("--dir", type=Path, default=Path("consumers"))
 
     # Commands that live in a module of their own: each module has add_arguments(parser) and command(args) -> int.
+    # Only the module of the command asked for is imported (`ingest run` does not load what `audit` needs).
+    words = sys.argv[1:] if argv is None else argv
+    asked = next((word for word in words if not word.startswith("-")), None)
     for name, help_text in _MODULE_COMMANDS.items():
         if importlib.util.find_spec(f"{__package__}.{name}") is not None:
-            module = importlib.import_module(f"{__package__}.{name}")
-            module.add_arguments(commands.add_parser(name, help=help_text))
+            command_parser = commands.add_parser(name, help=help_text)
+            if name == asked:
+                importlib.import_module(f"{__package__}.{name}").add_arguments(command_parser)
 
     args = parser.parse_args(argv)
     if args.command in _MODULE_COMMANDS:
