@@ -214,7 +214,7 @@ class Pipeline(PartitionSteps):
         self.maps.reuse = memory.holds_full_batches(
             self.memory_budget, self.policy.max_bytes, len(self.states), self.publish_slots
         )
-        self.maps.let_go(room=self.budget_bytes() - self.held_bytes())
+        self.maps.let_go(room=self.budget_bytes() - self.held_bytes(), now=now)
         if self._at_budget():  # pages of reused maps beyond their values first: a cut would not free them
             self.maps.give_back_slack()
         self._early_cut = memory.fullest_buffer(self.states.values()) if self._at_budget() else None

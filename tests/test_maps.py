@@ -121,3 +121,26 @@ def test_giving_back_the_slack_returns_its_pages_to_the_kernel_and_keeps_the_val
     data = buffer.values.data
     assert data is not None and data[:1000] == b"b" * 1000 and data[4096 : 4096 + (1 << 20)] == bytes(1 << 20)
     assert buffer.take().values.to_pylist() == [b"b" * 100] * 10
+
+
+def test_maps_idle_for_longer_than_idle_for_are_let_go():
+    """Under steady traffic a buffer is cut by age, so a committed batch's map would wait a whole
+    batch.max_age for the next cut: maps idle longer than `idle_for` seconds are unmapped."""
+    pool = MapPool(idle_for=5.0)
+    buffers = [PartitionBuffer("orders", p, maps=pool) for p in range(2)]
+    for buffer in buffers:
+        _fill(buffer, [b"x" * 1000], 0)
+    first = buffers[0].take()
+    buffers[1].take()  # dropped at once: idle from here on
+    gc.collect()
+    pool.let_go(room=1 << 30, now=100.0)  # first seen idle at 100
+    assert len(pool) == 2 and pool.idle_bytes() == 1000
+    del first
+    gc.collect()
+    pool.let_go(room=1 << 30, now=104.0)  # buffer 0's map idle since 104, buffer 1's since 100
+    assert len(pool) == 2 and pool.idle_bytes() == 2000
+    pool.let_go(room=1 << 30, now=105.5)  # buffer 1's map idle 5.5 s: let go; buffer 0's 1.5 s: kept
+    assert len(pool) == 1 and pool.idle_bytes() == 1000
+    _fill(buffers[0], [b"y"], 1)  # buffer 0's map taken again: no longer idle, whatever its age
+    pool.let_go(room=1 << 30, now=200.0)
+    assert len(pool) == 1 and pool.slack_bytes() == 1000 - 1
