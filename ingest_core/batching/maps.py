@@ -59,7 +59,7 @@ class MapPool:
         # ... and for this many seconds at most. On a backlog a committed batch's map is taken again
         # within a fraction of a second; under steady traffic buffers are cut by age (batch.max_age),
         # and maps kept idle until the next cut held a full round of batches resident for nothing
-        # (bench/soak.py: 470 MiB RSS at 3,000 1 KiB messages/s where new maps kept it under 360).
+        # (bench/soak.py, 3,000 1 KiB messages/s: 453-477 MiB RSS so, at most 408 with this limit).
         self.idle_for = idle_for
         # Off, every buffer gets a new map: the pipeline turns reuse off while the budget cannot
         # hold a full batch per partition, where a reused map's pages beyond a small buffer's
