@@ -127,7 +127,7 @@ class ValueColumn:
         ends = pa.Array.from_buffers(pa.int64(), len(self.ends) - count, [None, pa.py_buffer(self.ends)], offset=count)
         shifted = pc.subtract(ends, pa.scalar(start, pa.int64()))
         rest.ends = array("q")
-        rest.ends.frombytes(shifted.buffers()[1].to_pybytes()[: 8 * len(shifted)])
+        rest.ends.frombytes(memoryview(shifted.buffers()[1])[: 8 * len(shifted)])  # no copy of the buffer first
         rest.nulls = [position - count for position in self.nulls if position >= count]
         return rest
 
