@@ -5,7 +5,7 @@ fresh child process per allocator and format, and its files' data read through a
 publish writes it (uncompressed NDJSON text is made then); RSS from /proc/self/status (the peak is reset
 before each encode through /proc/self/clear_refs).
 pyarrow's own default is mimalloc; `ingest run` uses the system allocator
-(encode.use_system_allocator); this tool leaves the choice to ARROW_DEFAULT_MEMORY_POOL.
+(allocator.use_system_allocator); this tool leaves the choice to ARROW_DEFAULT_MEMORY_POOL.
 
     python bench/encode_memory.py [--records 65000]
 """

@@ -395,15 +395,3 @@ def test_a_batch_over_two_folders_or_foldered_by_a_field_is_encoded_whole(monkey
     assert [f.rows for f in encoded.files] == [150, 150]
     by_field = BatchEncoder(settings(partition_by="a={a}"))
     assert not by_field.parquet_in_slices and by_field.encode(batch(values)).files[0].rows == 300
-
-
-def test_ingest_run_gives_pyarrow_malloc_unless_the_environment_names_an_allocator():
-    from ingest_core.sink.encode import use_system_allocator
-
-    before = pa.default_memory_pool()
-    try:
-        assert use_system_allocator({}) == "system" and pa.default_memory_pool().backend_name == "system"
-        pa.set_memory_pool(before)
-        assert use_system_allocator({"ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}) == before.backend_name
-    finally:
-        pa.set_memory_pool(before)

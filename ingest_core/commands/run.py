@@ -25,8 +25,9 @@ from ingest_core.ops.faults import FaultInjector
 from ingest_core.ops.metrics import Instruments
 from ingest_core.retry import Backoff, FatalError
 from ingest_core.settings import Settings
+from ingest_core.sink.allocator import use_system_allocator
 from ingest_core.sink.deadletter import DeadLetterFiles, DeadLetters, DeadLetterTopic
-from ingest_core.sink.encode import BatchEncoder, use_system_allocator
+from ingest_core.sink.encode import BatchEncoder
 from ingest_core.sink.events import batch_events
 from ingest_core.sink.ledger import Ledger
 from ingest_core.sink.storage import LakeStore, StorageError

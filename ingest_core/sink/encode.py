@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from array import array
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
@@ -78,9 +78,7 @@ class BatchEncoder:
         self.parquet_in_slices = self.format.encodes_in_slices and not self.template.fields
 
     def encode(self, batch: Batch) -> EncodedBatch:
-        encoded = self._encode(batch)
-        return_freed_arrow_memory()  # the batch's Arrow arrays were freed when _encode returned
-        return encoded
+        return self._encode(batch)
 
     def _encode(self, batch: Batch) -> EncodedBatch:
         if self.parquet_in_slices:
@@ -170,30 +168,6 @@ def schema_fingerprint(payload: pa.Schema, metadata: pa.Table | None) -> str:
     fields = list(metadata.schema) if metadata is not None else []
     text = ";".join(f"{f.name}:{f.type}" for f in fields + list(payload))
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def use_system_allocator(environ: Mapping[str, str]) -> str:
-    """Give pyarrow the C library's malloc for this process, unless ARROW_DEFAULT_MEMORY_POOL
-    names an allocator; returns the one in use. Called once, when `ingest run` starts.
-
-    Why: with batches parsed in slices on the publisher threads, pyarrow's default,
-    mimalloc, kept 30-40 MiB more resident than malloc at the peak of a backlog (Parquet
-    548-555 against 514-522 MiB, NDJSON 499-500 against 466-467) and was no faster
-    (bench/RESULTS.md, Memory)."""
-    if not environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        pa.set_memory_pool(pa.system_memory_pool())
-    return pa.default_memory_pool().backend_name
-
-
-def return_freed_arrow_memory() -> None:
-    """Give back what pyarrow's allocator kept from this batch's decode and encode (malloc:
-    `malloc_trim`; mimalloc keeps freed memory per thread for reuse, so each publisher thread
-    holds on to its largest batch's peak otherwise, 240-440 MiB at 64 MiB batches,
-    bench/encode_memory.py). Once per batch on the thread that encoded it, and again once
-    its files are written (NDJSON text is made while it is written): no measurable CPU."""
-    release = getattr(pa.default_memory_pool(), "release_unused", None)
-    if release is not None:
-        release()
 
 
 def int64s(numbers) -> pa.Array:

@@ -5,12 +5,13 @@ exactly from the marker (ledger.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ingest_core.batching.buffer import Batch
 from ingest_core.ops.faults import FaultInjector
-from ingest_core.sink.encode import BatchEncoder, EncodedBatch, return_freed_arrow_memory
+from ingest_core.sink.allocator import FreedMemory
+from ingest_core.sink.encode import BatchEncoder, EncodedBatch
 from ingest_core.sink.ledger import BatchMarker, Ledger, MarkedFile
 from ingest_core.sink.storage import LakeStore, StorageError
 
@@ -27,19 +28,19 @@ class Publisher:
     dead_letters: Any  # DeadLetterFiles or DeadLetterTopic (deadletter.py)
     events: Any  # landed-batch events (events.py), announced before the commit
     faults: FaultInjector
+    freed: FreedMemory = field(default_factory=FreedMemory)  # when the allocator's freed memory goes back
 
     def encode_and_store(self, batch: Batch, encoded: EncodedBatch | None) -> tuple[EncodedBatch, Outcome]:
         """Encode (unless a failed attempt already did) and store. Encoding here, not on the
         main thread, lets `consume()` go on while pyarrow works (it releases the GIL).
         Returns (encoded, outcome); a storage failure is the outcome, so the encoding is kept."""
-        if encoded is None:
-            encoded = self.encoder.encode(batch)  # DecodeUnavailable propagates: the batch is retried
-        try:
-            return encoded, self.store_batch(encoded)
-        except StorageError as error:
-            return encoded, error
-        finally:
-            return_freed_arrow_memory()  # what making the NDJSON text while writing it allocated
+        with self.freed.batch():
+            if encoded is None:
+                encoded = self.encoder.encode(batch)  # DecodeUnavailable propagates: the batch is retried
+            try:
+                return encoded, self.store_batch(encoded)
+            except StorageError as error:
+                return encoded, error
 
     def store_batch(self, encoded: EncodedBatch) -> int | BatchMarker:
         """Marker, data files, dead letters, event. Returns the number of files created, or
