@@ -45,6 +45,7 @@ from ingest_core.ops.faults import FaultInjector
 from ingest_core.ops.observer import PipelineObserver, Stats
 from ingest_core.partition import PartitionState
 from ingest_core.retry import Backoff, FatalError
+from ingest_core.sink.allocator import FreedMemory
 from ingest_core.sink.encode import BatchEncoder
 from ingest_core.sink.events import NoEvents
 from ingest_core.sink.ledger import Ledger
@@ -72,19 +73,17 @@ class Pipeline(PartitionSteps):
     backoff: Backoff = field(default_factory=Backoff)
     consume_batch: int = 5000
     poll_timeout: float = 0.5
-    # While a storage job is in flight, consume() waits at most this long: it waits for a
-    # whole consume_batch, and a job that ends meanwhile frees a publish slot only when the
-    # loop comes round (at 200 B values, slots sat idle for up to poll_timeout while paused
-    # partitions refetched: bench/RESULTS.md).
+    # While a storage job is in flight, consume() waits at most this long: it waits for a whole consume_batch, and a
+    # job that ends meanwhile frees a publish slot only when the loop comes round (at 200 B values, slots sat idle
+    # for up to poll_timeout while paused partitions refetched: bench/RESULTS.md).
     busy_poll_timeout: float = 0.01
     revoke_timeout: float = 10.0
     # Message bytes held at most (buffered, or cut and not yet committed); None: max_bytes x
     # (assigned partitions + publish_slots) alone. The runner sets it from memory.limit (budget.MemoryBudget).
     memory_budget: int | None = None
-    # At the budget the loop waits for publication instead of consuming, but never for longer
-    # than this at a stretch: storage that is slow (not failing) must not keep us from calling
-    # consume() until max.poll.interval.ms throws us out of the group. Past it, every partition
-    # is paused before consume() is called (see batching/focus.py should_pause), so the budget still holds.
+    # At the budget the loop waits for publication instead of consuming, but never for longer than this at a stretch:
+    # storage that is slow (not failing) must not keep us from calling consume() until max.poll.interval.ms throws us
+    # out of the group. Past it, every partition is paused before consume() (focus.py should_pause): the budget holds.
     memory_wait_limit: float = 10.0
     # The consumer reports each partition's end (librdkafka `enable.partition.eof`, set by the
     # runner for --exit-when-idle): an idle exit then also waits until every partition we own
@@ -98,6 +97,7 @@ class Pipeline(PartitionSteps):
     events: Any = field(default_factory=NoEvents)  # landed-batch events (events.py), announced before the commit
     states: dict[int, PartitionState] = field(default_factory=dict)
     maps: MapPool = field(default_factory=MapPool)  # the buffers' memory maps, reused (batching/maps.py)
+    freed: FreedMemory = field(default_factory=FreedMemory)  # when encoding's freed memory goes back (allocator.py)
     waiting_for_memory: bool = False  # the last _poll() waited for publication instead of consuming
     holding_all: bool = False  # at the budget and about to consume anyway: every partition is paused
     # Under memory pressure, the partitions that may consume: the fullest, as many as the
@@ -115,7 +115,7 @@ class Pipeline(PartitionSteps):
     @property
     def publisher(self) -> Publisher:
         """The publisher threads' side, with the sinks as they are now (tests swap events)."""
-        return Publisher(self.encoder, self.ledger, self.store, self.dead_letters, self.events, self.faults)
+        return Publisher(self.encoder, self.ledger, self.store, self.dead_letters, self.events, self.faults, self.freed)
 
     # ---- the loop ----
 
@@ -215,8 +215,9 @@ class Pipeline(PartitionSteps):
             self.memory_budget, self.policy.max_bytes, len(self.states), self.publish_slots
         )
         self.maps.let_go(room=self.budget_bytes() - self.held_bytes(), now=now)
+        self.freed.settle()
         if self._at_budget():  # pages of reused maps beyond their values first: a cut would not free them
-            self.maps.give_back_slack()
+            self.maps.give_back_slack(self.held_bytes() - self.budget_bytes() + 1)
         self._early_cut = memory.fullest_buffer(self.states.values()) if self._at_budget() else None
         self._room_from = memory.caught_up_to_cut(self.states, self.focus)
         for partition, state in list(self.states.items()):

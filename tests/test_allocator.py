@@ -24,33 +24,54 @@ def counted(every: float = 1.0) -> tuple[FreedMemory, list[float], Clock]:
     return FreedMemory(every=every, release=lambda: released.append(clock.now), clock=clock), released, clock
 
 
-def test_freed_memory_goes_back_when_the_last_batch_at_work_finishes():
-    freed, released, _ = counted()
+def test_as_batches_finish_freed_memory_goes_back_at_most_once_every_interval():
+    """On a backlog the next batch reuses what the last one freed: releasing after each would
+    only have the kernel zero those pages again."""
+    freed, released, clock = counted(every=1.0)
+    for _ in range(10):  # ten batches, one after the other, 0.25 s each
+        with freed.batch():
+            clock.now += 0.25
+    assert released == [101.0, 102.0]
+
+
+def test_overlapping_batches_share_one_interval():
+    freed, released, clock = counted(every=1.0)
     with freed.batch():
+        clock.now += 1.5
         with freed.batch():
             pass
-        assert released == []  # the other batch is still at work: what this one freed is reused by it
-    assert released == [100.0]
+        assert released == [101.5]
+    assert released == [101.5]  # the second to finish, in the same interval
 
 
-def test_while_batches_overlap_freed_memory_goes_back_at_most_once_every_interval():
+def test_once_the_publishers_have_been_idle_for_the_interval_the_rest_goes_back():
     freed, released, clock = counted(every=1.0)
-    with freed.batch():  # a batch always at work: the publishers never go idle
-        for _ in range(10):  # ten batches finish 0.25 s apart beside it
-            with freed.batch():
-                clock.now += 0.25
-        assert released == [101.0, 102.0]  # not after each of the ten
-    assert released == [101.0, 102.0, 102.5]  # and when the publishers go idle
+    freed.settle()
+    assert released == []  # nothing finished yet: nothing owed
+    with freed.batch():
+        clock.now += 0.5
+    assert released == []  # within the interval of the start
+    clock.now += 0.9
+    freed.settle()
+    assert released == []  # idle 0.9 s
+    clock.now += 0.1
+    freed.settle()
+    freed.settle()
+    assert released == [101.5]  # idle 1 s: released once
+    with freed.batch():
+        clock.now += 2.0
+        freed.settle()  # a batch at work: not idle
+        assert released == [101.5]
+    assert released == [101.5, 103.5]
 
 
 def test_a_batch_that_fails_still_counts_as_finished():
-    freed, released, _ = counted()
+    freed, released, clock = counted()
     with pytest.raises(RuntimeError), freed.batch():
         raise RuntimeError("storage down")
-    assert released == [100.0]
-    with freed.batch():
-        pass
-    assert len(released) == 2  # the count went back to zero: the next batch alone releases again
+    clock.now += 1.0
+    freed.settle()
+    assert released == [101.0]
 
 
 def resident_kib() -> int:
@@ -59,11 +80,13 @@ def resident_kib() -> int:
 
 
 def test_the_last_batch_out_hands_freed_arrow_memory_back_to_the_os():
-    """RSS as the OS sees it: 1 KiB Arrow buffers allocated on a publisher-like thread and freed,
-    every 16th kept so the heap cannot shrink from its top, stay resident until released."""
+    """RSS as the OS sees it: 1 KiB Arrow buffers allocated on a publisher thread and freed, every
+    16th kept so the heap cannot shrink from its top, stay resident until the batch that freed
+    them finishes, an interval after the last release."""
     before = pa.default_memory_pool()
     pa.set_memory_pool(pa.system_memory_pool())
-    freed = FreedMemory()
+    clock = Clock()
+    freed = FreedMemory(clock=clock)
     seen: dict[str, int] = {}
 
     def publish() -> None:
@@ -74,13 +97,14 @@ def test_the_last_batch_out_hands_freed_arrow_memory_back_to_the_os():
             kept = buffers[::16]
             del buffers
             seen["freed"] = resident_kib()
-        seen["released"] = resident_kib()
+            clock.now += 1.0
         del kept
 
     try:
         worker = threading.Thread(target=publish)
         worker.start()
         worker.join()
+        seen["released"] = resident_kib()
     finally:
         pa.set_memory_pool(before)
     assert seen["freed"] - seen["released"] > 100 * 1024  # KiB: most of the 150 MiB freed went back

@@ -13,6 +13,7 @@ from ingest_core.commands.audit import audit
 from ingest_core.commands.autoloader import data_file_extension, spark_reader
 from ingest_core.ops.faults import FaultInjector
 from ingest_core.settings import COMPRESSIONS, Settings
+from ingest_core.sink.allocator import FreedMemory
 from ingest_core.sink.deadletter import DeadLetterFiles
 from ingest_core.sink.encode import BatchEncoder
 from ingest_core.sink.events import NoEvents
@@ -41,7 +42,7 @@ def test_every_format_and_compression_lands_and_audits_back(tmp_path, fmt, codec
     batch = Batch("t", 0, 0, list(range(n)), [BASE_TS + i for i in range(n)], [b"k"] * n, values,
                   [None] * n)
     publisher = Publisher(BatchEncoder(settings), Ledger(store), store, DeadLetterFiles(LakeStore.open(f"{url}/_dlq")),
-                          NoEvents(), FaultInjector())
+                          NoEvents(), FaultInjector(), FreedMemory())
     encoded, outcome = publisher.encode_and_store(batch, None)
     assert outcome == len(encoded.files) >= 1 and len(encoded.rejects) == 1
 

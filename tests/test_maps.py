@@ -123,6 +123,30 @@ def test_giving_back_the_slack_returns_its_pages_to_the_kernel_and_keeps_the_val
     assert buffer.take().values.to_pylist() == [b"b" * 100] * 10
 
 
+def test_at_the_budget_only_the_slack_wanted_is_given_back_from_the_end_of_the_map_with_most():
+    """Two reused 32 MiB maps, one under 1 MiB of values and one under 8 MiB: 4 MiB wanted come
+    from the end of the first (RSS falls by about 4 MiB, not 55), and its next 27 MiB of values
+    go into pages it still holds; the other map is not touched."""
+    pool = MapPool()
+    buffers = [PartitionBuffer("orders", p, maps=pool) for p in range(2)]
+    for buffer in buffers:
+        _fill(buffer, [b"a" * (1 << 20)] * 32, 0)
+    for buffer in buffers:
+        buffer.take()
+    gc.collect()
+    _fill(buffers[0], [b"b" * (1 << 20)] * 1, 32)
+    _fill(buffers[1], [b"c" * (1 << 20)] * 8, 32)
+    assert pool.slack_bytes() == (31 << 20) + (24 << 20)
+    before = _rss_bytes()
+    assert pool.give_back_slack(4 << 20) == 4 << 20
+    assert 3 << 20 < before - _rss_bytes() < 6 << 20
+    assert pool.slack_bytes() == (27 << 20) + (24 << 20)
+    data = buffers[0].values.data
+    assert data is not None and data[(28 << 20) : (28 << 20) + 10] == bytes(10)  # the end dropped: zeros
+    assert data[(27 << 20) - 10 : 27 << 20] == b"a" * 10  # the rest kept as written
+    assert [b.take().values.to_pylist()[0][:1] for b in buffers] == [b"b", b"c"]
+
+
 def test_maps_idle_for_longer_than_idle_for_are_let_go():
     """Under steady traffic a buffer is cut by age, so a committed batch's map would wait a whole
     batch.max_age for the next cut: maps idle longer than `idle_for` seconds are unmapped."""

@@ -13,6 +13,7 @@ from ingest_core.batching.buffer import FlushPolicy
 from ingest_core.flow import Pipeline
 from ingest_core.retry import Backoff
 from ingest_core.settings import Settings
+from ingest_core.sink.allocator import FreedMemory
 from ingest_core.sink.deadletter import DeadLetterFiles
 from ingest_core.sink.encode import BatchEncoder
 from ingest_core.sink.ledger import Ledger
@@ -940,8 +941,8 @@ def test_maps_are_not_reused_while_the_budget_cannot_hold_a_full_batch_per_parti
 def test_at_the_budget_the_slack_of_a_reused_map_is_given_back_not_cut_for(tmp_path):
     """A batch of 3,000 bytes leaves its map idle with 3,000 bytes written; the next buffer takes
     it for one message, so the bytes held (100 of messages and 2,900 of slack) reach the budget
-    of 3,000. Cutting that one message early would free nothing: the slack is given back instead,
-    and nothing is cut for memory."""
+    of 3,000. Cutting that one message early would free nothing: as much slack as takes the bytes
+    held under the budget is given back instead, and nothing is cut for memory."""
     consumer = InterleavingConsumer(TOPIC, {0: hundred_byte_messages(0, 30)})
     pipeline, _ = make(tmp_path, consumer, max_records=1000, max_bytes=1000)
     pipeline.memory_budget = 3_000  # a full batch for the partition and both publish slots
@@ -954,4 +955,21 @@ def test_at_the_budget_the_slack_of_a_reused_map_is_given_back_not_cut_for(tmp_p
     assert pipeline.maps.reuse and pipeline.held_bytes() == 3_000
     pipeline.turn(pipeline.clock())
     assert cuts == ["bytes"]
-    assert pipeline.maps.slack_bytes() == 0 and pipeline.held_bytes() == 100
+    assert pipeline.held_bytes() == 2_999 and pipeline.maps.slack_bytes() == 2_899
+
+
+def test_the_publishers_share_one_freed_memory_and_the_loop_settles_it(tmp_path):
+    """Every batch of a pipeline is encoded and stored inside the pipeline's one FreedMemory (a
+    publisher of its own per batch would never count the others), and the loop's turn releases
+    what the batches freed once they have been idle for the interval."""
+    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 30)})
+    pipeline, _ = make(tmp_path, consumer, max_records=10)
+    released: list[float] = []
+    pipeline.freed = FreedMemory(every=1.0, release=lambda: released.append(pipeline.clock()), clock=pipeline.clock)
+    spin(pipeline, turns=5)
+    assert consumer.committed_offsets == {0: 30}
+    assert released == []  # three batches, all within the first interval
+    pipeline.clock.now += 1.0
+    pipeline.turn(pipeline.clock())
+    pipeline.turn(pipeline.clock())
+    assert released == [1001.0]

@@ -16,7 +16,8 @@ array, slice or view over a batch's bytes can outlive the batch into the next bu
 Memory: the pages of a map stay resident until it is unmapped, however few bytes its next
 buffer holds. `slack_bytes()` is what maps in use hold resident beyond the message bytes in
 them; the pipeline counts it with the message bytes against the memory budget, and at the
-budget gives it back (`give_back_slack()`) before it cuts any buffer early.
+budget gives back as much of it as takes the bytes held under the budget (`give_back_slack()`)
+before it cuts any buffer early.
 `idle_bytes()` is what idle maps hold; `let_go()` unmaps idle maps until they fit in the room
 the budget leaves, so mapped memory stays within the budget.
 """
@@ -86,20 +87,26 @@ class MapPool:
         """Bytes the maps in use hold resident beyond the values in them."""
         return sum(kept.resident - kept.used for kept in self._kept if not _idle(kept))
 
-    def give_back_slack(self) -> int:
-        """Hand the kernel back the pages the maps in use hold beyond the values in them
-        (madvise MADV_DONTNEED: they read as zeros again and are zeroed by the kernel when next
-        written, as a new map's are); returns the bytes given back. For when the budget is
-        reached: cutting a buffer early frees none of this, giving it back does."""
+    def give_back_slack(self, wanted: int | None = None) -> int:
+        """Hand the kernel back pages the maps in use hold beyond the values in them (madvise
+        MADV_DONTNEED: they read as zeros again and are zeroed by the kernel when next written,
+        as a new map's are): `wanted` bytes or a little more (whole pages), from the ends of the
+        maps with the most, or all of it (None); returns the bytes given back. For when the
+        budget is reached: cutting a buffer early frees none of this, giving it back does. Only
+        what takes the bytes held under the budget: the rest is where those buffers' next
+        messages go without a page fault."""
+        wanted = self.slack_bytes() if wanted is None else wanted
         given = 0
-        for kept in self._kept:
-            if _idle(kept):
-                continue
-            start = -(-kept.used // mmap.PAGESIZE) * mmap.PAGESIZE  # the first page past the values
-            if kept.resident > kept.used and start < len(kept.map):
+        in_use = [kept for kept in self._kept if not _idle(kept) and kept.resident > kept.used]
+        for kept in sorted(in_use, key=lambda k: k.used - k.resident):  # the most slack first
+            if given >= wanted:
+                break
+            keep = max(kept.used, kept.resident - (wanted - given))
+            start = -(-keep // mmap.PAGESIZE) * mmap.PAGESIZE  # the first page past what is kept
+            if start < len(kept.map):
                 kept.map.madvise(mmap.MADV_DONTNEED, start, len(kept.map) - start)
-                given += kept.resident - kept.used
-            kept.resident = kept.used
+            given += kept.resident - keep  # (bytes on the page of the last value kept are counted given)
+            kept.resident = keep
         return given
 
     def idle_bytes(self) -> int:

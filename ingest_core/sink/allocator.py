@@ -6,8 +6,8 @@ allocator's trim (`malloc_trim`) gives back the free pages of every thread's hea
 receive buffers included, and each page given back is zeroed by the kernel when it is written
 again. After every batch on a backlog of 1 KiB values that doubled the process's page faults
 and cost 10-20 % of its time, for no lower peak (bench/RESULTS.md, "Returning freed memory").
-So `FreedMemory` trims when the publishers go idle, and at most once a second while batches
-follow each other, when the next batch reuses what the last one freed.
+So `FreedMemory` trims at most once a second while batches follow each other (the next batch
+reuses what the last one freed), and once the publishers have been idle for a second.
 """
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ def return_freed_arrow_memory() -> None:
 
 
 class FreedMemory:
-    """Shared by the publisher threads: each encodes and stores a batch inside `batch()`; freed
-    memory is given back as the last of them finishes, or as one finishes `every` seconds or
-    more after the last time."""
+    """When the memory freed by encoding and storing batches goes back: one per pipeline, shared
+    by its publisher threads, which encode and store each batch inside `batch()`. As a batch
+    finishes, at most once every `every` seconds; and from the consume loop (`settle()`) once
+    no batch has been at work for `every` seconds, so an idle consumer holds none of it."""
 
     def __init__(
         self,
@@ -59,9 +60,11 @@ class FreedMemory:
         self.every = every
         self.release = release
         self.clock = clock
-        self._lock = threading.Lock()  # the publisher threads share the count and the time
-        self._working = 0
+        self._lock = threading.Lock()  # the publisher threads and the consume loop share what follows
+        self._working = 0  # batches inside batch()
         self._released_at = clock()  # the first interval starts here
+        self._finished_at = self._released_at  # when the last batch finished
+        self._owed = False  # a batch finished since the last release
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -72,9 +75,22 @@ class FreedMemory:
         finally:
             with self._lock:
                 self._working -= 1
-                now = self.clock()
-                due = self._working == 0 or now - self._released_at >= self.every
-                if due:
-                    self._released_at = now
+                self._finished_at = self.clock()
+                self._owed = True
+                due = self._due(self._finished_at - self._released_at)
             if due:
                 self.release()
+
+    def settle(self) -> None:
+        """Release what is owed once no batch has been at work for `every` seconds."""
+        with self._lock:
+            due = self._working == 0 and self._due(self.clock() - self._finished_at)
+        if due:
+            self.release()
+
+    def _due(self, waited: float) -> bool:
+        """(lock held) Whether to release now; if so, it counts as released."""
+        if not self._owed or waited < self.every:
+            return False
+        self._owed, self._released_at = False, self.clock()
+        return True

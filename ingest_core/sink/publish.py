@@ -5,7 +5,7 @@ exactly from the marker (ledger.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ingest_core.batching.buffer import Batch
@@ -28,7 +28,7 @@ class Publisher:
     dead_letters: Any  # DeadLetterFiles or DeadLetterTopic (deadletter.py)
     events: Any  # landed-batch events (events.py), announced before the commit
     faults: FaultInjector
-    freed: FreedMemory = field(default_factory=FreedMemory)  # when the allocator's freed memory goes back
+    freed: FreedMemory  # when the allocator's freed memory goes back: one for every publisher thread
 
     def encode_and_store(self, batch: Batch, encoded: EncodedBatch | None) -> tuple[EncodedBatch, Outcome]:
         """Encode (unless a failed attempt already did) and store. Encoding here, not on the
