@@ -214,6 +214,7 @@ class ChildRun:
     stdout: str
     stderr: str
     result: dict = field(default_factory=dict)  # the child's BENCH_RESULT line, if any
+    minor_faults: int = 0  # page faults of the child that needed no disk read (each a page the kernel handed it)
 
 
 def run_child(argv: list[str], workdir: Path, name: str, env: dict | None = None, timeout: float = 1800,
@@ -249,7 +250,7 @@ def run_child(argv: list[str], workdir: Path, name: str, env: dict | None = None
         if line.startswith(RESULT_PREFIX):
             result = json.loads(line[len(RESULT_PREFIX):])
     return ChildRun(process.returncode, spawned, exited, high_water or usage.ru_maxrss / 1024, usage.ru_maxrss / 1024,
-                    usage.ru_utime + usage.ru_stime, stdout, stderr, result)
+                    usage.ru_utime + usage.ru_stime, stdout, stderr, result, usage.ru_minflt)
 
 
 def vm_hwm_mib(pid: int) -> float | None:
@@ -399,12 +400,12 @@ def git_revision(rev: str | None = None) -> str:
         return "unknown"
 
 
-def ingest_core_source(rev: str | None, workdir: Path) -> Path:
+def ingest_core_source(rev: str | None, workdir: Path, folder: str = "src") -> Path:
     """The folder to put first on PYTHONPATH: with `rev`, a copy of ingest_core as committed at
-    rev (git archive); without, this work tree (not whatever `pip install -e` pointed at)."""
+    rev (git archive) in workdir/folder; without, this work tree (not whatever `pip install -e` pointed at)."""
     if not rev:
         return REPO
-    target = workdir / "src"
+    target = workdir / folder
     target.mkdir()
     archive = subprocess.run(["git", "archive", "--format=tar", rev, "ingest_core"], cwd=REPO, capture_output=True,
                              check=True).stdout

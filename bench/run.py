@@ -279,7 +279,7 @@ def measure(name: str, run: int, ctx: Context, wrap: list[str] | None = None, ke
     load_after = common.load_average()
     result = {"contender": name, "run": run, "group": group, "exit_code": child.returncode,
               "peak_rss_mib": round(child.peak_rss_mib, 1), "ru_maxrss_mib": round(child.ru_maxrss_mib, 1),
-              "cpu_s": round(child.cpu_s, 2),
+              "cpu_s": round(child.cpu_s, 2), "minor_faults": child.minor_faults,
               "loadavg_before": load_before, "loadavg_after": load_after, "problems": []}
     if name.startswith("lake-"):
         timing = lake_ingest_timing(child)
