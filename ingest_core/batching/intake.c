@@ -12,7 +12,8 @@
        offsets, stamps: bytes of native int64 (offset(), timestamp()[1]);
        keys: [key(), ...]; headers: [headers(), ...], or None without with_headers;
        the values are copied back to back into the writable buffer `reserve(value_bytes)` returns
-       (the buffer's memory map: no copy in between); ends: bytes of native int64, where each value
+       (the buffer's memory map: no copy in between; from COPY_UNLOCKED_FROM bytes on, without
+       Python's lock); ends: bytes of native int64, where each value
        ends, counted from `start` (the bytes the column held before); nulls: positions of the
        messages whose value() is None (they take no byte); key_bytes: the bytes of the keys. */
 
@@ -26,6 +27,9 @@ typedef struct {
 } Names;
 
 static Names names;
+
+/* From this many bytes of values in one call on, they are copied without Python's lock. */
+#define COPY_UNLOCKED_FROM (1 << 20)
 
 static PyObject *call(PyObject *message, PyObject *name) { return PyObject_CallMethodNoArgs(message, name); }
 
@@ -167,13 +171,19 @@ static PyObject *columns(PyObject *module, PyObject *args) {
         goto fail;
     }
     char *out = space.buf;
+    /* The copy runs without Python's lock when it is large (the publisher threads' Python work goes
+       on meanwhile): `values` holds a reference to each bytes object and `space` exports the map, so
+       neither can go away or move, and only this thread writes to the map. */
+    int unlocked = total >= COPY_UNLOCKED_FROM;
+    PyThreadState *saved = unlocked ? PyEval_SaveThread() : NULL;
     for (Py_ssize_t i = 0; i < count; i++) {
         if (!values[i]) continue;
         Py_ssize_t length = PyBytes_GET_SIZE(values[i]);
         memcpy(out, PyBytes_AS_STRING(values[i]), (size_t)length);
         out += length;
-        Py_CLEAR(values[i]);
     }
+    if (unlocked) PyEval_RestoreThread(saved);
+    for (Py_ssize_t i = 0; i < count; i++) Py_CLEAR(values[i]);
     PyBuffer_Release(&space);
     Py_DECREF(target); /* (a memoryview of a memory map: the map can be resized again once it is gone) */
     PyMem_Free(values);
