@@ -104,3 +104,17 @@ def test_reserve_grows_the_map_in_place_across_many_lots():
         column.took(count, ends, nulls)
     assert column.size == sum(map(len, expected)) > ValueColumn.FIRST_CAPACITY
     assert column.array().to_pylist() == expected
+
+
+def test_a_lot_of_a_mebibyte_or_more_is_copied_without_the_lock_and_lands_whole():
+    """Values of 1 MiB and more in one call are copied with Python's lock released: each lands back
+    to back, Nones among them take no byte, and every value's reference is dropped after."""
+    values = [bytes([i % 251]) * (1024 + i) if i % 7 else None for i in range(3000)]  # ~3 MiB
+    messages = [FakeMessage("t", 0, i, v) for i, v in enumerate(values)]
+    counts = [sys.getrefcount(v) for v in values if v is not None]
+    column = ValueColumn()
+    _, _, _, _, ends, nulls, _, count = intake.columns(messages, False, column.size, column.reserve)
+    column.took(count, ends, nulls)
+    assert count == sum(len(v) for v in values if v is not None) > 1 << 20
+    assert column.array().to_pylist() == values
+    assert [sys.getrefcount(v) for v in values if v is not None] == counts
