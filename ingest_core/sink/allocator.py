@@ -4,8 +4,9 @@ Encoding and writing a batch allocate through pyarrow's pool on the publisher th
 that memory stays with the allocator until it is trimmed. Trimming is not free: the system
 allocator's trim (`malloc_trim`) gives back the free pages of every thread's heap, librdkafka's
 receive buffers included, and each page given back is zeroed by the kernel when it is written
-again. After every batch on a backlog of 1 KiB values that doubled the process's page faults
-and cost 10-20 % of its time, for no lower peak (bench/RESULTS.md, "Returning freed memory").
+again. Twice after every batch, on a backlog of 1 KiB values into NDJSON, that doubled the
+process's page faults and cost 9 % of its time, for no lower peak (bench/versus.py; bench/RESULTS.md,
+"Returning freed memory cost page faults").
 So `FreedMemory` trims at most once a second while batches follow each other (the next batch
 reuses what the last one freed), and once the publishers have been idle for a second.
 """
