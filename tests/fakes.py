@@ -6,6 +6,22 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 
+class Clock:
+    """A monotonic clock the test moves by hand (`clock.now += seconds`)."""
+
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def rss_bytes() -> int:
+    """This process's resident memory as the OS counts it (VmRSS in /proc/self/status)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+
+
 @dataclass
 class FakeMessage:
     _topic: str

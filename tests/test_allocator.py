@@ -6,20 +6,13 @@ import threading
 
 import pyarrow as pa
 import pytest
+from fakes import Clock, rss_bytes
 
 from ingest_core.sink.allocator import FreedMemory, use_system_allocator
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def counted(every: float = 1.0) -> tuple[FreedMemory, list[float], Clock]:
-    clock = Clock()
+    clock = Clock(100.0)
     released: list[float] = []
     return FreedMemory(every=every, release=lambda: released.append(clock.now), clock=clock), released, clock
 
@@ -74,18 +67,13 @@ def test_a_batch_that_fails_still_counts_as_finished():
     assert released == [101.0]
 
 
-def resident_kib() -> int:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-
-
 def test_the_last_batch_out_hands_freed_arrow_memory_back_to_the_os():
     """RSS as the OS sees it: 1 KiB Arrow buffers allocated on a publisher thread and freed, every
     16th kept so the heap cannot shrink from its top, stay resident until the batch that freed
     them finishes, an interval after the last release."""
     before = pa.default_memory_pool()
     pa.set_memory_pool(pa.system_memory_pool())
-    clock = Clock()
+    clock = Clock(100.0)
     freed = FreedMemory(clock=clock)
     seen: dict[str, int] = {}
 
@@ -96,7 +84,7 @@ def test_the_last_batch_out_hands_freed_arrow_memory_back_to_the_os():
                 buffer.to_pybytes()  # write every page
             kept = buffers[::16]
             del buffers
-            seen["freed"] = resident_kib()
+            seen["freed"] = rss_bytes() // 1024
             clock.now += 1.0
         del kept
 
@@ -104,7 +92,7 @@ def test_the_last_batch_out_hands_freed_arrow_memory_back_to_the_os():
         worker = threading.Thread(target=publish)
         worker.start()
         worker.join()
-        seen["released"] = resident_kib()
+        seen["released"] = rss_bytes() // 1024
     finally:
         pa.set_memory_pool(before)
     assert seen["freed"] - seen["released"] > 100 * 1024  # KiB: most of the 150 MiB freed went back

@@ -1,17 +1,11 @@
 import json
 import logging
 
+from fakes import Clock
+
 from ingest_core.ops.log import JsonFormatter, LibrdkafkaLines
 
 FAIL = "[thrd:b/bootstrap]: b/bootstrap: Connect to ipv4#127.0.0.1:9 failed: Connection refused (after {}ms in state CONNECT)"
-
-
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
 
 
 def shown(lines, logger_filter, clock, steps):
@@ -26,7 +20,7 @@ def shown(lines, logger_filter, clock, steps):
 
 
 def test_librdkafka_lines_become_our_fields():
-    clock = Clock()
+    clock = Clock(100.0)
     [line] = shown([FAIL.format(0)], LibrdkafkaLines(30, clock), clock, [0])
     assert line["message"] == FAIL.format(0)
     assert (line["level"], line["logger"], line["event"]) == ("error", "librdkafka", "librdkafka")
@@ -35,7 +29,7 @@ def test_librdkafka_lines_become_our_fields():
 
 
 def test_alike_lines_are_shown_once_then_counted_every_period():
-    clock = Clock()
+    clock = Clock(100.0)
     limiter = LibrdkafkaLines(30, clock)
     # 100 lines 0.5 s apart (only the milliseconds differ), 50 s in all
     lines = shown([FAIL.format(i % 3) for i in range(100)], limiter, clock, [0.5] * 100)
@@ -46,7 +40,7 @@ def test_alike_lines_are_shown_once_then_counted_every_period():
 
 
 def test_different_lines_are_limited_apart():
-    clock = Clock()
+    clock = Clock(100.0)
     limiter = LibrdkafkaLines(30, clock)
     lines = shown([FAIL.format(0), "Group coordinator lost", FAIL.format(1), "Group coordinator lost"], limiter, clock, [1] * 4)
     assert [line["message"] for line in lines] == [FAIL.format(0), "Group coordinator lost"]

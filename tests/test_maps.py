@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import gc
 
-from fakes import FakeMessage
+from fakes import FakeMessage, rss_bytes
 
 from ingest_core.batching.buffer import PartitionBuffer
 from ingest_core.batching.maps import MapPool
@@ -98,11 +98,6 @@ def test_with_reuse_off_every_buffer_gets_a_new_map_and_idle_ones_are_let_go():
     assert len(pool) == 1 and pool.idle_bytes() == 0
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
-
-
 def test_giving_back_the_slack_returns_its_pages_to_the_kernel_and_keeps_the_values():
     """A reused 64 MiB map under a buffer of 1,000 bytes: give_back_slack() drops the pages past the
     values (the process's RSS, as the OS counts it, falls by about 64 MiB), the values stay, and the
@@ -114,9 +109,9 @@ def test_giving_back_the_slack_returns_its_pages_to_the_kernel_and_keeps_the_val
     gc.collect()
     _fill(buffer, [b"b" * 100] * 10, 64)
     assert pool.slack_bytes() == (64 << 20) - 1000
-    before = _rss_bytes()
+    before = rss_bytes()
     assert pool.give_back_slack() == (64 << 20) - 1000
-    assert before - _rss_bytes() > 48 << 20
+    assert before - rss_bytes() > 48 << 20
     assert pool.slack_bytes() == 0
     data = buffer.values.data
     assert data is not None and data[:1000] == b"b" * 1000 and data[4096 : 4096 + (1 << 20)] == bytes(1 << 20)
@@ -137,9 +132,9 @@ def test_at_the_budget_only_the_slack_wanted_is_given_back_from_the_end_of_the_m
     _fill(buffers[0], [b"b" * (1 << 20)] * 1, 32)
     _fill(buffers[1], [b"c" * (1 << 20)] * 8, 32)
     assert pool.slack_bytes() == (31 << 20) + (24 << 20)
-    before = _rss_bytes()
+    before = rss_bytes()
     assert pool.give_back_slack(4 << 20) == 4 << 20
-    assert 3 << 20 < before - _rss_bytes() < 6 << 20
+    assert 3 << 20 < before - rss_bytes() < 6 << 20
     assert pool.slack_bytes() == (27 << 20) + (24 << 20)
     data = buffers[0].values.data
     assert data is not None and data[(28 << 20) : (28 << 20) + 10] == bytes(10)  # the end dropped: zeros

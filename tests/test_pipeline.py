@@ -7,7 +7,7 @@ import time
 
 import pyarrow.dataset as ds
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
-from fakes import FakeConsumer, PartitionEnd, json_messages
+from fakes import Clock, FakeConsumer, PartitionEnd, json_messages
 
 from ingest_core.batching.buffer import FlushPolicy
 from ingest_core.flow import Pipeline
@@ -20,14 +20,6 @@ from ingest_core.sink.ledger import Ledger
 from ingest_core.sink.storage import LakeStore, StorageError
 
 TOPIC = "orders"
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 class ImmediateExecutor(concurrent.futures.Executor):
