@@ -6,23 +6,21 @@
       → publish      marker → data files → dead letters → event (sink/publish.py)
       → commit       `end + 1`, on the main thread, for partitions we still own (commit.py)
 
-The main thread owns the consumer and all state. Each turn (`run` below) it takes what
-`consume()` returns into per-partition buffers (`accept`), then moves every partition through
-its phases (`turn`: partition.py holds the phases, steps.py the steps), and pauses or resumes
-partitions for storage trouble and memory (batching/focus.py).
+The main thread owns the consumer and all state. Each turn (`run` below) it takes what `consume()` returns into
+per-partition buffers (`accept`), then moves every partition through its phases (`turn`: partition.py holds the
+phases, steps.py the steps), and pauses or resumes partitions for storage trouble and memory (batching/focus.py).
 
-Why threads: storage calls can block for as long as an outage lasts; off the main thread,
-`consume()` keeps being called, so the member stays in its group past `max.poll.interval.ms`.
-A partition has at most one storage job in flight (its batches stay in order); at most
-`publish_slots` batches are cut and not committed (a due batch waits in its paused buffer).
+Why threads: storage calls can block for as long as an outage lasts; off the main thread, `consume()` keeps being
+called, so the member stays in its group past `max.poll.interval.ms`. A partition has at most one storage job in
+flight (its batches stay in order); at most `publish_slots` batches are cut and not committed (a due batch waits in
+its paused buffer).
 
-Memory: the message bytes held (buffered, or cut and not committed), with what their maps hold
-beyond them, and the idle maps kept for new buffers (batching/maps.py) stay within one budget per
-process (`memory_budget`, from memory.limit: batching/budget.py), never above batch.max_bytes x
-(assigned partitions + publish_slots). At the budget the fullest buffer is cut early (flush reason "memory") when
-a publish slot is free; otherwise the loop waits for a batch to be published instead of
-consuming; when it must call consume() anyway (storage failing, or publication slower than
-`memory_wait_limit`), every partition is paused first, so one consume() call bounds what comes.
+Memory: the message bytes held (buffered, or cut and not committed), with what their maps hold beyond them, and the
+idle maps kept for new buffers (batching/maps.py) stay within one budget per process (`memory_budget`, from
+memory.limit: batching/budget.py), never above batch.max_bytes x (assigned partitions + publish_slots). At the budget
+the fullest buffer is cut early (flush reason "memory") when a publish slot is free; otherwise the loop waits for a
+batch to be published instead of consuming; when it must call consume() anyway (storage failing, or publication
+slower than `memory_wait_limit`), every partition is paused first, so one consume() call bounds what comes.
 A job abandoned on revoke is harmless: the next owner's replay makes the same files (ledger.py).
 """
 
@@ -51,6 +49,7 @@ from ingest_core.sink.events import NoEvents
 from ingest_core.sink.ledger import Ledger
 from ingest_core.sink.publish import Publisher
 from ingest_core.sink.storage import LakeStore
+from ingest_core.source.kafka import read_to_high_watermark
 from ingest_core.steps import PartitionSteps
 
 log = logging.getLogger("ingest.pipeline")
@@ -186,7 +185,7 @@ class Pipeline(PartitionSteps):
         )
 
     def accept(self, messages, now: float) -> None:
-        states = self.states
+        states, consumer, topic = self.states, self.consumer, self.topic
         before = sum(s.buffer.nbytes for s in states.values())
         by_partition, reports = intake.by_partition(messages)  # (in C: one pass, no Python per message)
         ends: dict[int, int] = {}  # partition -> how many of its messages came before its end was reported
@@ -202,7 +201,8 @@ class Pipeline(PartitionSteps):
             state = states.get(partition)
             if state is not None:
                 state.buffer.extend(group, now)
-                state.at_end = ends.get(partition) == len(group)
+                at_end = ends.get(partition) == len(group)  # or the last message reached the high watermark:
+                state.at_end = at_end or read_to_high_watermark(consumer, topic, partition, group[-1].offset())
         for partition in ends.keys() - by_partition.keys():
             state = states.get(partition)
             if state is not None:

@@ -88,6 +88,13 @@ class FakeConsumer:
                 self.reported_end[p] = end
         return out
 
+    def get_watermark_offsets(self, partition, timeout=None, cached=False):
+        """Like librdkafka's, (-1001, -1001) until the partition was fetched: here, only with end reports on."""
+        messages = self.log.get(partition.partition, [])
+        if not self.partition_eof or partition.partition not in self.positions:
+            return (-1001, -1001)
+        return (messages[0].offset() if messages else 0, messages[-1].offset() + 1 if messages else 0)
+
     def committed(self, partitions, timeout=None):
         return [TopicPartition(self.topic, tp.partition, self.committed_offsets.get(tp.partition, -1001)) for tp in partitions]
 

@@ -660,12 +660,14 @@ def test_exit_at_end_cuts_a_partition_that_waited_for_a_publish_slot_before_it_s
 def test_exit_at_end_does_not_stop_on_an_end_that_more_messages_followed(tmp_path):
     """An end reported before more messages of the same partition (produced meanwhile) is not
     its end: the run goes on until those are read to the end as well, and lands them in one
-    batch."""
+    batch. (The high watermark is not known here, as when a transaction's marker comes last:
+    only the end report can say where the end is.)"""
     clock = TickingClock()
     messages = json_messages(TOPIC, 0, 6)
     consumer = FakeConsumer(TOPIC, {0: messages}, partition_eof=True)
     answers = [messages[:3] + [PartitionEnd(TOPIC, 0, 3)] + messages[3:], [], [], [PartitionEnd(TOPIC, 0, 6)]]
     consumer.consume = lambda n=1, timeout=0: answers.pop(0) if answers else []
+    consumer.get_watermark_offsets = lambda partition, timeout=None, cached=False: (-1001, -1001)
     pipeline, _ = make(tmp_path, consumer, max_records=100, clock=clock)
     pipeline.partition_eof = pipeline.exit_at_end = True
     assert pipeline.run(lambda: False)
@@ -674,6 +676,41 @@ def test_exit_at_end_does_not_stop_on_an_end_that_more_messages_followed(tmp_pat
     assert landed(tmp_path) == [(0, i) for i in range(6)]
     files = [p for p in (tmp_path / "lake").rglob("*.parquet") if not p.name.startswith(".")]
     assert len(files) == 1, files
+
+
+def test_exit_at_end_stops_at_the_high_watermark_without_waiting_for_the_end_report(tmp_path):
+    """The last message before the partition's high watermark (librdkafka's, cached from the fetch
+    that brought it) is its end: the run lands, commits and stops without the end report, which
+    a real broker sends only after holding the next fetch for fetch.wait.max.ms."""
+    clock = TickingClock()
+    messages = json_messages(TOPIC, 0, 6)
+    consumer = FakeConsumer(TOPIC, {0: messages}, partition_eof=True)
+    answers = [messages[:4], messages[4:], [], [], [PartitionEnd(TOPIC, 0, 6)]]
+    consumer.consume = lambda n=1, timeout=0: answers.pop(0) if answers else []
+    watermarks = {"high": 6}
+    consumer.get_watermark_offsets = lambda partition, timeout=None, cached=False: (0, watermarks["high"])
+    pipeline, _ = make(tmp_path, consumer, max_records=100, clock=clock)
+    pipeline.partition_eof = pipeline.exit_at_end = True
+    assert pipeline.run(lambda: False)
+    assert len(answers) == 3  # stopped after the second lot, before the end report
+    assert consumer.committed_offsets == {0: 6}
+    assert landed(tmp_path) == [(0, i) for i in range(6)]
+
+
+def test_a_partition_short_of_its_high_watermark_is_not_at_its_end(tmp_path):
+    """Messages past the last one taken (fetched, or produced since) keep the partition from its
+    end: here the watermark says 8 where 6 came, so the run waits for the end report."""
+    clock = TickingClock()
+    messages = json_messages(TOPIC, 0, 6)
+    consumer = FakeConsumer(TOPIC, {0: messages}, partition_eof=True)
+    answers = [messages, [], [], [PartitionEnd(TOPIC, 0, 6)]]
+    consumer.consume = lambda n=1, timeout=0: answers.pop(0) if answers else []
+    consumer.get_watermark_offsets = lambda partition, timeout=None, cached=False: (0, 8)
+    pipeline, _ = make(tmp_path, consumer, max_records=100, clock=clock)
+    pipeline.partition_eof = pipeline.exit_at_end = True
+    assert pipeline.run(lambda: False)
+    assert not answers  # it waited for the end report
+    assert consumer.committed_offsets == {0: 6}
 
 
 def test_exit_at_end_waits_for_storage_and_commits_nothing_it_could_not_land(tmp_path):

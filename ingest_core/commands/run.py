@@ -31,6 +31,7 @@ from ingest_core.sink.encode import BatchEncoder
 from ingest_core.sink.events import batch_events
 from ingest_core.sink.ledger import Ledger
 from ingest_core.sink.storage import LakeStore, StorageError
+from ingest_core.source.assign import StartPositions
 from ingest_core.source.kafka import BrokerErrors, consumer_config, producer_config
 
 log = logging.getLogger("ingest.run")
@@ -159,7 +160,8 @@ def run(
     # An idle exit waits until every partition is read to its end; --exit-at-end stops there.
     partition_eof = exit_when_idle is not None or exit_at_end
     # Partition ends are reported always: the memory focus never pauses a partition read to its end.
-    consumer = Consumer(consumer_config(settings, error_cb=BrokerErrors(settings, str(source)), partition_eof=True))
+    kafka_config = consumer_config(settings, error_cb=BrokerErrors(settings, str(source)), partition_eof=True)
+    consumer = Consumer(kafka_config)
     try:
         instruments = Instruments.start(settings, consumer)  # /healthz /readyz /metrics, status line
     except OSError as error:
@@ -207,7 +209,10 @@ def run(
         },
     )
     consumer.subscribe(
-        [settings.topic], on_assign=pipeline.on_assign, on_revoke=pipeline.on_revoke, on_lost=pipeline.on_lost
+        [settings.topic],
+        on_assign=StartPositions.from_config(kafka_config, then=pipeline.on_assign),
+        on_revoke=pipeline.on_revoke,
+        on_lost=pipeline.on_lost,
     )
     log.info(
         "consuming %s as group %s into %s (%s)",
