@@ -223,7 +223,8 @@ class Settings(_Section):
         default_factory=dict,
         description="librdkafka properties, passed through (`${VAR}` expanded). Set unless given: "
         "`auto.offset.reset=earliest`, `partition.assignment.strategy=cooperative-sticky`, a bounded prefetch, "
-        "`session.timeout.ms=45000`; `enable.auto.commit` and `enable.auto.offset.store` are always false.",
+        "`session.timeout.ms=45000`, `enable.sparse.connections=false` (every broker connected at start: the group "
+        "is joined in milliseconds); `enable.auto.commit` and `enable.auto.offset.store` are always false.",
     )
     decode: DecodeSettings = Field(default_factory=DecodeSettings)
     output: OutputSettings
