@@ -13,6 +13,10 @@ lake-ingest cuts), then drops the list: the least any consumer that batches must
 that parse it with pyarrow.json (nothing is written; the end is when the last parse is done):
 the least any consumer must do that checks every value is JSON before it lands, which both
 lake-ingest formats do (NDJSON to dead-letter what is not JSON, Parquet to build its columns).
+`ceiling-fast-start` (spec "fast_start") starts as lake-ingest does: every broker connected at
+start (enable.sparse.connections=false) and, in the assignment callback, partitions without a
+committed offset given auto.offset.reset's position at once (ingest_core/source/assign.py),
+where librdkafka waits 100 ms before it resets them (bench/startup.py).
 """
 import concurrent.futures
 import json
@@ -22,7 +26,7 @@ import time
 import pyarrow as pa
 import pyarrow.json as pa_json
 
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer
 from bench_result import report
 
 
@@ -38,9 +42,21 @@ def main(spec: dict) -> int:
         # partition (the broker holds a fetch only while its partitions have nothing).
         config.update({"queued.max.messages.kbytes": 16384, "fetch.max.bytes": 16777216,
                        "fetch.queue.backoff.ms": 10, "fetch.wait.max.ms": 100})
+    if spec.get("fast_start"):
+        config["enable.sparse.connections"] = False
     consumer = Consumer(config)
     assigned_at = []
-    consumer.subscribe([spec["topic"]], on_assign=lambda _c, _p: assigned_at.append(time.time()))
+
+    def on_assign(consumer, partitions) -> None:
+        assigned_at.append(time.time())
+        if spec.get("fast_start"):  # as StartPositions: no committed offset -> the beginning, at once
+            committed = consumer.committed(partitions, timeout=10)
+            for partition, mine in zip(partitions, committed, strict=True):
+                if mine.offset < 0:
+                    partition.offset = OFFSET_BEGINNING
+        consumer.incremental_assign(partitions)
+
+    consumer.subscribe([spec["topic"]], on_assign=on_assign)
     expect, seen, value_bytes = spec["expect"], 0, 0
     parse = spec.get("parse_values", False)
     keep = spec.get("keep_values", False) or parse
