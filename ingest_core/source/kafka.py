@@ -69,9 +69,9 @@ def consumer_config(settings: Settings, error_cb=None, partition_eof: bool = Fal
 def read_to_high_watermark(consumer: Any, topic: str, partition: int, last_offset: int) -> bool:
     """Whether the message at `last_offset` was the partition's last as of the latest fetch: librdkafka's
     cached high watermark, no request. The consumer's own end report comes with the next fetch, which the
-    broker holds up to fetch.wait.max.ms while there is nothing new (100 ms, a tenth of a 1M x 200 B
-    backlog read in `python bench/run.py --small`). False when the watermark is not known yet, or when a
-    transaction's marker or a compacted gap comes last: the end report still says so then."""
+    broker holds up to fetch.wait.max.ms while there is nothing new: 100 ms more before every
+    `--exit-at-end` run could stop. False when the watermark is not known yet, or when a transaction's
+    marker or a compacted gap comes last: the end report still says so then."""
     try:
         high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)[1]
     except KafkaException:
