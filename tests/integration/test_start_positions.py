@@ -11,7 +11,18 @@ from confluent_kafka import Consumer, TopicPartition
 
 from ingest_core.source.assign import StartPositions
 
-from .lake import create_topic, produce_events
+from ingest_core.sink.storage import LakeStore
+
+from .lake import (
+    committed_offsets,
+    create_topic,
+    data_files,
+    expected_rows,
+    landed_rows,
+    produce_events,
+    run_to_completion,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -66,3 +77,24 @@ def test_partitions_with_commits_start_there_the_others_at_the_reset_position(ka
     committer.close()
     settings = {"auto.offset.reset": "earliest", "partition.assignment.strategy": "cooperative-sticky"}
     assert first_offsets(kafka.bootstrap, topic_name, group, settings, 3) == {0: 40, 1: 0, 2: 99}
+
+
+def test_ingest_run_of_a_new_group_lands_the_backlog_with_earliest_and_nothing_with_latest(kafka, topic_name, tmp_path):
+    """The CLI end to end: with `auto.offset.reset: latest` a new group starts at each partition's end, so
+    `--exit-at-end` lands nothing and commits nothing; with `earliest` (the default) it lands everything."""
+    create_topic(kafka.bootstrap, topic_name, partitions=3)
+    produce_events(kafka.bootstrap, topic_name, 600, partitions=3)
+    latest = LakeStore.open(f"file://{tmp_path / 'latest'}")
+    config = write_config(tmp_path, topic_name, kafka.bootstrap, latest.url, group=f"latest-{topic_name}",
+                          kafka={"auto.offset.reset": "latest"})
+    run = run_to_completion(config, "--exit-at-end")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert data_files(latest) == []
+    assert set(committed_offsets(kafka.bootstrap, f"latest-{topic_name}", topic_name).values()) == {-1001}
+
+    earliest = LakeStore.open(f"file://{tmp_path / 'earliest'}")
+    config = write_config(tmp_path, topic_name, kafka.bootstrap, earliest.url, group=f"earliest-{topic_name}")
+    run = run_to_completion(config, "--exit-at-end")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert landed_rows(earliest, "parquet") == expected_rows(600, partitions=3)
+    assert committed_offsets(kafka.bootstrap, f"earliest-{topic_name}", topic_name) == {0: 200, 1: 200, 2: 200}
