@@ -9,9 +9,8 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from ingest_core.source.assign import StartPositions
-
 from ingest_core.sink.storage import LakeStore
+from ingest_core.source.assign import StartPositions
 
 from .lake import (
     committed_offsets,
