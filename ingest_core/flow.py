@@ -201,8 +201,8 @@ class Pipeline(PartitionSteps):
             state = states.get(partition)
             if state is not None:
                 state.buffer.extend(group, now)
-                at_end = ends.get(partition) == len(group)  # or the last message reached the high watermark:
-                state.at_end = at_end or read_to_high_watermark(consumer, topic, partition, group[-1].offset())
+                reported = ends.get(partition) == len(group)  # else: did its last message reach the high watermark?
+                state.at_end = reported or read_to_high_watermark(consumer, topic, partition, group[-1].offset())
         for partition in ends.keys() - by_partition.keys():
             state = states.get(partition)
             if state is not None:

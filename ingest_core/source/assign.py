@@ -4,9 +4,9 @@ Left to itself, librdkafka looks up each new partition's committed offset, and f
 without one (a new consumer group, a new partition) it applies `auto.offset.reset` after a
 fixed 100 ms wait. (`python bench/startup.py`: with this and every broker connected at start,
 source/kafka.py, a new group's first message comes 15 ms after the consumer is made, against
-166 ms with librdkafka's defaults.) `StartPositions` looks the committed offsets up itself, in the assignment callback, and gives
-librdkafka `auto.offset.reset`'s position (beginning or end) for the partitions without one,
-so it asks the broker for that offset at once. Partitions with a committed offset, and all of
+166 ms with librdkafka's defaults.) `StartPositions` looks the committed offsets up itself, in
+the assignment callback, and gives librdkafka `auto.offset.reset`'s position (beginning or end)
+for the partitions without one, so it asks the broker for that offset at once. Partitions with a committed offset, and all of
 them when the lookup fails or `auto.offset.reset` is `error`, are left to librdkafka as before:
 it starts from the committed offset (and validates it), or resets, or reports the error.
 """
@@ -56,11 +56,14 @@ class StartPositions:
 
     def __call__(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self.then(consumer, partitions)
-        if self.reset is not None and partitions:
-            self._set_start(consumer, partitions, self.reset)
+        if partitions:
+            self._set_start(consumer, partitions)
         (consumer.incremental_assign if self.incremental else consumer.assign)(partitions)
 
-    def _set_start(self, consumer: Any, partitions: list[TopicPartition], reset: int) -> None:
+    def _set_start(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        reset = self.reset
+        if reset is None:
+            return
         try:
             committed = consumer.committed(
                 [TopicPartition(p.topic, p.partition) for p in partitions], self.lookup_timeout
