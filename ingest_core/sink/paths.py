@@ -105,6 +105,9 @@ class PartitionTemplate:
         return pc.binary_join_element_wise(*arrays, "")
 
 
+# An Arrow scalar, not a Python int: in `ingest run`, pyarrow converting the Python number of this
+# compute call imported pandas where it is installed (16 ms with the GIL held, during the first batch).
+_MINUTE_MS = pa.scalar(60_000, pa.int64())
 _SUB_MINUTE = ("%S", "%T", "%c", "%X", "%f", "%L", "%s", "%r", "%+", "%E", "%O")
 
 
@@ -115,9 +118,9 @@ def _format_timestamps(millis: pa.Array, fmt: str) -> pa.Array | str:
     stamps_type = pa.timestamp("ms", tz="UTC")
     if any(code in fmt for code in _SUB_MINUTE) or pc.min(millis).as_py() < 0:
         return pc.strftime(millis.cast(stamps_type), format=fmt)
-    minutes = pc.divide(millis, 60_000)  # integer division: whole minutes, for non-negative times
+    minutes = pc.divide(millis, _MINUTE_MS)  # integer division: whole minutes, for non-negative times
     distinct = pc.unique(minutes)
-    formatted = pc.strftime(pc.multiply(distinct, 60_000).cast(stamps_type), format=fmt)
+    formatted = pc.strftime(pc.multiply(distinct, _MINUTE_MS).cast(stamps_type), format=fmt)
     texts = pc.unique(formatted)
     if len(texts) == 1:
         return str(texts[0].as_py())
