@@ -22,7 +22,7 @@ for every contender, with nothing subtracted:
   lake-*-s3 / -adls  the same into S3 (moto in server mode) and ADLS Gen2 (Azurite), both on
                      this machine: what the store costs, against the same run's local-disk figure
   quix-json/-parquet Quix Streams LocalFileSink, JSONFormat / ParquetFormat(zstd)
-  quix-*-tuned       the same with fetch.queue.backoff.ms=1, which lake-ingest sets (librdkafka: 1000)
+  quix-*-tuned       the same with fetch.queue.backoff.ms=10, which lake-ingest sets (librdkafka: 1000)
   kafka-python       hand-written poll + json.loads + Table.from_pylist + write_table(zstd) + commit
   dlt                confluent-kafka resource -> dlt filesystem destination, Parquet (zstd)
 
@@ -262,7 +262,7 @@ def measure(name: str, run: int, ctx: Context, wrap: list[str] | None = None, ke
     elif name.startswith("quix-"):
         fmt = name.split("-")[1]
         if name.endswith("-tuned"):  # the one librdkafka setting that matters most here, as lake-ingest sets it
-            spec["librdkafka"] = {"fetch.queue.backoff.ms": 1}
+            spec["librdkafka"] = {"fetch.queue.backoff.ms": 10}
         argv = [competitor_python, str(contenders / "quix_file_sink.py"), json.dumps({**spec, "format": fmt})]
         suffixes = (".parquet",) if fmt == "parquet" else (".jsonl",)
     elif name == "kafka-python":

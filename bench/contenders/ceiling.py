@@ -38,10 +38,10 @@ def main(spec: dict) -> int:
         # 16 MiB, not lake-ingest's 8 MiB: with 8 MiB this loop, which does nothing else,
         # reads 10-15 % slower, while lake-ingest, bound by its own CPU, does not; the ceiling
         # stays the faster of the two.
-        # fetch.queue.backoff.ms and fetch.wait.max.ms as lake-ingest's, so that neither is a lead
-        # of lake-ingest's over this loop.
+        # fetch.wait.max.ms as lake-ingest's: it can only help a loop that never pauses a
+        # partition (the broker holds a fetch only while its partitions have nothing).
         config.update({"queued.max.messages.kbytes": 16384, "fetch.max.bytes": 16777216,
-                       "fetch.queue.backoff.ms": 1, "fetch.wait.max.ms": 100})
+                       "fetch.queue.backoff.ms": 10, "fetch.wait.max.ms": 100})
     if spec.get("fast_start"):
         config["enable.sparse.connections"] = False
     consumer = Consumer(config)

@@ -35,11 +35,8 @@ _DEFAULTS = {
     # Once that prefetch is full, librdkafka (>= 2.4) waits fetch.queue.backoff.ms before it
     # fetches again, 1000 ms by default, even if we drained the queue meanwhile: a consumer
     # that keeps up with the broker then idles most of the time (measured: 4x the throughput
-    # with 10 ms on a backlog, bench/RESULTS.md). On a backlog the 8 MiB prefetch is full after
-    # most fetches, and each 10 ms wait left consume() waiting for data: 1 ms read a 1 KiB
-    # backlog 5-9 % faster (bench/RESULTS.md). While the queue stays full, librdkafka looks
-    # again every millisecond; it does not fetch more.
-    "fetch.queue.backoff.ms": 1,
+    # with 10 ms on a backlog, bench/RESULTS.md).
+    "fetch.queue.backoff.ms": 10,
     # librdkafka has one fetch request in flight per broker, and the broker holds it up to
     # fetch.wait.max.ms (500 ms by default) while the partitions it asks for have nothing new.
     # A partition we resume after its batch is published joins only the next request, so
