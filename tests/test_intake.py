@@ -15,6 +15,39 @@ from ingest_core.batching import intake
 from ingest_core.batching.buffer import PartitionBuffer, ValueColumn
 
 
+@pytest.fixture(autouse=True, params=["C functions", "method calls"])
+def message_methods(request):
+    """Every test here runs with confluent_kafka.Message's methods called through their C functions
+    (as `ingest run` does) and through Python's method calls."""
+    assert intake.use_methods_of(confluent_kafka.Message if request.param == "C functions" else None) is (
+        request.param == "C functions")
+    yield request.param
+    intake.use_methods_of(None)
+
+
+def test_use_methods_of_takes_a_type_whose_methods_are_c_functions_only():
+    assert intake.use_methods_of(confluent_kafka.Message)
+    assert not intake.use_methods_of(FakeMessage)  # Python methods: left as it was
+    assert not intake.use_methods_of(int)  # no such methods
+    with pytest.raises(TypeError):
+        intake.use_methods_of(confluent_kafka.Message(topic="t"))
+    messages = [kafka_message(0, 5, b"v"), FakeMessage("t", 0, 6, b"w")]
+    offsets, stamps, keys, headers, ends, nulls, key_bytes, value_bytes = intake.columns(
+        messages, True, 0, lambda size: bytearray(size))
+    assert array("q", offsets).tolist() == [5, 6] and keys == [b"k", None] and value_bytes == 2
+
+
+def test_a_subclass_of_message_goes_through_its_own_methods():
+    class Renumbered(confluent_kafka.Message):
+        def offset(self):
+            return 1000 + super().offset()
+
+    intake.use_methods_of(confluent_kafka.Message)
+    message = Renumbered(topic="t", partition=0, offset=1, key=b"k", value=b"v", timestamp=(1, 5))
+    offsets = intake.columns([message], False, 0, lambda size: bytearray(size))[0]
+    assert array("q", offsets).tolist() == [1001]
+
+
 def kafka_message(partition: int, offset: int, value: bytes | None, key: bytes | None = b"k", headers=None):
     return confluent_kafka.Message(topic="t", partition=partition, offset=offset, key=key, value=value,
                                    timestamp=(1, 1_700_000_000_000 + offset), headers=headers)

@@ -1,7 +1,14 @@
 /* What the consume loop does with each message, in C: one pass over a consume() batch to group it by
    partition, and one pass over a partition's group to take it apart into the buffer's columns. The
    messages are read through their methods (confluent_kafka.Message, or any object with the same
-   methods: the tests' fakes), so nothing here depends on how confluent-kafka lays out a Message.
+   methods: the tests' fakes), so nothing here depends on how confluent-kafka lays out a Message;
+   for the type named to use_methods_of (confluent_kafka.Message) the methods' C functions are
+   called directly.
+
+   use_methods_of(type) -> bool
+       call the seven methods below of messages of exactly this type through their C functions, if
+       each is a C method without arguments (METH_NOARGS); False (and no change) otherwise. None:
+       method calls again for every message.
 
    by_partition(messages) -> (groups, reports)
        groups: {partition: [message, ...]} of the messages whose error() is None, in order;
@@ -28,10 +35,76 @@ typedef struct {
 
 static Names names;
 
+/* A method without arguments written in C (METH_NOARGS), called straight through its function. */
+typedef PyObject *(*NoArgs)(PyObject *, PyObject *);
+
+/* The C functions behind the methods of one message type (confluent_kafka.Message): each call then
+   skips the method lookup and the call protocol. On 5,000 real messages of 200 B, columns() took
+   0.073 instead of 0.122 us a message and by_partition() 0.013 instead of 0.053. Filled by
+   `use_methods_of`, for a type whose seven methods are all METH_NOARGS C methods; a message of any
+   other type (the tests' fakes, a subclass) goes through call(). One per process, as the type is. */
+typedef struct {
+    PyTypeObject *type;
+    NoArgs error, partition, offset, timestamp, key, value, headers;
+} Direct;
+
+static Direct direct;
+
 /* From this many bytes of values in one call on, they are copied without Python's lock. */
 #define COPY_UNLOCKED_FROM (1 << 20)
 
 static PyObject *call(PyObject *message, PyObject *name) { return PyObject_CallMethodNoArgs(message, name); }
+
+/* message.<name>(), through its C function when the message is of the type `direct` holds. */
+#define CALL(message, name) \
+    (Py_TYPE(message) == direct.type ? direct.name((message), NULL) : call((message), names.name))
+
+/* The C function of `type`'s method `name` if it is a METH_NOARGS method written in C, else NULL. */
+static NoArgs no_args_function(PyTypeObject *type, PyObject *name) {
+    PyObject *found = PyObject_GetAttr((PyObject *)type, name);
+    if (!found) {
+        PyErr_Clear();
+        return NULL;
+    }
+    NoArgs function = NULL;
+    if (Py_IS_TYPE(found, &PyMethodDescr_Type)) {
+        PyMethodDescrObject *descriptor = (PyMethodDescrObject *)found;
+        PyMethodDef *definition = descriptor->d_method;
+        if (descriptor->d_common.d_type == type && definition->ml_flags == METH_NOARGS)
+            function = (NoArgs)(void (*)(void))definition->ml_meth;
+    }
+    Py_DECREF(found);
+    return function;
+}
+
+static PyObject *use_methods_of(PyObject *module, PyObject *type) {
+    (void)module;
+    if (type == Py_None) { /* back to method calls for every message */
+        Py_XDECREF((PyObject *)direct.type);
+        direct = (Direct){0};
+        Py_RETURN_FALSE;
+    }
+    if (!PyType_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "use_methods_of takes a type or None");
+        return NULL;
+    }
+    PyTypeObject *message_type = (PyTypeObject *)type;
+    Direct found = {message_type,
+                    no_args_function(message_type, names.error),
+                    no_args_function(message_type, names.partition),
+                    no_args_function(message_type, names.offset),
+                    no_args_function(message_type, names.timestamp),
+                    no_args_function(message_type, names.key),
+                    no_args_function(message_type, names.value),
+                    no_args_function(message_type, names.headers)};
+    if (!found.error || !found.partition || !found.offset || !found.timestamp || !found.key || !found.value ||
+        !found.headers)
+        Py_RETURN_FALSE;
+    Py_INCREF(type); /* kept for as long as the module: `direct.type` is compared by address */
+    Py_XDECREF((PyObject *)direct.type);
+    direct = found;
+    Py_RETURN_TRUE;
+}
 
 static int as_int64(PyObject *number, int64_t *out) {
     if (!number) return -1;
@@ -53,11 +126,11 @@ static PyObject *by_partition(PyObject *module, PyObject *messages) {
     Py_ssize_t count = PyList_GET_SIZE(messages);
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *message = PyList_GET_ITEM(messages, i);
-        PyObject *error = call(message, names.error);
+        PyObject *error = CALL(message, error);
         if (!error) goto fail;
         int is_message = error == Py_None;
         Py_DECREF(error);
-        PyObject *partition = call(message, names.partition);
+        PyObject *partition = CALL(message, partition);
         if (!partition) goto fail;
         PyObject *group = PyDict_GetItemWithError(groups, partition); /* borrowed */
         if (!group && PyErr_Occurred()) {
@@ -117,8 +190,8 @@ static PyObject *columns(PyObject *module, PyObject *args) {
     size_t total = 0, key_bytes = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *message = PyList_GET_ITEM(messages, i);
-        if (as_int64(call(message, names.offset), &offset_out[i]) < 0) goto fail;
-        PyObject *timestamp = call(message, names.timestamp);
+        if (as_int64(CALL(message, offset), &offset_out[i]) < 0) goto fail;
+        PyObject *timestamp = CALL(message, timestamp);
         if (!timestamp) goto fail;
         if (!PyTuple_Check(timestamp) || PyTuple_GET_SIZE(timestamp) != 2) {
             Py_DECREF(timestamp);
@@ -128,7 +201,7 @@ static PyObject *columns(PyObject *module, PyObject *args) {
         PyObject *millis = Py_NewRef(PyTuple_GET_ITEM(timestamp, 1));
         Py_DECREF(timestamp);
         if (as_int64(millis, &stamp_out[i]) < 0) goto fail;
-        PyObject *key = call(message, names.key);
+        PyObject *key = CALL(message, key);
         if (!key) goto fail;
         if (key != Py_None) {
             Py_ssize_t length = PyObject_Length(key);
@@ -140,11 +213,11 @@ static PyObject *columns(PyObject *module, PyObject *args) {
         }
         PyList_SET_ITEM(keys, i, key);
         if (with_headers) {
-            PyObject *message_headers = call(message, names.headers);
+            PyObject *message_headers = CALL(message, headers);
             if (!message_headers) goto fail;
             PyList_SET_ITEM(headers, i, message_headers);
         }
-        PyObject *value = call(message, names.value);
+        PyObject *value = CALL(message, value);
         if (!value) goto fail;
         if (value == Py_None) {
             Py_DECREF(value);
@@ -205,6 +278,9 @@ fail:
 }
 
 static PyMethodDef METHODS[] = {
+    {"use_methods_of", use_methods_of, METH_O,
+     "use_methods_of(type) -> bool: call the methods of messages of this type through their C functions (True), "
+     "if its seven methods are METH_NOARGS C methods; None: method calls for every message again."},
     {"by_partition", by_partition, METH_O,
      "by_partition(messages) -> (groups, reports): the messages grouped by partition, and the reports among them."},
     {"columns", columns, METH_VARARGS,

@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Message
 
+from ingest_core.batching import intake
 from ingest_core.batching.buffer import FlushPolicy
 from ingest_core.commands.sizing import planned_budget
 from ingest_core.flow import Pipeline
@@ -162,6 +163,8 @@ def run(
     # Partition ends are reported always: the memory focus never pauses a partition read to its end.
     kafka_config = consumer_config(settings, error_cb=BrokerErrors(settings, str(source)), partition_eof=True)
     consumer = Consumer(kafka_config)
+    # The consume loop takes each message apart through Message's C functions (batching/intake.c).
+    intake.use_methods_of(Message)
     try:
         instruments = Instruments.start(settings, consumer)  # /healthz /readyz /metrics, status line
     except OSError as error:
