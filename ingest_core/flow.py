@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
 from ingest_core.batching import focus as memory
 from ingest_core.batching import intake
@@ -49,7 +49,7 @@ from ingest_core.sink.events import NoEvents
 from ingest_core.sink.ledger import Ledger
 from ingest_core.sink.publish import Publisher
 from ingest_core.sink.storage import LakeStore
-from ingest_core.source.kafka import read_to_high_watermark
+from ingest_core.source.kafka import read_to_high_watermark, restart_fetching, set_paused
 from ingest_core.steps import PartitionSteps
 
 log = logging.getLogger("ingest.pipeline")
@@ -177,8 +177,7 @@ class Pipeline(PartitionSteps):
             # At the budget, yet consuming (nothing is being published, storage is failing, or
             # we waited memory_wait_limit): pause everything consume() could bring more of.
             self.holding_all = True
-            for partition, state in list(self.states.items()):
-                self._hold_back(partition, state)
+            self._hold_back_all()
         self._consumed_at = self.clock()
         return self.consumer.consume(
             self.consume_batch, min(self.busy_poll_timeout, poll_timeout) if jobs else poll_timeout
@@ -223,10 +222,9 @@ class Pipeline(PartitionSteps):
         for partition, state in list(self.states.items()):
             self._advance(partition, state, now, force=False)
         if self.holding_all and not self._at_budget():
-            self.holding_all = False  # room again: _hold_back resumes what it paused for memory
+            self.holding_all = False  # room again: _hold_back_all resumes what it paused for memory
         self.focus = self._choose_focus(now)
-        for partition, state in list(self.states.items()):
-            self._hold_back(partition, state)
+        self._hold_back_all()
         self.observer.memory(self.held_bytes(), self.budget_bytes())
 
     def _all_at_end(self) -> bool:
@@ -332,18 +330,18 @@ class Pipeline(PartitionSteps):
             and self.clock() - self._consumed_at < self.memory_wait_limit
         )
 
-    def _hold_back(self, partition: int, state: PartitionState) -> None:
-        """Pause or resume the partition as memory.should_pause says (always, when its state is
-        not known yet: a newly assigned partition)."""
-        want_paused = memory.should_pause(partition, state, self.policy, self.focus, self.holding_all)
-        if want_paused == state.paused:
-            return
-        tp = [TopicPartition(self.topic, partition)]
-        try:
-            (self.consumer.pause if want_paused else self.consumer.resume)(tp)
-            state.paused = want_paused
-        except KafkaException:
-            pass  # not assigned any more: nothing to hold back
+    def _hold_back_all(self) -> None:
+        """Pause or resume each partition as memory.should_pause says (always, when its state is not
+        known yet: a newly assigned partition). Resumed while every partition was paused, librdkafka's
+        fetcher would sleep on for up to a second: restart_fetching wakes it."""
+        fetching_none = all(s.paused for s in self.states.values())
+        for partition, state in list(self.states.items()):
+            want_paused = memory.should_pause(partition, state, self.policy, self.focus, self.holding_all)
+            if want_paused != state.paused and set_paused(self.consumer, self.topic, partition, want_paused):
+                state.paused = want_paused
+        resumed = [partition for partition, state in self.states.items() if not state.paused]
+        if fetching_none and resumed:
+            restart_fetching(self.consumer, self.topic, resumed)
 
     @property
     def storage_failing(self) -> bool:

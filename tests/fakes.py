@@ -66,6 +66,7 @@ class FakeConsumer:
     fail_commits: bool = False
     partition_eof: bool = False  # report each partition's end once its last message is handed over
     reported_end: dict[int, int] = field(default_factory=dict)
+    seeks: list[tuple[int, int]] = field(default_factory=list)  # (partition, offset) of each seek()
 
     def assign_all(self, pipeline) -> None:
         for p in self.log:
@@ -109,6 +110,13 @@ class FakeConsumer:
 
     def resume(self, partitions):
         self.paused.difference_update(tp.partition for tp in partitions)
+
+    def position(self, partitions):
+        return [TopicPartition(self.topic, tp.partition, self.positions.get(tp.partition, -1001)) for tp in partitions]
+
+    def seek(self, partition):
+        self.seeks.append((partition.partition, partition.offset))
+        self.positions[partition.partition] = partition.offset
 
 
 def json_messages(topic: str, partition: int, count: int, start: int = 0, ts: int = 1_700_000_000_000) -> list[FakeMessage]:

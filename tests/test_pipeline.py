@@ -114,6 +114,35 @@ def test_storage_outage_pauses_retries_and_never_commits_early(tmp_path):
     assert landed(tmp_path) == [(0, i) for i in range(10)]
 
 
+def test_resumed_after_every_partition_was_paused_fetching_restarts_where_each_stands(tmp_path):
+    """With every partition paused librdkafka's fetcher sleeps up to a second and a resume does not
+    wake it (bench/pause_resume.py); a seek to each resumed partition's position does."""
+    clock = Clock()
+    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 10), 1: json_messages(TOPIC, 1, 10)})
+    pipeline, store = make(tmp_path, consumer, max_records=10, clock=clock)
+    store.broken = True
+    spin(pipeline)
+    assert consumer.paused == {0, 1} and consumer.seeks == []
+    store.broken = False
+    clock.now += 5
+    spin(pipeline)
+    assert consumer.paused == set() and sorted(consumer.seeks) == [(0, 10), (1, 10)]
+    assert consumer.committed_offsets == {0: 10, 1: 10}
+
+
+def test_resumed_while_another_partition_was_fetched_nothing_is_restarted(tmp_path):
+    clock = Clock()
+    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 10), 1: []})
+    pipeline, store = make(tmp_path, consumer, max_records=10, clock=clock)
+    store.broken = True
+    spin(pipeline)
+    assert consumer.paused == {0}  # partition 1 holds nothing to publish: it is still fetched
+    store.broken = False
+    clock.now += 5
+    spin(pipeline)
+    assert consumer.paused == set() and consumer.seeks == [] and consumer.committed_offsets == {0: 10}
+
+
 def test_partition_paused_when_taken_away_is_resumed_when_assigned_again(tmp_path):
     """librdkafka keeps a partition's pause across losing it and getting it back (the fake does
     too): a partition paused for a storage outage when the group took it away must be fetched
