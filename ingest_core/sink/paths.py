@@ -106,7 +106,7 @@ class PartitionTemplate:
 
 
 # An Arrow scalar, not a Python int: in `ingest run`, pyarrow converting the Python number of this
-# compute call imported pandas where it is installed (16 ms with the GIL held, during the first batch).
+# compute call tried to import pandas and imported dateutil (16 ms with the GIL held, in the first batch).
 _MINUTE_MS = pa.scalar(60_000, pa.int64())
 _SUB_MINUTE = ("%S", "%T", "%c", "%X", "%f", "%L", "%s", "%r", "%+", "%E", "%O")
 
