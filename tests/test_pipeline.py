@@ -114,11 +114,19 @@ def test_storage_outage_pauses_retries_and_never_commits_early(tmp_path):
     assert landed(tmp_path) == [(0, i) for i in range(10)]
 
 
+class BehindConsumer(FakeConsumer):
+    """Reports a high watermark of `high` for every partition: messages wait past what was consumed."""
+    high: int = 1000
+
+    def get_watermark_offsets(self, partition, timeout=None, cached=False):
+        return (0, self.high)
+
+
 def test_resumed_after_every_partition_was_paused_fetching_restarts_where_each_stands(tmp_path):
     """With every partition paused librdkafka's fetcher sleeps up to a second and a resume does not
     wake it (bench/pause_resume.py); a seek to each resumed partition's position does."""
     clock = Clock()
-    consumer = FakeConsumer(TOPIC, {0: json_messages(TOPIC, 0, 10), 1: json_messages(TOPIC, 1, 10)})
+    consumer = BehindConsumer(TOPIC, {0: json_messages(TOPIC, 0, 10), 1: json_messages(TOPIC, 1, 10)})
     pipeline, store = make(tmp_path, consumer, max_records=10, clock=clock)
     store.broken = True
     spin(pipeline)
@@ -128,6 +136,22 @@ def test_resumed_after_every_partition_was_paused_fetching_restarts_where_each_s
     spin(pipeline)
     assert consumer.paused == set() and sorted(consumer.seeks) == [(0, 10), (1, 10)]
     assert consumer.committed_offsets == {0: 10, 1: 10}
+
+
+def test_resumed_after_every_partition_was_paused_a_caught_up_partition_is_not_sought(tmp_path):
+    """After a seek librdkafka reports no position until the next message: a partition with nothing
+    waiting keeps its position (and its lag series) instead."""
+    clock = Clock()
+    consumer = BehindConsumer(TOPIC, {0: json_messages(TOPIC, 0, 10), 1: json_messages(TOPIC, 1, 10)})
+    consumer.high = 10  # both read to the end
+    pipeline, store = make(tmp_path, consumer, max_records=10, clock=clock)
+    store.broken = True
+    spin(pipeline)
+    assert consumer.paused == {0, 1}
+    store.broken = False
+    clock.now += 5
+    spin(pipeline)
+    assert consumer.paused == set() and consumer.seeks == [] and consumer.committed_offsets == {0: 10, 1: 10}
 
 
 def test_resumed_while_another_partition_was_fetched_nothing_is_restarted(tmp_path):

@@ -93,11 +93,16 @@ def restart_fetching(consumer: Any, topic: str, partitions: list[int]) -> None:
     partition paused its fetcher has nothing to ask for and sleeps up to a second, and a resume does
     not wake it: the first message after the resume came 846 ms later, 14 ms with a seek to the
     position librdkafka resumes from (`python bench/pause_resume.py`: one broker, medians of 5
-    alternated rounds). A partition with no position yet (nothing consumed) is left to the resume."""
+    alternated rounds). Only partitions with messages waiting (their cached high watermark past
+    their position) are sought: after a seek librdkafka reports no position until the next message
+    comes, and a caught-up partition would lose its lag (ingest_partition_lag) until then. A
+    partition with no position yet (nothing consumed) is left to the resume."""
     try:
-        positions = consumer.position([TopicPartition(topic, p) for p in partitions])
-        for position in positions:
-            if position.offset >= 0:
+        for position in consumer.position([TopicPartition(topic, p) for p in partitions]):
+            if position.offset < 0:
+                continue
+            high = consumer.get_watermark_offsets(TopicPartition(topic, position.partition), cached=True)[1]
+            if high > position.offset:
                 consumer.seek(position)
     except KafkaException as error:  # revoked meanwhile: the next assignment starts it
         log.debug("no fetch restart for %s %s: %s", topic, partitions, error)
