@@ -15,7 +15,10 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,6 +181,21 @@ def preload(bootstrap: str, topic: str, count: int, partitions: int, size: int, 
     if left:
         raise RuntimeError(f"preload: {left} messages not delivered")
     return total, time.monotonic() - began
+
+
+@contextmanager
+def preloaded_broker(prefix: str, topic: str, partitions: int, count: int, size: int) -> Iterator[tuple[str, Path]]:
+    """A local Kafka broker (deploy/local/kafka_broker.py) in a fresh work dir, with `topic` made and
+    preloaded with `count` events of `size` bytes; yields (bootstrap, work dir), both gone afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    broker = load_kafka_broker_module().LocalKafka(workdir / "kafka").start()
+    try:
+        create_topic(broker.bootstrap, topic, partitions)
+        preload(broker.bootstrap, topic, count, partitions, size)
+        yield broker.bootstrap, workdir
+    finally:
+        broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def high_watermarks(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:

@@ -15,10 +15,8 @@ Prints medians (lowest-highest), in milliseconds from the resume."""
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -62,16 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="lake-pause-resume-"))
-    broker = common.load_kafka_broker_module().LocalKafka(workdir / "kafka").start()
     results: dict[str, list[float]] = {way: [] for way in WAYS}
-    try:
-        topic = "pause-resume"
-        common.create_topic(broker.bootstrap, topic, PARTITIONS)
-        common.preload(broker.bootstrap, topic, 100_000 * PARTITIONS, PARTITIONS, 200)
+    topic = "pause-resume"
+    with common.preloaded_broker("lake-pause-resume-", topic, PARTITIONS, 100_000 * PARTITIONS, 200) as (
+        bootstrap,
+        workdir,
+    ):
         settings = Settings.model_validate(
             {"topic": topic, "group_id": f"pause-resume-{uuid.uuid4().hex}",
-             "kafka": {"bootstrap.servers": broker.bootstrap}, "output": {"url": str(workdir / "lake")}})
+             "kafka": {"bootstrap.servers": bootstrap}, "output": {"url": str(workdir / "lake")}})
         config = consumer_config(settings)
         config.pop("logger", None)
         consumer = Consumer(config)
@@ -84,9 +81,6 @@ def main(argv: list[str] | None = None) -> int:
                     consume_some(consumer, 10_000)
         finally:
             consumer.close()
-    finally:
-        broker.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
     print(f"Every one of {PARTITIONS} partitions paused for {PAUSED_FOR * 1000:.0f} ms, then resumed; {args.rounds} rounds "
           "of each way, alternated. Median (lowest-highest), ms from the resume to the first message.\n")
     print("| way | first message |")

@@ -16,10 +16,8 @@ Prints medians (lowest-highest) of each way, in milliseconds."""
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -67,20 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="lake-startup-"))
-    broker = common.load_kafka_broker_module().LocalKafka(workdir / "kafka").start()
     results: dict[str, list[tuple[float, float]]] = {way: [] for way in WAYS}
-    try:
-        topic = "startup"
-        common.create_topic(broker.bootstrap, topic, 4)
-        common.preload(broker.bootstrap, topic, 4000, 4, 200)
-        first_message(broker.bootstrap, topic, "librdkafka")  # warms the broker, not counted
+    topic = "startup"
+    with common.preloaded_broker("lake-startup-", topic, 4, 4000, 200) as (bootstrap, _workdir):
+        first_message(bootstrap, topic, "librdkafka")  # warms the broker, not counted
         for _ in range(args.rounds):
             for way in WAYS:
-                results[way].append(first_message(broker.bootstrap, topic, way))
-    finally:
-        broker.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+                results[way].append(first_message(bootstrap, topic, way))
     print(f"New consumer group, 4 partitions, {args.rounds} rounds of each way, alternated. Median (lowest-highest), ms "
           "from making the consumer.\n")
     print("| way | assignment | first message |")

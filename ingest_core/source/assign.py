@@ -6,9 +6,10 @@ fixed 100 ms wait. (`python bench/startup.py`: with this and every broker connec
 source/kafka.py, a new group's first message comes 15 ms after the consumer is made, against
 166 ms with librdkafka's defaults.) `StartPositions` looks the committed offsets up itself, in
 the assignment callback, and gives librdkafka `auto.offset.reset`'s position (beginning or end)
-for the partitions without one, so it asks the broker for that offset at once. Partitions with a committed offset, and all of
-them when the lookup fails or `auto.offset.reset` is `error`, are left to librdkafka as before:
-it starts from the committed offset (and validates it), or resets, or reports the error.
+for the partitions without one, so it asks the broker for that offset at once. Partitions with a
+committed offset, and all of them when the lookup fails or `auto.offset.reset` is `error`, are
+left to librdkafka as before: it starts from the committed offset (and validates it), or resets,
+or reports the error.
 """
 
 from __future__ import annotations

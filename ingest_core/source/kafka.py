@@ -101,8 +101,7 @@ def restart_fetching(consumer: Any, topic: str, partitions: list[int]) -> None:
         for position in consumer.position([TopicPartition(topic, p) for p in partitions]):
             if position.offset < 0:
                 continue
-            high = consumer.get_watermark_offsets(TopicPartition(topic, position.partition), cached=True)[1]
-            if high > position.offset:
+            if consumer.get_watermark_offsets(position, cached=True)[1] > position.offset:
                 consumer.seek(position)
     except KafkaException as error:  # revoked meanwhile: the next assignment starts it
         log.debug("no fetch restart for %s %s: %s", topic, partitions, error)
