@@ -274,6 +274,7 @@ class Pipeline(PartitionSteps):
 
     def on_revoke(self, _consumer, partitions: list[TopicPartition]) -> None:
         """We still own the partitions here: publish and commit what we can in time, drop the rest."""
+        self.faults.point("on_revoke")
         deadline = self.clock() + self.revoke_timeout
         self._start_last_batches([tp.partition for tp in partitions])
         for tp in partitions:

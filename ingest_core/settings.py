@@ -222,9 +222,12 @@ class Settings(_Section):
     kafka: dict[str, str | int | float | bool] = Field(
         default_factory=dict,
         description="librdkafka properties, passed through (`${VAR}` expanded). Set unless given: "
-        "`auto.offset.reset=earliest`, `partition.assignment.strategy=cooperative-sticky`, a bounded prefetch, "
-        "`session.timeout.ms=45000`, `enable.sparse.connections=false` (every broker connected at start: the group "
-        "is joined in milliseconds); `enable.auto.commit` and `enable.auto.offset.store` are always false.",
+        "`auto.offset.reset=earliest`, `partition.assignment.strategy=cooperative-sticky` (`range` when "
+        "`group.instance.id` is set: [guarantees.md](guarantees.md#rebalances)), a bounded prefetch, "
+        "`session.timeout.ms=45000` (neither of the last two with `group.protocol: consumer`, where the broker assigns "
+        "and keeps sessions), `enable.sparse.connections=false` (every broker connected at start: the group is joined "
+        "in milliseconds); `enable.auto.commit` and `enable.auto.offset.store` are always false. A property "
+        "librdkafka refuses stops `ingest validate` and `ingest run` with its name.",
     )
     decode: DecodeSettings = Field(default_factory=DecodeSettings)
     output: OutputSettings

@@ -1,6 +1,7 @@
 """The CLI as a person meets it: errors name the file, the key and the fix; no tracebacks."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,21 @@ def test_bad_config_exits_1_with_file_key_and_fix(tmp_path, case, command):
     assert str(path) in result.stderr
     for fragment in expected:
         assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_kafka_property_librdkafka_refuses_exits_1_naming_file_property_and_fix(tmp_path, command):
+    path = tmp_path / "typo.yaml"
+    path.write_text(f"topic: t\noutput: {{url: 'file://{tmp_path}/lake'}}\nhttp: {{port: 0}}\n"
+                    "kafka: {bootstrap.servers: '127.0.0.1:1', fetch.wait.max.mss: 5}\n")
+    result = cli(command, str(path))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    message = json.loads(lines[-1])["message"] if command == "run" else lines[-1]  # run logs JSON off a terminal
+    assert message.startswith(f"{path}: kafka: librdkafka refuse"), message
+    assert 'No such configuration property: "fetch.wait.max.mss"' in message
+    assert "Fix: correct or remove that property under kafka:" in message
     assert "Traceback" not in result.stderr
 
 

@@ -1,8 +1,10 @@
 """The consumer's librdkafka properties (source/kafka.py): what lake-ingest sets unless the YAML says otherwise."""
 from __future__ import annotations
 
+from confluent_kafka import Consumer
+
 from ingest_core.settings import Settings
-from ingest_core.source.kafka import consumer_config, producer_config
+from ingest_core.source.kafka import consumer_config, producer_config, refused_properties, static_cooperative_warning
 
 
 def settings(kafka: dict | None = None) -> Settings:
@@ -24,3 +26,33 @@ def test_the_producers_get_the_connection_properties_not_the_consumers():
                                        "enable.sparse.connections": True}))
     assert config["bootstrap.servers"] == "k:9092" and config["enable.sparse.connections"] is True
     assert "fetch.wait.max.ms" not in config and "group.id" not in config
+
+
+def test_static_members_take_the_eager_range_assignor_unless_the_yaml_names_one():
+    assert consumer_config(settings())["partition.assignment.strategy"] == "cooperative-sticky"
+    assert consumer_config(settings({"group.instance.id": "pod-1"}))["partition.assignment.strategy"] == "range"
+    named = settings({"group.instance.id": "pod-1", "partition.assignment.strategy": "roundrobin"})
+    assert consumer_config(named)["partition.assignment.strategy"] == "roundrobin"
+
+
+def test_the_consumer_group_protocol_gets_no_property_that_librdkafka_refuses_for_it():
+    config = consumer_config(settings({"group.protocol": "consumer", "group.instance.id": "pod-1"}))
+    assert "partition.assignment.strategy" not in config and "session.timeout.ms" not in config
+    Consumer(config).close()  # librdkafka refuses both with group.protocol=consumer: this would raise
+    assert consumer_config(settings())["session.timeout.ms"] == 45000
+
+
+def test_cooperative_sticky_with_static_membership_is_warned_about_naming_the_file_keys_and_fix():
+    asked = settings({"group.instance.id": "pod-1", "partition.assignment.strategy": "cooperative-sticky"})
+    warning = static_cooperative_warning(asked, "consumers/orders.yaml")
+    assert warning is not None
+    assert warning.startswith("consumers/orders.yaml: kafka.partition.assignment.strategy: cooperative-sticky")
+    assert "Fix: remove partition.assignment.strategy" in warning
+    assert static_cooperative_warning(settings({"group.instance.id": "pod-1"}), "x.yaml") is None
+    assert static_cooperative_warning(settings({"partition.assignment.strategy": "cooperative-sticky"}), "x.yaml") is None
+
+
+def test_properties_librdkafka_refuses_are_named_without_contacting_a_broker():
+    assert refused_properties(settings({"bootstrap.servers": "127.0.0.1:1"})) is None
+    assert refused_properties(settings({"fetch.wait.max.mss": 5})) == 'No such configuration property: "fetch.wait.max.mss"'
+    assert "session.timeout.ms" in refused_properties(settings({"group.protocol": "consumer", "session.timeout.ms": 6000}))

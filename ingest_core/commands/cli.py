@@ -12,6 +12,7 @@ from pathlib import Path
 from ingest_core.commands.sizing import partitions_from_broker, sizing_warnings
 from ingest_core.config import ConfigError, load_checked_settings
 from ingest_core.ops.log import setup_logging
+from ingest_core.source.kafka import refused_properties, static_cooperative_warning
 from ingest_core.units import parse_duration
 
 
@@ -115,10 +116,20 @@ def _validate(targets: list[Path], offline: bool = False) -> int:
             print(error, file=sys.stderr)
             problems += 1
             continue
+        refused = refused_properties(settings)
+        if refused:
+            print(
+                f"{path}: kafka: librdkafka refuses the consumer's properties: {refused}. Fix: correct or remove "
+                "that property under kafka:",
+                file=sys.stderr,
+            )
+            problems += 1
+            continue
         print(
             f"{path}: ok (topic {settings.topic}, group {settings.group}, {settings.output.format} to {settings.output.url})"
         )
-        for warning in sizing_warnings(path, settings, lookup):
+        membership = static_cooperative_warning(settings, str(path))
+        for warning in [*sizing_warnings(path, settings, lookup), *filter(None, [membership])]:
             print(f"warning: {warning}", file=sys.stderr)
     return 1 if problems else 0
 

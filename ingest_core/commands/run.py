@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, KafkaException, Message
 
 from ingest_core.batching import intake
 from ingest_core.batching.buffer import FlushPolicy
@@ -33,7 +33,7 @@ from ingest_core.sink.events import batch_events
 from ingest_core.sink.ledger import Ledger
 from ingest_core.sink.storage import LakeStore, StorageError
 from ingest_core.source.assign import StartPositions
-from ingest_core.source.kafka import BrokerErrors, consumer_config, producer_config
+from ingest_core.source.kafka import BrokerErrors, consumer_config, producer_config, static_cooperative_warning
 
 log = logging.getLogger("ingest.run")
 
@@ -162,7 +162,20 @@ def run(
     partition_eof = exit_when_idle is not None or exit_at_end
     # Partition ends are reported always: the memory focus never pauses a partition read to its end.
     kafka_config = consumer_config(settings, error_cb=BrokerErrors(settings, str(source)), partition_eof=True)
-    consumer = Consumer(kafka_config)
+    membership = static_cooperative_warning(settings, str(source))
+    if membership:
+        log.warning(membership, extra={"event": "static_cooperative"})
+    try:
+        consumer = Consumer(kafka_config)
+    except KafkaException as error:
+        log.error(
+            "%s: kafka: librdkafka refused the consumer's properties: %s. Fix: correct or remove that property "
+            "under kafka: (librdkafka's CONFIGURATION.md lists them)",
+            source,
+            error.args[0].str(),
+            extra={"event": "kafka_config_refused"},
+        )
+        return EXIT_CONFIG
     # The consume loop takes each message apart through Message's C functions (batching/intake.c).
     intake.use_methods_of(Message)
     try:

@@ -1,4 +1,5 @@
-"""Fault injection for chaos tests: crash the process at named points of a flush.
+"""Fault injection for chaos tests: crash the process at named points of a flush, or as it is told to
+give partitions up (on_revoke).
 
 Off unless INGEST_FAULTS is set, e.g. "after_marker:0.05,between_files:0.05,after_files:0.05".
 Each point kills the process with SIGKILL with the given probability, so tests can prove that
@@ -11,7 +12,7 @@ import os
 import random
 import signal
 
-POINTS = ("after_marker", "between_files", "after_files", "before_commit", "after_commit")
+POINTS = ("after_marker", "between_files", "after_files", "before_commit", "after_commit", "on_revoke")
 
 
 class FaultInjector:

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from ingest_core.ops.log import librdkafka_logger
 from ingest_core.settings import Settings
@@ -53,9 +53,29 @@ _DEFAULTS = {
 }
 
 
+# Kafka's consumer group protocol (KIP-848): the broker assigns the partitions and keeps the
+# sessions, and librdkafka refuses these two properties. They are left out unless the YAML sets them.
+_CLASSIC_ONLY = ("partition.assignment.strategy", "session.timeout.ms")
+# Static membership (group.instance.id) with the classic protocol takes an eager assignor. Under
+# cooperative-sticky, a rebalance that moves partitions comes in two rounds: the leader withholds
+# them until their owner has given them up and joined again. A static member that dies in between
+# (its container killed during a scale-out, say) and restarts is handed its old assignment without
+# a rebalance, so no second round comes and the withheld partitions have no owner until the
+# group's next change (tests/integration/test_group_membership.py). An eager rebalance moves
+# every partition in one round. range orders static members by group.instance.id, so a pod that
+# rejoins after a rebalance gets the same partitions back.
+_STATIC_STRATEGY = "range"
+
+
 def consumer_config(settings: Settings, error_cb=None, partition_eof: bool = False) -> dict[str, Any]:
     """`partition_eof`: have consume() report each partition's end (`--exit-when-idle` needs it)."""
     config: dict[str, Any] = {**_DEFAULTS, **settings.kafka, **_FORCED}
+    if group_protocol(config) == "consumer":
+        for key in _CLASSIC_ONLY:
+            if key not in settings.kafka:
+                del config[key]
+    elif "group.instance.id" in settings.kafka and "partition.assignment.strategy" not in settings.kafka:
+        config["partition.assignment.strategy"] = _STATIC_STRATEGY
     if partition_eof:
         config["enable.partition.eof"] = True
     config.setdefault("bootstrap.servers", "localhost:9092")
@@ -64,6 +84,36 @@ def consumer_config(settings: Settings, error_cb=None, partition_eof: bool = Fal
     if error_cb is not None:
         config["error_cb"] = error_cb
     return config
+
+
+def group_protocol(config: dict[str, Any]) -> str:
+    """ "classic" (join and sync, the client assigns) or "consumer" (KIP-848, the broker assigns)."""
+    return str(config.get("group.protocol", "classic")).lower()
+
+
+def static_cooperative_warning(settings: Settings, source: str) -> str | None:
+    """The warning for a YAML that asks for cooperative-sticky with static membership (see _STATIC_STRATEGY)."""
+    kafka = settings.kafka
+    strategy = str(kafka.get("partition.assignment.strategy", ""))
+    if "group.instance.id" not in kafka or "cooperative" not in strategy or group_protocol(kafka) == "consumer":
+        return None
+    return (
+        f"{source}: kafka.partition.assignment.strategy: {strategy} with kafka.group.instance.id (static membership): "
+        "a member that dies between giving up partitions and joining again leaves them with no owner until the "
+        "group next changes. Fix: remove partition.assignment.strategy (static members then use range), or set "
+        "kafka.group.protocol: consumer on Kafka 4.0 or later"
+    )
+
+
+def refused_properties(settings: Settings) -> str | None:
+    """librdkafka's reason for refusing the consumer's properties (an unknown name, a bad value, one
+    its group protocol does not take), or None. A consumer is made with them, with no broker named so
+    that nothing is contacted, and closed at once."""
+    try:
+        Consumer({**consumer_config(settings), "bootstrap.servers": "", "log_level": 0}).close()
+    except KafkaException as error:
+        return str(error.args[0].str())
+    return None
 
 
 def read_to_high_watermark(consumer: Any, topic: str, partition: int, last_offset: int) -> bool:

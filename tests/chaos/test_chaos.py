@@ -1,8 +1,8 @@
 """Chaos: consumers of one group under steady traffic with poison messages mixed in, killed
 (SIGKILL) by the test, stalled past their session (SIGSTOP, zombies), stopped (SIGTERM), kept
 away long enough for their partitions to move, and crashing by themselves between marker,
-files and commit (INGEST_FAULTS); restarted every time. Run twice: dynamic membership, then
-static membership (`group.instance.id`).
+files and commit (INGEST_FAULTS); restarted every time. Run twice: dynamic membership
+(cooperative-sticky), then static membership (`group.instance.id`, which takes range).
 
 The test counts what it did itself: SIGKILLs sent to live `ingest run` processes, and
 rebalances as the broker shows them (the partition -> member map of the group changed, sampled
