@@ -49,7 +49,7 @@ from ingest_core.sink.events import NoEvents
 from ingest_core.sink.ledger import Ledger
 from ingest_core.sink.publish import Publisher
 from ingest_core.sink.storage import LakeStore
-from ingest_core.source.kafka import read_to_high_watermark, restart_fetching, set_paused
+from ingest_core.source.kafka import consume_error_text, read_to_high_watermark, restart_fetching, set_paused
 from ingest_core.steps import PartitionSteps
 
 log = logging.getLogger("ingest.pipeline")
@@ -195,7 +195,7 @@ class Pipeline(PartitionSteps):
             elif error.fatal():  # e.g. fenced by another member with our group.instance.id
                 raise FatalError(f"Kafka client failed for good: {error.str()}")
             else:
-                log.warning("consume error: %s", error.str(), extra={"event": "consume_error"})
+                log.warning("consume error: %s", consume_error_text(error), extra={"event": "consume_error"})
         for partition, group in by_partition.items():
             state = states.get(partition)
             if state is not None:

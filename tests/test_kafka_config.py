@@ -1,10 +1,18 @@
 """The consumer's librdkafka properties (source/kafka.py): what lake-ingest sets unless the YAML says otherwise."""
 from __future__ import annotations
 
-from confluent_kafka import Consumer
+from types import SimpleNamespace
+
+from confluent_kafka import Consumer, KafkaError, KafkaException
 
 from ingest_core.settings import Settings
-from ingest_core.source.kafka import consumer_config, producer_config, refused_properties, static_cooperative_warning
+from ingest_core.source.kafka import (
+    consumer_config,
+    producer_config,
+    refused_properties,
+    static_cooperative_warning,
+    topic_problem,
+)
 
 
 def settings(kafka: dict | None = None) -> Settings:
@@ -56,3 +64,25 @@ def test_properties_librdkafka_refuses_are_named_without_contacting_a_broker():
     assert refused_properties(settings({"bootstrap.servers": "127.0.0.1:1"})) is None
     assert refused_properties(settings({"fetch.wait.max.mss": 5})) == 'No such configuration property: "fetch.wait.max.mss"'
     assert "session.timeout.ms" in refused_properties(settings({"group.protocol": "consumer", "session.timeout.ms": 6000}))
+
+
+class _Listing:
+    """A consumer whose list_topics answers with one topic's metadata (or raises)."""
+
+    def __init__(self, topics: dict | None = None, raises: bool = False):
+        self.topics, self.raises = topics or {}, raises
+
+    def list_topics(self, topic, timeout):
+        if self.raises:
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT))
+        return SimpleNamespace(topics=self.topics)
+
+
+def test_a_topic_the_broker_does_not_have_or_hides_is_named_with_the_fix():
+    assert topic_problem(_Listing({"orders": SimpleNamespace(error=None)}), "orders") is None
+    missing = SimpleNamespace(error=KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
+    assert topic_problem(_Listing({"orders": missing}), "orders").startswith("does not exist. Fix:")
+    assert topic_problem(_Listing({}), "orders").startswith("does not exist. Fix:")
+    hidden = SimpleNamespace(error=KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
+    assert "Fix: grant the client's principal Describe and Read" in topic_problem(_Listing({"orders": hidden}), "orders")
+    assert topic_problem(_Listing(raises=True), "orders") is None  # no answer: the broker errors are reported apart

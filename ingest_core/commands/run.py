@@ -33,7 +33,13 @@ from ingest_core.sink.events import batch_events
 from ingest_core.sink.ledger import Ledger
 from ingest_core.sink.storage import LakeStore, StorageError
 from ingest_core.source.assign import StartPositions
-from ingest_core.source.kafka import BrokerErrors, consumer_config, producer_config, static_cooperative_warning
+from ingest_core.source.kafka import (
+    BrokerErrors,
+    consumer_config,
+    producer_config,
+    static_cooperative_warning,
+    topic_problem,
+)
 
 log = logging.getLogger("ingest.run")
 
@@ -175,6 +181,18 @@ def run(
             error.args[0].str(),
             extra={"event": "kafka_config_refused"},
         )
+        return EXIT_CONFIG
+    # A run that stops by itself would wait forever for a topic that is not there: say so and stop.
+    problem = topic_problem(consumer, settings.topic) if partition_eof else None
+    if problem:
+        log.error(
+            "%s: topic: %s %s",
+            source,
+            settings.topic,
+            problem,
+            extra={"event": "topic_unusable", "topic": settings.topic},
+        )
+        consumer.close()
         return EXIT_CONFIG
     # The consume loop takes each message apart through Message's C functions (batching/intake.c).
     intake.use_methods_of(Message)

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ingest_core.ops.log import librdkafka_logger
 from ingest_core.settings import Settings
@@ -114,6 +114,31 @@ def refused_properties(settings: Settings) -> str | None:
     except KafkaException as error:
         return str(error.args[0].str())
     return None
+
+
+_MISSING_TOPIC = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC)
+
+
+def topic_problem(consumer: Any, topic: str, timeout: float = 10.0) -> str | None:
+    """What the broker says is wrong with `topic` (it does not exist, or we may not see it), or None: it
+    is there, or the broker did not answer (its connection errors are reported on their own)."""
+    try:
+        found = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    except KafkaException:
+        return None
+    error = None if found is None else found.error
+    if found is None or (error is not None and error.code() in _MISSING_TOPIC):
+        return "does not exist. Fix: correct `topic:`, or create the topic first"
+    if error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+        return "is not ours to read (TOPIC_AUTHORIZATION_FAILED). Fix: grant the client's principal Describe and Read on it"
+    return None
+
+
+def consume_error_text(error: KafkaError) -> str:
+    """A consume() error as logged: librdkafka's words, and what to do about a topic that is not there."""
+    if error.code() in _MISSING_TOPIC:
+        return f"{error.str()}; waiting for it. Fix: create the topic, or correct `topic:`"
+    return str(error.str())
 
 
 def read_to_high_watermark(consumer: Any, topic: str, partition: int, last_offset: int) -> bool:

@@ -22,6 +22,7 @@ from .lake import (
     landed_rows,
     log_events,
     produce_events,
+    run_to_completion,
     run_until_idle,
     wait_for,
     write_config,
@@ -198,6 +199,46 @@ def test_an_unreachable_broker_at_start_is_named_with_its_key_as_soon_as_it_is_s
         while not lines.empty():
             rest.append(lines.get())
         assert process.returncode == 0 and "Traceback" not in "".join(seen + rest)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.parametrize("flags", [("--exit-at-end",), ("--exit-when-idle", "3s")])
+def test_a_run_that_stops_by_itself_exits_1_naming_a_topic_that_does_not_exist(kafka, tmp_path, topic_name, flags):
+    """It would otherwise wait for the topic forever (a backfill Job that never ends)."""
+    config = write_config(tmp_path, topic_name, kafka.bootstrap, f"file://{tmp_path / 'lake'}")  # topic not created
+    result = run_to_completion(config, *flags, timeout=60)
+    assert result.returncode == 1, result.stderr[-3000:]
+    [message] = [e["message"] for e in log_events(result.stderr) if e.get("event") == "topic_unusable"]
+    assert message == f"{config}: topic: {topic_name} does not exist. Fix: correct `topic:`, or create the topic first"
+    assert "Traceback" not in result.stderr
+
+
+def test_a_running_consumer_waits_for_a_missing_topic_saying_what_to_do_then_lands_it(kafka, tmp_path, topic_name):
+    config = write_config(tmp_path, topic_name, kafka.bootstrap, f"file://{tmp_path / 'lake'}")
+    process = ingest("run", str(config), "--log-format", "json")
+    try:
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
+        deadline, warning = time.monotonic() + 60, None
+        while warning is None:
+            assert time.monotonic() < deadline and process.poll() is None
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            if line.startswith("{") and json.loads(line).get("event") == "consume_error":
+                warning = json.loads(line)["message"]
+        assert topic_name in warning and "Fix: create the topic, or correct `topic:`" in warning
+        create_topic(kafka.bootstrap, topic_name, 2)
+        produce_events(kafka.bootstrap, topic_name, 200, 2)
+        group = GroupView(kafka.bootstrap, f"ingest-{topic_name}", topic_name, 2)
+        wait_for("the topic to be landed once it exists", lambda: group.committed() == {0: 100, 1: 100}, timeout=120,
+                 every=0.5)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
     finally:
         if process.poll() is None:
             process.kill()
