@@ -1,6 +1,8 @@
 import os
 
-from ingest_core.sink.storage import LakeStore, classify
+import pytest
+
+from ingest_core.sink.storage import LakeStore, StorageError, classify
 
 
 def test_local_publish_is_create_only_and_leaves_no_temp_files(tmp_path):
@@ -136,3 +138,20 @@ def test_a_gcs_service_account_key_is_a_secret_and_token_modes_are_not():
     assert _secret_values({"token": "anon", "endpoint_url": "http://127.0.0.1:4443"}) == ()
     error = classify(RuntimeError(f"refresh failed with {key} (invalid_grant)"), "gs://b/x", found)
     assert "PRIVATE KEY" not in str(error) and "MIIEv" not in str(error) and "***" in str(error)
+
+
+@pytest.mark.parametrize("damage", [b'{\n "base": 0,\n "dead', b"", b'{"base": 0, "topic": "orders"}'])
+def test_a_damaged_batch_marker_is_a_permanent_error_naming_it_and_the_fix(tmp_path, damage):
+    from ingest_core.sink.ledger import Ledger, marker_path
+
+    store = LakeStore.open(f"file://{tmp_path}")
+    path = tmp_path / marker_path("orders", 3, 500)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(damage)
+    with pytest.raises(StorageError) as raised:
+        Ledger(store).find("orders", 3, 500)
+    assert raised.value.permanent
+    message = str(raised.value)
+    assert message.startswith(f"file://{tmp_path}/_ingest/batches/orders/3/00000000000000000500.json: the batch marker")
+    assert "Fix: restore the marker from a backup" in message and "partition 3's data files from offset 500" in message
+    assert Ledger(store).find("orders", 3, 0) is None  # no marker: nothing claimed

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from ingest_core.sink.storage import LakeStore
+from ingest_core.sink.storage import LakeStore, StorageError
 
 MARKER_ROOT = "_ingest/batches"
 
@@ -56,8 +56,21 @@ class Ledger:
         self.store = store
 
     def find(self, topic: str, partition: int, base: int) -> BatchMarker | None:
-        data = self.store.read(marker_path(topic, partition, base))
-        return BatchMarker.from_json(data) if data is not None else None
+        path = marker_path(topic, partition, base)
+        data = self.store.read(path)
+        if data is None:
+            return None
+        try:
+            return BatchMarker.from_json(data)
+        except (ValueError, TypeError, KeyError) as error:  # damaged outside lake-ingest: markers are written whole
+            raise StorageError(
+                f"{self.store.url}/{path}: the batch marker of partition {partition} from offset {base} cannot be "
+                f"read ({type(error).__name__}: {str(error)[:200]}), so which records its batch holds is unknown; "
+                "landing it again could duplicate or lose records. Fix: restore the marker from a backup, or, if "
+                f"no reader has taken that batch's files yet, delete the marker and partition {partition}'s data "
+                f"files from offset {base} (`ingest audit` lists them) so that the batch is landed again",
+                permanent=True,
+            ) from error
 
     def claim(self, marker: BatchMarker) -> BatchMarker:
         """Write `marker` unless one exists for its base; return the marker that holds."""

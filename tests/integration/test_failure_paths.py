@@ -12,6 +12,8 @@ import time
 import pytest
 from object_stores import MotoS3Server
 
+from ingest_core.sink.storage import LakeStore
+
 from .conftest import Lake
 from .group_view import GroupView
 from .lake import (
@@ -243,3 +245,32 @@ def test_a_running_consumer_waits_for_a_missing_topic_saying_what_to_do_then_lan
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_damaged_marker_stops_the_run_with_exit_2_and_its_fix_lands_the_batch_once(kafka, tmp_path, topic_name):
+    """A marker damaged outside lake-ingest (markers are written whole) of a batch published but not committed."""
+    create_topic(kafka.bootstrap, topic_name, 1)
+    produce_events(kafka.bootstrap, topic_name, 300, 1)
+    root = tmp_path / "lake"
+    config = write_config(tmp_path, topic_name, kafka.bootstrap, f"file://{root}", batch={"max_records": 100},
+                          kafka={"session.timeout.ms": 6000})
+    # Killed once the first batch's files are in, before its commit.
+    crashed = ingest("run", str(config), "--exit-at-end", "--log-format", "json", env={"INGEST_FAULTS": "after_files:1"})
+    crashed.communicate(timeout=60)
+    assert crashed.returncode == -signal.SIGKILL
+    [marker] = list(root.glob("_ingest/batches/*/0/*.json"))
+    marker.write_bytes(marker.read_bytes()[:40])
+
+    stopped = run_to_completion(config, "--exit-at-end", timeout=60)
+    assert stopped.returncode == 2, stopped.stderr[-3000:]
+    [message] = [e["message"] for e in log_events(stopped.stderr) if e.get("event") == "fatal"]
+    assert str(marker.relative_to(root)) in message and "Fix: restore the marker from a backup" in message
+    assert "Traceback" not in stopped.stderr
+
+    base = marker.stem  # the fix: the marker and partition 0's data files from its offset
+    marker.unlink()
+    for data_file in root.glob(f"dt=*/hour=*/{topic_name}+0+{base}.*"):
+        data_file.unlink()
+    assert run_to_completion(config, "--exit-at-end", timeout=60).returncode == 0
+    landed = landed_rows(LakeStore.open(f"file://{root}"), "parquet")
+    assert sorted(landed) == [(0, offset) for offset in range(300)]
