@@ -280,6 +280,13 @@ def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
         "share.coordinator.state.topic.num.partitions": 3,
         # The first consumer of a group should not wait 3 s for others.
         "group.initial.rebalance.delay.ms": 0,
+        # Groups of the consumer protocol (KIP-848) get their session and heartbeat from the broker:
+        # the 6 s session and 0.5 s heartbeat the tests give classic groups in their client properties
+        # (Kafka's own defaults, 45 s and 5 s, are also their minimums).
+        "group.consumer.min.session.timeout.ms": 6000,
+        "group.consumer.session.timeout.ms": 6000,
+        "group.consumer.min.heartbeat.interval.ms": 500,
+        "group.consumer.heartbeat.interval.ms": 500,
         # A test broker holds little data; recovery and cleanup stay quick.
         "num.recovery.threads.per.data.dir": 1,
         "log.retention.check.interval.ms": 60000,

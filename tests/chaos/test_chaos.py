@@ -1,8 +1,10 @@
 """Chaos: consumers of one group under steady traffic with poison messages mixed in, killed
 (SIGKILL) by the test, stalled past their session (SIGSTOP, zombies), stopped (SIGTERM), kept
 away long enough for their partitions to move, and crashing by themselves between marker,
-files and commit (INGEST_FAULTS); restarted every time. Run twice: dynamic membership
-(cooperative-sticky), then static membership (`group.instance.id`, which takes range).
+files and commit (INGEST_FAULTS); restarted every time. Run three times: dynamic membership
+(cooperative-sticky), static membership (`group.instance.id`, which takes range), and the consumer
+group protocol of KIP-848 (`group.protocol: consumer`: the broker assigns, with the 6 s session the
+local broker gives such groups).
 
 The test counts what it did itself: SIGKILLs sent to live `ingest run` processes, and
 rebalances as the broker shows them (the partition -> member map of the group changed, sampled
@@ -207,7 +209,7 @@ def dead_letters(lake_root: Path) -> Counter:
     return found
 
 
-@pytest.mark.parametrize("membership", ["dynamic", "static"])
+@pytest.mark.parametrize("membership", ["dynamic", "static", "consumer-protocol"])
 def test_exactly_once_under_kills_zombies_rebalances_and_poison(kafka, topic_name, tmp_path, membership):
     rng = random.Random(20261206)
     create_topic(kafka.bootstrap, topic_name, partitions=PARTITIONS)
@@ -219,6 +221,8 @@ def test_exactly_once_under_kills_zombies_rebalances_and_poison(kafka, topic_nam
         kafka_props = {"session.timeout.ms": SESSION_MS, "heartbeat.interval.ms": 500}
         if membership == "static":
             kafka_props["group.instance.id"] = f"{topic_name}-member-{i}"
+        elif membership == "consumer-protocol":  # KIP-848: the broker assigns, and keeps the 6 s session itself
+            kafka_props = {"group.protocol": "consumer"}
         config = write_config(folder, topic_name, kafka.bootstrap, f"file://{lake_root}",
                               batch={"max_records": 2000, "max_age": "2s"}, kafka=kafka_props,
                               extra=f"dead_letter: {{url: 'file://{lake_root}/_dlq'}}\n")

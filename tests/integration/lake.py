@@ -49,10 +49,13 @@ def write_config(folder: Path, topic: str, bootstrap: str, lake_url: str, fmt: s
                  storage_options: dict | None = None, kafka: dict | None = None) -> Path:
     batch = {"max_records": 2000, "max_bytes": "16MiB", "max_age": "2s", **(batch or {})}
     path = folder / f"{topic}.yaml"
+    # A 6 s session, 0.5 s heartbeats; the consumer protocol (KIP-848) takes them from the broker (kafka_broker.py).
+    session = {} if (kafka or {}).get("group.protocol") == "consumer" else {"session.timeout.ms": 6000,
+                                                                             "heartbeat.interval.ms": 500}
     path.write_text(
         f"topic: {topic}\n"
         f"group_id: {group or 'ingest-' + topic}\n"
-        f"kafka: {json.dumps({'bootstrap.servers': bootstrap, 'session.timeout.ms': 6000, 'heartbeat.interval.ms': 500, **(kafka or {})})}\n"
+        f"kafka: {json.dumps({'bootstrap.servers': bootstrap, **session, **(kafka or {})})}\n"
         f"output:\n  url: {lake_url}\n  format: {fmt}\n  storage_options: {json.dumps(storage_options or {})}\n"
         f"batch: {json.dumps(batch)}\n"
         f"http: {{port: 0}}\n" + extra
