@@ -12,7 +12,7 @@ from pathlib import Path
 from ingest_core.commands.sizing import partitions_from_broker, sizing_warnings
 from ingest_core.config import ConfigError, load_checked_settings
 from ingest_core.ops.log import setup_logging
-from ingest_core.source.kafka import refused_properties, static_cooperative_warning
+from ingest_core.source.kafka import refused_message, refused_properties, static_cooperative_warning
 from ingest_core.units import parse_duration
 
 
@@ -118,11 +118,7 @@ def _validate(targets: list[Path], offline: bool = False) -> int:
             continue
         refused = refused_properties(settings)
         if refused:
-            print(
-                f"{path}: kafka: librdkafka refuses the consumer's properties: {refused}. Fix: correct or remove "
-                "that property under kafka:",
-                file=sys.stderr,
-            )
+            print(refused_message(str(path), refused), file=sys.stderr)
             problems += 1
             continue
         print(

@@ -37,6 +37,7 @@ from ingest_core.source.kafka import (
     BrokerErrors,
     consumer_config,
     producer_config,
+    refused_message,
     static_cooperative_warning,
     topic_problem,
 )
@@ -174,13 +175,7 @@ def run(
     try:
         consumer = Consumer(kafka_config)
     except KafkaException as error:
-        log.error(
-            "%s: kafka: librdkafka refused the consumer's properties: %s. Fix: correct or remove that property "
-            "under kafka: (librdkafka's CONFIGURATION.md lists them)",
-            source,
-            error.args[0].str(),
-            extra={"event": "kafka_config_refused"},
-        )
+        log.error(refused_message(str(source), error.args[0].str()), extra={"event": "kafka_config_refused"})
         return EXIT_CONFIG
     # A run that stops by itself would wait forever for a topic that is not there: say so and stop.
     problem = topic_problem(consumer, settings.topic) if partition_eof else None

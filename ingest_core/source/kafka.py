@@ -105,6 +105,14 @@ def static_cooperative_warning(settings: Settings, source: str) -> str | None:
     )
 
 
+def refused_message(source: str, reason: str) -> str:
+    """What `ingest validate` and `ingest run` say when librdkafka refuses the consumer's properties."""
+    return (
+        f"{source}: kafka: librdkafka refused the consumer's properties: {reason}. Fix: correct or remove that "
+        "property under kafka: (librdkafka's CONFIGURATION.md lists them)"
+    )
+
+
 def refused_properties(settings: Settings) -> str | None:
     """librdkafka's reason for refusing the consumer's properties (an unknown name, a bad value, one
     its group protocol does not take), or None. A consumer is made with them, with no broker named so
