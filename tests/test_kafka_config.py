@@ -67,22 +67,37 @@ def test_properties_librdkafka_refuses_are_named_without_contacting_a_broker():
 
 
 class _Listing:
-    """A consumer whose list_topics answers with one topic's metadata (or raises)."""
+    """A consumer whose list_topics answers with one topic's metadata (or raises); `answers` ones first."""
 
-    def __init__(self, topics: dict | None = None, raises: bool = False):
-        self.topics, self.raises = topics or {}, raises
+    def __init__(self, topics: dict | None = None, raises: bool = False, answers: list[dict] | None = None):
+        self.topics, self.raises, self.answers, self.asked = topics or {}, raises, list(answers or []), 0
 
     def list_topics(self, topic, timeout):
+        self.asked += 1
         if self.raises:
             raise KafkaException(KafkaError(KafkaError._TRANSPORT))
-        return SimpleNamespace(topics=self.topics)
+        return SimpleNamespace(topics=self.answers.pop(0) if self.answers else self.topics)
 
 
 def test_a_topic_the_broker_does_not_have_or_hides_is_named_with_the_fix():
     assert topic_problem(_Listing({"orders": SimpleNamespace(error=None)}), "orders") is None
     missing = SimpleNamespace(error=KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
-    assert topic_problem(_Listing({"orders": missing}), "orders").startswith("does not exist. Fix:")
-    assert topic_problem(_Listing({}), "orders").startswith("does not exist. Fix:")
+    assert topic_problem(_Listing({"orders": missing}), "orders", sleep=lambda _: None).startswith("does not exist. Fix:")
+    assert topic_problem(_Listing({}), "orders", sleep=lambda _: None).startswith("does not exist. Fix:")
     hidden = SimpleNamespace(error=KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
-    assert "Fix: grant the client's principal Describe and Read" in topic_problem(_Listing({"orders": hidden}), "orders")
+    assert "Fix: grant the client's principal Describe and Read" in topic_problem(_Listing({"orders": hidden}), "orders", sleep=lambda _: None)
     assert topic_problem(_Listing(raises=True), "orders") is None  # no answer: the broker errors are reported apart
+
+
+def test_a_missing_topic_is_asked_about_for_a_few_seconds_before_it_is_believed():
+    sleeps: list[float] = []
+    missing = {"orders": SimpleNamespace(error=KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))}
+    just_created = _Listing({"orders": SimpleNamespace(error=None)}, answers=[missing, missing])
+    assert topic_problem(just_created, "orders", sleep=sleeps.append) is None
+    assert just_created.asked == 3 and sleeps == [0.5, 0.5]
+    sleeps.clear()
+    never = _Listing(missing)
+    assert topic_problem(never, "orders", sleep=sleeps.append).startswith("does not exist")
+    assert never.asked == 7 and sum(sleeps) == 3.0
+    there = _Listing({"orders": SimpleNamespace(error=None)})
+    assert topic_problem(there, "orders", sleep=sleeps.append) is None and there.asked == 1

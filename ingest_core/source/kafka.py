@@ -127,9 +127,23 @@ def refused_properties(settings: Settings) -> str | None:
 _MISSING_TOPIC = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC)
 
 
-def topic_problem(consumer: Any, topic: str, timeout: float = 10.0) -> str | None:
+def topic_problem(
+    consumer: Any, topic: str, timeout: float = 10.0, settle: float = 3.0, sleep=time.sleep
+) -> str | None:
     """What the broker says is wrong with `topic` (it does not exist, or we may not see it), or None: it
-    is there, or the broker did not answer (its connection errors are reported on their own)."""
+    is there, or the broker did not answer (its connection errors are reported on their own). A topic
+    created a moment ago may not be in every broker's metadata yet: the broker is asked again every
+    0.5 s for `settle` seconds before its answer is believed."""
+    problem = _topic_problem(consumer, topic, timeout)
+    for _ in range(int(settle / 0.5)):
+        if problem is None:
+            break
+        sleep(0.5)
+        problem = _topic_problem(consumer, topic, timeout)
+    return problem
+
+
+def _topic_problem(consumer: Any, topic: str, timeout: float) -> str | None:
     try:
         found = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
     except KafkaException:
