@@ -124,8 +124,10 @@ def _validate(targets: list[Path], offline: bool = False) -> int:
         print(
             f"{path}: ok (topic {settings.topic}, group {settings.group}, {settings.output.format} to {settings.output.url})"
         )
-        membership = static_cooperative_warning(settings, str(path))
-        for warning in [*sizing_warnings(path, settings, lookup), *filter(None, [membership])]:
+        warnings = sizing_warnings(path, settings, lookup)
+        if membership := static_cooperative_warning(settings, str(path)):
+            warnings.append(membership)
+        for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
     return 1 if problems else 0
 

@@ -21,6 +21,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaException, TopicPartition
 
+from ingest_core.source.kafka import group_protocol
+
 log = logging.getLogger("ingest.kafka")
 
 # auto.offset.reset's values (librdkafka's names and their aliases) and the position each means.
@@ -52,7 +54,7 @@ class StartPositions:
         the rebalance protocol (cooperative-sticky, or the consumer group protocol of KIP-848)."""
         reset = _RESET_POSITIONS.get(str(config.get("auto.offset.reset", "largest")).lower())
         strategy = str(config.get("partition.assignment.strategy", "range,roundrobin"))
-        incremental = "cooperative" in strategy or str(config.get("group.protocol", "")).lower() == "consumer"
+        incremental = "cooperative" in strategy or group_protocol(config) == "consumer"
         return cls(then=then, reset=reset, incremental=incremental)
 
     def __call__(self, consumer: Any, partitions: list[TopicPartition]) -> None:

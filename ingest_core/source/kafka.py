@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -86,7 +87,7 @@ def consumer_config(settings: Settings, error_cb=None, partition_eof: bool = Fal
     return config
 
 
-def group_protocol(config: dict[str, Any]) -> str:
+def group_protocol(config: Mapping[str, Any]) -> str:
     """ "classic" (join and sync, the client assigns) or "consumer" (KIP-848, the broker assigns)."""
     return str(config.get("group.protocol", "classic")).lower()
 
@@ -128,17 +129,17 @@ _MISSING_TOPIC = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC)
 
 
 def topic_problem(
-    consumer: Any, topic: str, timeout: float = 10.0, settle: float = 3.0, sleep=time.sleep
+    consumer: Any, topic: str, timeout: float = 10.0, settle: float = 3.0, every: float = 0.5, sleep=time.sleep
 ) -> str | None:
     """What the broker says is wrong with `topic` (it does not exist, or we may not see it), or None: it
     is there, or the broker did not answer (its connection errors are reported on their own). A topic
-    created a moment ago may not be in every broker's metadata yet: the broker is asked again every
-    0.5 s for `settle` seconds before its answer is believed."""
+    created a moment ago may not be in every broker's metadata yet: the broker is asked again `every`
+    seconds for `settle` seconds before its answer is believed."""
     problem = _topic_problem(consumer, topic, timeout)
-    for _ in range(int(settle / 0.5)):
+    for _ in range(round(settle / every)):
         if problem is None:
             break
-        sleep(0.5)
+        sleep(every)
         problem = _topic_problem(consumer, topic, timeout)
     return problem
 
